@@ -1,0 +1,462 @@
+// Package config reads and validates a pfrouter organization file (YAML).
+//
+// The organization file is the one source of truth every server of the
+// organization loads: domains, sites, routing groups, connectors, servers with
+// their stores, public folder hierarchies, folders and users. Its keys are a
+// public interface. Load returns either a fully defaulted, validated Org or an
+// error listing every problem as "file:line: field.path: problem", so an
+// operator can fix them all in one pass. The directory package turns an Org
+// into indexed tables; nothing else parses YAML.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Modes of an organization (SPEC R15).
+const (
+	ModeMixed  = "mixed"
+	ModeNative = "native"
+)
+
+// Top-level hierarchy kinds.
+const (
+	TLHMapi        = "mapi"
+	TLHApplication = "application"
+)
+
+// Store kinds.
+const (
+	StorePublic  = "public"
+	StoreMailbox = "mailbox"
+)
+
+// User kinds (SPEC A4).
+const (
+	KindUser  = "user"
+	KindAdmin = "admin"
+	KindGuest = "guest"
+)
+
+// Cross-site access policies (SPEC A5).
+const (
+	CrossSiteProxy  = "proxy"
+	CrossSiteRefuse = "refuse"
+)
+
+// Login types (SPEC A2).
+const (
+	LoginPlainText     = "PlainTextLogin"
+	LoginPlainTextAuth = "PlainTextAuthentication"
+	LoginSecure        = "SecureLogin"
+)
+
+// Message classes (SPEC R16).
+const (
+	ClassPost = "IPM.Post"
+	ClassNote = "IPM.Note"
+)
+
+// Org is a whole organization.
+type Org struct {
+	Organization  string         `yaml:"organization"`
+	Domains       []Domain       `yaml:"domains"`
+	Secret        string         `yaml:"secret"`
+	SecretFile    string         `yaml:"secret_file"`
+	Mode          string         `yaml:"mode"`
+	Routing       Routing        `yaml:"routing"`
+	Access        Access         `yaml:"access"`
+	TLS           TLS            `yaml:"tls"`
+	Telemetry     Telemetry      `yaml:"telemetry"`
+	Sites         []Site         `yaml:"sites"`
+	RoutingGroups []RoutingGroup `yaml:"routing_groups"`
+	Connectors    []Connector    `yaml:"connectors"`
+	Servers       []Server       `yaml:"servers"`
+	Hierarchies   []Hierarchy    `yaml:"hierarchies"`
+	Folders       []Folder       `yaml:"folders"`
+	Users         []User         `yaml:"users"`
+	Limits        Limits         `yaml:"limits"`
+	Admin         Admin          `yaml:"admin"`
+	Tracking      Tracking       `yaml:"tracking"`
+	Path          string         `yaml:"-"` // file the Org was read from, "" if embedded
+	Dir           string         `yaml:"-"` // relative data_dir and secret_file resolve against it
+	lines         *lineIndex     `yaml:"-"`
+}
+
+// Domain is an accepted domain. A plain string in YAML is a domain whose
+// local parts are case-insensitive (the default, as on every mainstream MTA).
+type Domain struct {
+	Name                   string `yaml:"name"`
+	CaseSensitiveLocalPart bool   `yaml:"case_sensitive_local_part"`
+}
+
+// Routing holds the routing tunables.
+type Routing struct {
+	StoreMinAge          Duration `yaml:"store_min_age"`
+	MessageClass         string   `yaml:"message_class"`
+	MessageExpiry        Duration `yaml:"message_expiry"`
+	HopLimit             int      `yaml:"hop_limit"`
+	Spread               bool     `yaml:"spread"`
+	SuppressStateChanges bool     `yaml:"suppress_state_changes"`
+	FailureThreshold     int      `yaml:"failure_threshold"` // consecutive failures before a next hop is marked down (R13b)
+	ProbeInterval        Duration `yaml:"probe_interval"`    // how often a down hop is probed again
+	HoldDown             Duration `yaml:"hold_down"`         // minimum time a state stays before it may flip again
+	RetryInitial         Duration `yaml:"retry_initial"`
+	RetryMax             Duration `yaml:"retry_max"`
+}
+
+// Access holds the POP3/IMAP4 access-tier policy.
+type Access struct {
+	CrossSite string `yaml:"cross_site"`
+	LoginType string `yaml:"login_type"`
+}
+
+// TLS names a certificate and key; empty means a self-signed certificate
+// generated into each server's data directory.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Telemetry selects the trace exporter.
+type Telemetry struct {
+	Traces   string `yaml:"traces"` // none|stdout|otlp
+	Endpoint string `yaml:"endpoint"`
+}
+
+// Admin configures the admin API: a bearer token, or a file holding one;
+// neither means a token generated into each server's data directory (0600).
+type Admin struct {
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// Tracking configures each server's tracking log.
+type Tracking struct {
+	Retention Duration `yaml:"retention"` // default 7 days
+}
+
+// Limits are SMTP ingress limits, per server.
+type Limits struct {
+	MaxMessageSize ByteSize `yaml:"max_message_size"`
+	MaxRecipients  int      `yaml:"max_recipients"`
+	MaxConnections int      `yaml:"max_connections"`
+	MaxLineLength  int      `yaml:"max_line_length"`
+}
+
+type Site struct {
+	Name string `yaml:"name"`
+}
+
+type RoutingGroup struct {
+	Name string `yaml:"name"`
+}
+
+// Connector links two routing groups.
+type Connector struct {
+	Name        string              `yaml:"name"`
+	Between     []string            `yaml:"between"`
+	Cost        int                 `yaml:"cost"`
+	State       string              `yaml:"state"`
+	Bridgeheads map[string][]string `yaml:"bridgeheads"`
+	OneWay      bool                `yaml:"one_way"`
+}
+
+// Listen holds a server's listener addresses; empty means not listening.
+type Listen struct {
+	SMTP   string `yaml:"smtp"`
+	IMAP   string `yaml:"imap"`
+	IMAPS  string `yaml:"imaps"`
+	POP3   string `yaml:"pop3"`
+	POP3S  string `yaml:"pop3s"`
+	Admin  string `yaml:"admin"`
+	Gossip string `yaml:"gossip"`
+}
+
+type Server struct {
+	Name         string  `yaml:"name"`
+	Site         string  `yaml:"site"`
+	RoutingGroup string  `yaml:"routing_group"`
+	Listen       Listen  `yaml:"listen"`
+	DataDir      string  `yaml:"data_dir"`
+	TLS          TLS     `yaml:"tls"`
+	Stores       []Store `yaml:"stores"`
+}
+
+type Store struct {
+	Name      string    `yaml:"name"`
+	Kind      string    `yaml:"kind"`
+	Hierarchy string    `yaml:"hierarchy"`
+	Created   time.Time `yaml:"created"`
+	// HierarchySynced false marks a public store whose copy of the hierarchy
+	// is still incomplete: it knows no folder yet (the case R6 and R12 guard
+	// against). Default true.
+	HierarchySynced *bool `yaml:"hierarchy_synced"`
+}
+
+type Hierarchy struct {
+	Name string `yaml:"name"`
+	TLH  string `yaml:"tlh"`
+}
+
+type Folder struct {
+	Path           string            `yaml:"path"`
+	Hierarchy      string            `yaml:"hierarchy"`
+	MailEnabled    *bool             `yaml:"mail_enabled"`
+	Hidden         *bool             `yaml:"hidden"`
+	CreatedMode    string            `yaml:"created_mode"` // mode the folder was created in; default the org's mode (R15)
+	Alias          string            `yaml:"alias"`
+	Addresses      []string          `yaml:"addresses"`
+	Replicas       []string          `yaml:"replicas"`
+	MaxMessageSize ByteSize          `yaml:"max_message_size"`
+	AcceptFrom     []string          `yaml:"accept_from"`
+	RejectFrom     []string          `yaml:"reject_from"`
+	Permissions    map[string]string `yaml:"permissions"`
+}
+
+type User struct {
+	Name         string   `yaml:"name"`
+	Addresses    []string `yaml:"addresses"`
+	MailboxStore string   `yaml:"mailbox_store"`
+	PasswordHash string   `yaml:"password_hash"`
+	Password     string   `yaml:"password"`
+	POPEnabled   *bool    `yaml:"pop_enabled"`
+	IMAPEnabled  *bool    `yaml:"imap_enabled"`
+	Kind         string   `yaml:"kind"`
+}
+
+// Enabled reports whether a user flag is on; unset means true (A3).
+func Enabled(b *bool) bool { return b == nil || *b }
+
+// Defaults used when a key is absent.
+const (
+	DefaultStoreMinAge      = 48 * time.Hour
+	DefaultMessageExpiry    = 48 * time.Hour
+	DefaultHopLimit         = 30
+	DefaultFailureThreshold = 3
+	DefaultProbeInterval    = 60 * time.Second
+	DefaultHoldDown         = 30 * time.Second
+	DefaultRetryInitial     = 5 * time.Second
+	DefaultRetryMax         = 15 * time.Minute
+	DefaultMaxMessageSize   = 35 << 20
+	DefaultMaxRecipients    = 500
+	DefaultMaxConnections   = 1000
+	DefaultMaxLineLength    = 4096
+)
+
+// Load reads, defaults and validates an organization file.
+func Load(path string) (*Org, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read organization file: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return Parse(data, path, filepath.Dir(abs))
+}
+
+// Parse is Load on bytes; name is used in error messages and dir resolves
+// relative paths.
+func Parse(data []byte, name, dir string) (*Org, error) {
+	org, lines, err := decode(data, name)
+	if err != nil {
+		return nil, err
+	}
+	org.Path, org.Dir, org.lines = name, dir, lines
+	org.applyDefaults()
+	if errs := org.validate(); len(errs) > 0 {
+		return nil, errs.withLines(name, lines)
+	}
+	return org, nil
+}
+
+// EffectiveMinAge is store_min_age with its default applied.
+func (r Routing) EffectiveMinAge() time.Duration { return time.Duration(r.StoreMinAge) }
+
+func (o *Org) applyDefaults() {
+	if o.Mode == "" {
+		o.Mode = ModeMixed
+	}
+	r := &o.Routing
+	if !o.lines.has("routing.store_min_age") {
+		r.StoreMinAge = Duration(DefaultStoreMinAge) // an explicit 0 disables the skip (R6)
+	}
+	if r.MessageClass == "" {
+		r.MessageClass = ClassPost
+	}
+	if r.MessageExpiry == 0 {
+		r.MessageExpiry = Duration(DefaultMessageExpiry)
+	}
+	if r.HopLimit == 0 {
+		r.HopLimit = DefaultHopLimit
+	}
+	if r.FailureThreshold == 0 {
+		r.FailureThreshold = DefaultFailureThreshold
+	}
+	if r.ProbeInterval == 0 {
+		r.ProbeInterval = Duration(DefaultProbeInterval)
+	}
+	if r.HoldDown == 0 {
+		r.HoldDown = Duration(DefaultHoldDown)
+	}
+	if r.RetryInitial == 0 {
+		r.RetryInitial = Duration(DefaultRetryInitial)
+	}
+	if r.RetryMax == 0 {
+		r.RetryMax = Duration(DefaultRetryMax)
+	}
+	if o.Access.CrossSite == "" {
+		o.Access.CrossSite = CrossSiteProxy
+	}
+	if o.Access.LoginType == "" {
+		o.Access.LoginType = LoginSecure
+	}
+	if o.Tracking.Retention == 0 {
+		o.Tracking.Retention = Duration(7 * 24 * time.Hour)
+	}
+	if o.Telemetry.Traces == "" {
+		o.Telemetry.Traces = "none"
+	}
+	l := &o.Limits
+	if l.MaxMessageSize == 0 {
+		l.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if l.MaxRecipients == 0 {
+		l.MaxRecipients = DefaultMaxRecipients
+	}
+	if l.MaxConnections == 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxLineLength == 0 {
+		l.MaxLineLength = DefaultMaxLineLength
+	}
+	for i := range o.Domains {
+		o.Domains[i].Name = strings.ToLower(strings.TrimSuffix(o.Domains[i].Name, "."))
+	}
+	for i := range o.Connectors {
+		if o.Connectors[i].State == "" {
+			o.Connectors[i].State = "up"
+		}
+	}
+	for i := range o.Hierarchies {
+		if o.Hierarchies[i].TLH == "" {
+			o.Hierarchies[i].TLH = TLHApplication
+		}
+	}
+	for i := range o.Users {
+		if o.Users[i].Kind == "" {
+			o.Users[i].Kind = KindUser
+		}
+	}
+	for i := range o.Folders {
+		f := &o.Folders[i]
+		if f.CreatedMode == "" {
+			f.CreatedMode = o.Mode
+		}
+		if f.Permissions == nil {
+			// A new folder's default permissions (R17).
+			f.Permissions = map[string]string{"Default": "Author", "Anonymous": "Contributor"}
+		}
+	}
+}
+
+// FolderMailEnabled applies R15's defaults: MAPI folders created in mixed
+// mode are mail-enabled (and stay so after a switch to native); native-mode
+// and application-TLH folders default to mail-disabled.
+func (o *Org) FolderMailEnabled(f *Folder) bool {
+	if f.MailEnabled != nil {
+		return *f.MailEnabled
+	}
+	return o.hierarchyTLH(f.Hierarchy) == TLHMapi && f.CreatedMode == ModeMixed
+}
+
+// FolderHidden applies R15: mixed-mode mail-enabled MAPI folders are hidden
+// from the address list; native-mode ones are visible unless hidden.
+func (o *Org) FolderHidden(f *Folder) bool {
+	if f.Hidden != nil {
+		return *f.Hidden
+	}
+	return f.CreatedMode == ModeMixed
+}
+
+func (o *Org) hierarchyTLH(name string) string {
+	for _, h := range o.Hierarchies {
+		if h.Name == name {
+			return h.TLH
+		}
+	}
+	return ""
+}
+
+// ResolveSecret returns the organization's shared secret: secret, else the
+// contents of secret_file, else the contents of dataDir/org.secret,
+// generated (0600) on first use. Servers of one organization must share it,
+// so multi-process deployments set secret or secret_file.
+func (o *Org) ResolveSecret(dataDir string) (string, error) {
+	if o.Secret != "" {
+		return o.Secret, nil
+	}
+	path := o.SecretFile
+	if path == "" {
+		if dataDir == "" {
+			return "", errors.New("no secret configured and no data directory to keep a generated one in")
+		}
+		path = filepath.Join(dataDir, "org.secret")
+	} else if !filepath.IsAbs(path) {
+		path = filepath.Join(o.Dir, path)
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", fmt.Errorf("secret file %s is empty", path)
+		}
+		return s, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) || o.SecretFile != "" {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("generate secret: %w", err)
+	}
+	s := hex.EncodeToString(buf)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create data directory: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write generated secret: %w", err)
+	}
+	return s, nil
+}
+
+// DataDir returns a server's data directory: data_dir as configured
+// (relative to the config file), else base/<server name>.
+func (o *Org) DataDir(s *Server, base string) string {
+	if s.DataDir == "" {
+		return filepath.Join(base, s.Name)
+	}
+	if filepath.IsAbs(s.DataDir) {
+		return s.DataDir
+	}
+	return filepath.Join(o.Dir, s.DataDir)
+}
+
+// ServerByName returns the named server or nil.
+func (o *Org) ServerByName(name string) *Server {
+	for i := range o.Servers {
+		if o.Servers[i].Name == name {
+			return &o.Servers[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,538 @@
+// Package linkstate is a server's view of the organization's topology:
+// routing groups as nodes, connectors as edges with a cost and a state,
+// bridgehead servers on each side, and which servers are down (SPEC R9, R10,
+// R13, R13b). It answers "cost and path from routing group a to b" and
+// "server path (bridgeheads included) from server s to server t".
+//
+// A Table is the mutable record (config plus runtime changes from the admin
+// API, gossip and the queue manager's failure counting). Every change bumps
+// its version and publishes a new immutable Graph; readers take the current
+// Graph with one atomic load and never lock. Shortest-path trees are
+// computed once per source routing group per Graph (on first use), never
+// per message. It is pure: no I/O.
+package linkstate
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Connector is a link between two routing groups.
+type Connector struct {
+	Name string `json:"name"`
+	// A and B are the routing groups it joins; a one-way connector carries
+	// mail from A to B only.
+	A      string `json:"a"`
+	B      string `json:"b"`
+	Cost   int    `json:"cost"`
+	Up     bool   `json:"up"`
+	OneWay bool   `json:"one_way,omitempty"`
+	// BridgeheadsA and BridgeheadsB are the servers that send and receive
+	// over the connector on each side, in preference order.
+	BridgeheadsA []string `json:"bridgeheads_a"`
+	BridgeheadsB []string `json:"bridgeheads_b"`
+	// ChangedBy and ChangedAt say who last changed cost or state, and when.
+	ChangedBy string    `json:"changed_by,omitempty"`
+	ChangedAt time.Time `json:"changed_at,omitzero"`
+}
+
+// Server is a node's membership: its routing group and whether it is down.
+type Server struct {
+	Name         string `json:"name"`
+	RoutingGroup string `json:"routing_group"`
+	Down         bool   `json:"down"`
+}
+
+// Table is the mutable link-state record of one server.
+type Table struct {
+	mu         sync.Mutex
+	rgs        []string
+	servers    map[string]*Server
+	connectors map[string]*Connector
+	version    uint64
+	cur        atomic.Pointer[Graph]
+}
+
+// New builds a table. Routing groups named by servers or connectors but not
+// listed are added.
+func New(rgs []string, servers []Server, connectors []Connector) (*Table, error) {
+	t := &Table{servers: map[string]*Server{}, connectors: map[string]*Connector{}}
+	seen := map[string]bool{}
+	addRG := func(rg string) {
+		if rg != "" && !seen[rg] {
+			seen[rg] = true
+			t.rgs = append(t.rgs, rg)
+		}
+	}
+	for _, rg := range rgs {
+		addRG(rg)
+	}
+	for _, s := range servers {
+		if _, dup := t.servers[s.Name]; dup {
+			return nil, fmt.Errorf("linkstate: server %q listed twice", s.Name)
+		}
+		s := s
+		t.servers[s.Name] = &s
+		addRG(s.RoutingGroup)
+	}
+	for _, c := range connectors {
+		if _, dup := t.connectors[c.Name]; dup {
+			return nil, fmt.Errorf("linkstate: connector %q listed twice", c.Name)
+		}
+		if c.A == c.B {
+			return nil, fmt.Errorf("linkstate: connector %q joins routing group %q to itself", c.Name, c.A)
+		}
+		c := c
+		c.BridgeheadsA = append([]string(nil), c.BridgeheadsA...)
+		c.BridgeheadsB = append([]string(nil), c.BridgeheadsB...)
+		t.connectors[c.Name] = &c
+		addRG(c.A)
+		addRG(c.B)
+	}
+	t.version = 1
+	t.publish()
+	return t, nil
+}
+
+// Graph returns the current immutable graph.
+func (t *Table) Graph() *Graph { return t.cur.Load() }
+
+// Version is the current version; every change bumps it.
+func (t *Table) Version() uint64 { return t.Graph().version }
+
+// ErrUnknown is wrapped by changes naming a connector or server that does
+// not exist.
+var ErrUnknown = fmt.Errorf("not in link state")
+
+// SetCost changes a connector's cost (1–100). It returns the new version.
+func (t *Table) SetCost(name string, cost int, by string, at time.Time) (uint64, error) {
+	if cost < 1 || cost > 100 {
+		return 0, fmt.Errorf("connector %q: cost %d is outside 1–100", name, cost)
+	}
+	return t.changeConnector(name, by, at, func(c *Connector) bool {
+		if c.Cost == cost {
+			return false
+		}
+		c.Cost = cost
+		return true
+	})
+}
+
+// SetUp marks a connector up or down. It returns the new version.
+func (t *Table) SetUp(name string, up bool, by string, at time.Time) (uint64, error) {
+	return t.changeConnector(name, by, at, func(c *Connector) bool {
+		if c.Up == up {
+			return false
+		}
+		c.Up = up
+		return true
+	})
+}
+
+func (t *Table) changeConnector(name, by string, at time.Time, fn func(*Connector) bool) (uint64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.connectors[name]
+	if !ok {
+		return 0, fmt.Errorf("connector %q: %w", name, ErrUnknown)
+	}
+	if !fn(c) {
+		return t.version, nil
+	}
+	c.ChangedBy, c.ChangedAt = by, at
+	t.version++
+	t.publish()
+	return t.version, nil
+}
+
+// SetServerDown marks a server down (unreachable: failed, or in
+// maintenance) or up again. A connector whose bridgeheads on one side are
+// all down carries nothing (R10).
+func (t *Table) SetServerDown(name string, down bool) (uint64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.servers[name]
+	if !ok {
+		return 0, fmt.Errorf("server %q: %w", name, ErrUnknown)
+	}
+	if s.Down == down {
+		return t.version, nil
+	}
+	s.Down = down
+	t.version++
+	t.publish()
+	return t.version, nil
+}
+
+// AddConnector adds a connector, or replaces one with the same name.
+func (t *Table) AddConnector(c Connector) (uint64, error) {
+	if c.A == c.B {
+		return 0, fmt.Errorf("connector %q joins routing group %q to itself", c.Name, c.A)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, rg := range []string{c.A, c.B} {
+		if !containsStr(t.rgs, rg) {
+			t.rgs = append(t.rgs, rg)
+		}
+	}
+	c.BridgeheadsA = append([]string(nil), c.BridgeheadsA...)
+	c.BridgeheadsB = append([]string(nil), c.BridgeheadsB...)
+	t.connectors[c.Name] = &c
+	t.version++
+	t.publish()
+	return t.version, nil
+}
+
+// AddServer adds a server (or moves it to another routing group).
+func (t *Table) AddServer(s Server) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !containsStr(t.rgs, s.RoutingGroup) {
+		t.rgs = append(t.rgs, s.RoutingGroup)
+	}
+	t.servers[s.Name] = &s
+	t.version++
+	t.publish()
+	return t.version
+}
+
+// Connectors lists the connectors by name, as copies.
+func (t *Table) Connectors() []Connector {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Connector, 0, len(t.connectors))
+	for _, c := range t.connectors {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Connector returns a copy of one connector.
+func (t *Table) Connector(name string) (Connector, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.connectors[name]
+	if !ok {
+		return Connector{}, false
+	}
+	return *c, true
+}
+
+// Servers lists the servers by name, as copies.
+func (t *Table) Servers() []Server {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Server, 0, len(t.servers))
+	for _, s := range t.servers {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func containsStr(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// publish builds the graph for the current record. Called with mu held.
+func (t *Table) publish() {
+	g := &Graph{version: t.version, rgIndex: make(map[string]int32, len(t.rgs)), serverRG: make(map[string]int32, len(t.servers)), down: map[string]bool{}}
+	g.rgNames = append([]string(nil), t.rgs...)
+	sort.Strings(g.rgNames) // index order = name order: ties break by name
+	for i, rg := range g.rgNames {
+		g.rgIndex[rg] = int32(i)
+	}
+	for _, s := range t.servers {
+		g.serverRG[s.Name] = g.rgIndex[s.RoutingGroup]
+		if s.Down {
+			g.down[s.Name] = true
+		}
+	}
+	names := make([]string, 0, len(t.connectors))
+	for n := range t.connectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	g.adj = make([][]edge, len(g.rgNames))
+	for _, n := range names {
+		c := t.connectors[n]
+		ci := conn{name: c.Name, a: g.rgIndex[c.A], b: g.rgIndex[c.B], cost: int32(c.Cost)}
+		ci.bhA = firstLive(c.BridgeheadsA, g.down)
+		ci.bhB = firstLive(c.BridgeheadsB, g.down)
+		g.conns = append(g.conns, ci)
+		// A connector carries mail only when it is up and has a live
+		// bridgehead on each side (R10). No bridgeheads listed on a side
+		// means any server of that routing group will do.
+		usable := c.Up && (len(c.BridgeheadsA) == 0 || ci.bhA != "") && (len(c.BridgeheadsB) == 0 || ci.bhB != "")
+		if !usable {
+			continue
+		}
+		idx := int32(len(g.conns) - 1)
+		g.adj[ci.a] = append(g.adj[ci.a], edge{to: ci.b, cost: ci.cost, conn: idx})
+		if !c.OneWay {
+			g.adj[ci.b] = append(g.adj[ci.b], edge{to: ci.a, cost: ci.cost, conn: idx})
+		}
+	}
+	g.spt = make([]sptSlot, len(g.rgNames))
+	t.cur.Store(g)
+}
+
+func firstLive(bhs []string, down map[string]bool) string {
+	for _, b := range bhs {
+		if !down[b] {
+			return b
+		}
+	}
+	return ""
+}
+
+// Graph is an immutable link-state snapshot.
+type Graph struct {
+	version  uint64
+	rgNames  []string
+	rgIndex  map[string]int32
+	serverRG map[string]int32
+	down     map[string]bool
+	conns    []conn
+	adj      [][]edge
+	spt      []sptSlot
+}
+
+type conn struct {
+	name     string
+	a, b     int32
+	cost     int32
+	bhA, bhB string // first live bridgehead per side, "" if none
+}
+
+type edge struct{ to, cost, conn int32 }
+
+// sptSlot is a lazily computed shortest-path tree from one source RG.
+type sptSlot struct {
+	once sync.Once
+	t    *tree
+}
+
+type tree struct {
+	dist, hops, prev, via []int32 // via: connector index into the node
+}
+
+const inf = int32(1 << 30)
+
+// Version is the table version the graph was built from.
+func (g *Graph) Version() uint64 { return g.version }
+
+// RoutingGroupOf returns a server's routing group.
+func (g *Graph) RoutingGroupOf(server string) (string, bool) {
+	i, ok := g.serverRG[server]
+	if !ok {
+		return "", false
+	}
+	return g.rgNames[i], true
+}
+
+// ServerDown reports whether a server is marked down.
+func (g *Graph) ServerDown(server string) bool { return g.down[server] }
+
+func (g *Graph) tree(src int32) *tree {
+	s := &g.spt[src]
+	s.once.Do(func() { s.t = g.dijkstra(src) })
+	return s.t
+}
+
+// dijkstra computes lowest-cost paths from src; equal costs break on fewer
+// hops, then on the lower-named predecessor (deterministic, R9).
+func (g *Graph) dijkstra(src int32) *tree {
+	n := len(g.rgNames)
+	t := &tree{dist: make([]int32, n), hops: make([]int32, n), prev: make([]int32, n), via: make([]int32, n)}
+	for i := range t.dist {
+		t.dist[i], t.hops[i], t.prev[i], t.via[i] = inf, inf, -1, -1
+	}
+	t.dist[src], t.hops[src] = 0, 0
+	h := &heap{}
+	h.push(item{node: src})
+	done := make([]bool, n)
+	for h.len() > 0 {
+		it := h.pop()
+		u := it.node
+		if done[u] {
+			continue
+		}
+		done[u] = true
+		for _, e := range g.adj[u] {
+			if done[e.to] {
+				continue
+			}
+			nd, nh := t.dist[u]+e.cost, t.hops[u]+1
+			if nd < t.dist[e.to] || (nd == t.dist[e.to] && (nh < t.hops[e.to] || (nh == t.hops[e.to] && u < t.prev[e.to]))) {
+				t.dist[e.to], t.hops[e.to], t.prev[e.to], t.via[e.to] = nd, nh, u, e.conn
+				h.push(item{node: e.to, dist: nd, hops: nh})
+			}
+		}
+	}
+	return t
+}
+
+// RGCost is the lowest cost and its hop count from one routing group to
+// another over up connectors; ok is false when there is no such path.
+func (g *Graph) RGCost(fromRG, toRG string) (cost, hops int, ok bool) {
+	a, okA := g.rgIndex[fromRG]
+	b, okB := g.rgIndex[toRG]
+	if !okA || !okB {
+		return 0, 0, false
+	}
+	if a == b {
+		return 0, 0, true
+	}
+	t := g.tree(a)
+	if t.dist[b] == inf {
+		return 0, 0, false
+	}
+	return int(t.dist[b]), int(t.hops[b]), true
+}
+
+// Reachable reports whether mail can go from one server to another now:
+// the target is up and a path of usable connectors joins their routing
+// groups (R6b, R10).
+func (g *Graph) Reachable(fromServer, toServer string) bool {
+	if fromServer == toServer {
+		return true
+	}
+	if g.down[toServer] {
+		return false
+	}
+	a, okA := g.serverRG[fromServer]
+	b, okB := g.serverRG[toServer]
+	if !okA || !okB {
+		return false
+	}
+	return a == b || g.tree(a).dist[b] != inf
+}
+
+// Path is a server-level route.
+type Path struct {
+	// Servers runs from the source to the target, bridgeheads included,
+	// without repeats.
+	Servers []string
+	// Connectors crossed, in order.
+	Connectors []string
+	Cost       int
+}
+
+// Path returns the route from one server to another: directly within a
+// routing group, else bridgehead to bridgehead along the lowest-cost
+// routing-group path (R13).
+func (g *Graph) Path(fromServer, toServer string) (Path, bool) {
+	if fromServer == toServer {
+		return Path{Servers: []string{fromServer}}, true
+	}
+	if !g.Reachable(fromServer, toServer) {
+		return Path{}, false
+	}
+	a, b := g.serverRG[fromServer], g.serverRG[toServer]
+	if a == b {
+		return Path{Servers: []string{fromServer, toServer}}, true
+	}
+	t := g.tree(a)
+	// Walk back from b to a collecting connectors.
+	var rev [16]int32
+	conns := rev[:0]
+	for n := b; n != a; n = t.prev[n] {
+		conns = append(conns, t.via[n])
+	}
+	p := Path{Cost: int(t.dist[b]), Servers: make([]string, 0, 2*len(conns)+2), Connectors: make([]string, 0, len(conns))}
+	p.Servers = append(p.Servers, fromServer)
+	at := a
+	for i := len(conns) - 1; i >= 0; i-- {
+		c := &g.conns[conns[i]]
+		out, in, next := c.bhA, c.bhB, c.b
+		if c.a != at {
+			out, in, next = c.bhB, c.bhA, c.a
+		}
+		p.Connectors = append(p.Connectors, c.name)
+		p.Servers = appendDistinct(p.Servers, out)
+		p.Servers = appendDistinct(p.Servers, in)
+		at = next
+	}
+	p.Servers = appendDistinct(p.Servers, toServer)
+	return p, true
+}
+
+// NextHop is the next server on the path from one server to another.
+func (g *Graph) NextHop(fromServer, toServer string) (string, bool) {
+	p, ok := g.Path(fromServer, toServer)
+	if !ok || len(p.Servers) < 2 {
+		return "", ok && fromServer == toServer
+	}
+	return p.Servers[1], true
+}
+
+func appendDistinct(l []string, s string) []string {
+	if s == "" || (len(l) > 0 && l[len(l)-1] == s) {
+		return l
+	}
+	return append(l, s)
+}
+
+// heap is a binary min-heap ordered by (dist, hops, node).
+type item struct{ node, dist, hops int32 }
+
+type heap struct{ a []item }
+
+func (h *heap) len() int { return len(h.a) }
+
+func less(x, y item) bool {
+	if x.dist != y.dist {
+		return x.dist < y.dist
+	}
+	if x.hops != y.hops {
+		return x.hops < y.hops
+	}
+	return x.node < y.node
+}
+
+func (h *heap) push(x item) {
+	h.a = append(h.a, x)
+	i := len(h.a) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !less(h.a[i], h.a[p]) {
+			break
+		}
+		h.a[i], h.a[p] = h.a[p], h.a[i]
+		i = p
+	}
+}
+
+func (h *heap) pop() item {
+	top := h.a[0]
+	last := len(h.a) - 1
+	h.a[0] = h.a[last]
+	h.a = h.a[:last]
+	i := 0
+	for {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < last && less(h.a[l], h.a[m]) {
+			m = l
+		}
+		if r < last && less(h.a[r], h.a[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h.a[i], h.a[m] = h.a[m], h.a[i]
+		i = m
+	}
+	return top
+}

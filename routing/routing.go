@@ -1,0 +1,381 @@
+// Package routing decides where a message for one recipient goes next. It
+// ties the two routing steps together (SPEC section 2): resolve the address
+// in the directory (R1), apply the folder's mail-enabled state, size limits,
+// restrictions and permissions (R11, R15, R17), pick a hierarchy store
+// (package hierarchy, step 1), then on that store's server a replica
+// (package replica, step 2), with loop and hop checks (R14). Mail to users
+// goes to their mailbox store's server (S4).
+//
+// Everything here is a pure function of a directory snapshot, a link-state
+// graph, the tunables, the time and the message's routing state: the queue
+// manager calls it for each recipient, `pfrouter route` prints what it
+// returns, and neither can disagree with the other.
+package routing
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"pfrouter/directory"
+	"pfrouter/hierarchy"
+	"pfrouter/linkstate"
+	"pfrouter/permissions"
+	"pfrouter/replica"
+)
+
+// Outcome is what happens to the recipient.
+type Outcome string
+
+const (
+	Deliver Outcome = "deliver" // to a store on a server, along Route
+	Queue   Outcome = "queue"   // no reachable destination now; wait for link state to change
+	NDR     Outcome = "ndr"     // fail with Code and Reason
+)
+
+// Params are the organization's routing tunables in force.
+type Params struct {
+	MinAge   time.Duration
+	HopLimit int
+	Spread   bool
+}
+
+// Input is one recipient of one message, as seen by the deciding server.
+type Input struct {
+	At        string // the server deciding
+	Recipient string
+	Sender    string // envelope sender; "" is the null sender
+	// SenderUser is the authenticated user's name; "" means the sender acts
+	// as Anonymous (R17).
+	SenderUser string
+	Size       int64  // message size in bytes, 0 if not known yet
+	MessageID  string // spreads equal-cost load (R9 spread mode)
+	Hops       int    // server hops so far (R14)
+	Visited    []string
+	Excluded   []string // hierarchy stores that did not know the folder (R12)
+	Now        time.Time
+}
+
+// Step1 explains the hierarchy-store choice.
+type Step1 struct {
+	Store     string           `json:"store,omitempty"`
+	Server    string           `json:"server,omitempty"`
+	Rule      string           `json:"rule,omitempty"`
+	Skipped   []hierarchy.Skip `json:"skipped"`
+	UsedYoung bool             `json:"used_young,omitempty"`
+	At        string           `json:"at"` // the server that ran step 1
+	MinAge    string           `json:"store_min_age"`
+}
+
+// Step2 explains the replica choice.
+type Step2 struct {
+	Store      string               `json:"store,omitempty"`
+	Server     string               `json:"server,omitempty"`
+	Rule       string               `json:"rule,omitempty"`
+	Cost       int                  `json:"cost"`
+	Path       []string             `json:"path,omitempty"` // hierarchy server .. replica server, bridgeheads included
+	Connectors []string             `json:"connectors,omitempty"`
+	Considered []replica.Considered `json:"considered"`
+}
+
+// Decision is the full explanation of one routing decision.
+type Decision struct {
+	Recipient string    `json:"recipient"`
+	Folder    string    `json:"folder,omitempty"`
+	Hierarchy string    `json:"hierarchy_name,omitempty"`
+	User      string    `json:"user,omitempty"`
+	At        string    `json:"at"`
+	Now       time.Time `json:"now"`
+	Outcome   Outcome   `json:"outcome"`
+	Step1     *Step1    `json:"hierarchy,omitempty"`
+	// Attempts lists earlier step-1 choices whose store did not know the
+	// folder (R12), in order.
+	Attempts []Step1 `json:"rerouted,omitempty"`
+	Step2    *Step2  `json:"replica,omitempty"`
+	// Store and Server are the final destination when Outcome is Deliver.
+	Store  string `json:"store,omitempty"`
+	Server string `json:"server,omitempty"`
+	// Route is the whole server path from At to Server.
+	Route            []string `json:"route,omitempty"`
+	Cost             int      `json:"cost"`
+	Excluded         []string `json:"excluded,omitempty"`
+	Code             string   `json:"code,omitempty"` // enhanced status code (RFC 3463)
+	Reason           string   `json:"reason,omitempty"`
+	LinkStateVersion uint64   `json:"linkstate_version"`
+	// ReplicaStep names the server on which step 2 runs in production: the
+	// hierarchy store's. The queue manager sends the message there first.
+	HierarchyServer string `json:"-"`
+}
+
+// Check is a recipient-level refusal that SMTP can give at RCPT time.
+type Check struct {
+	Code   string // enhanced status code
+	Reason string
+	Perm   bool // permanent (5xx) versus transient
+}
+
+func (c *Check) Error() string { return c.Code + " " + c.Reason }
+
+// Resolved is a recipient that passed the checks.
+type Resolved struct {
+	Folder *directory.Folder
+	User   *directory.User
+}
+
+// CheckRecipient applies the rules that do not depend on link state: R1
+// (address), R15 (mail-enabled), R11 (size, accept/reject lists) and R17
+// (permissions of the sender's principal). smtpd calls it at RCPT; Decide
+// calls it first.
+func CheckRecipient(snap *directory.Snapshot, in Input) (Resolved, *Check) {
+	e, err := snap.Resolve(in.Recipient)
+	switch {
+	case errors.Is(err, directory.ErrNotAccepted):
+		return Resolved{}, &Check{"5.7.1", "relay access denied: " + domainOf(in.Recipient) + " is not a domain of this organization", true}
+	case errors.Is(err, directory.ErrBadAddress):
+		return Resolved{}, &Check{"5.1.3", "bad recipient address syntax", true}
+	case err != nil:
+		return Resolved{}, &Check{"5.1.1", "recipient address rejected: no such folder or user", true}
+	}
+	if e.User != nil {
+		return Resolved{User: e.User}, nil
+	}
+	f := e.Folder
+	if !f.MailEnabled {
+		return Resolved{}, &Check{"5.1.1", "recipient address rejected: public folder " + f.Path + " is not mail-enabled (R15)", true}
+	}
+	if f.MaxMessageSize > 0 && in.Size > f.MaxMessageSize {
+		return Resolved{}, &Check{"5.2.3", "message too large for public folder " + f.Path + " (R11)", true}
+	}
+	if c := restrictions(f, in); c != nil {
+		return Resolved{}, c
+	}
+	role := permissions.RoleFor(f.Permissions, in.SenderUser, in.SenderUser != "")
+	if !permissions.Of(role).CreateItems {
+		who := "Anonymous"
+		if in.SenderUser != "" {
+			who = in.SenderUser
+		}
+		return Resolved{}, &Check{"5.7.1", who + " (role " + string(role) + ") may not post to public folder " + f.Path + " (R17)", true}
+	}
+	return Resolved{Folder: f}, nil
+}
+
+func restrictions(f *directory.Folder, in Input) *Check {
+	match := func(list []string) bool {
+		for _, a := range list {
+			if strings.EqualFold(a, in.Sender) || (in.SenderUser != "" && strings.EqualFold(a, in.SenderUser)) {
+				return true
+			}
+		}
+		return false
+	}
+	if match(f.RejectFrom) {
+		return &Check{"5.7.1", "sender is not allowed to post to " + f.Path + " (reject_from, R11)", true}
+	}
+	if len(f.AcceptFrom) > 0 && !match(f.AcceptFrom) {
+		return &Check{"5.7.1", "sender is not in the accept list of " + f.Path + " (accept_from, R11)", true}
+	}
+	return nil
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}
+
+// Decide routes one recipient completely: the checks, step 1 at in.At,
+// then step 2 as the hierarchy store's server will run it (re-running step
+// 1 there, with the store excluded, if that store does not know the folder).
+func Decide(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Decision {
+	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
+	if c := loopCheck(p, in); c != nil {
+		return d.fail(c)
+	}
+	res, c := CheckRecipient(snap, in)
+	if c != nil {
+		return d.fail(c)
+	}
+	if res.User != nil {
+		return decideUser(snap, g, d, res.User)
+	}
+	d.Folder, d.Hierarchy = res.Folder.Path, res.Folder.Hierarchy
+	cur := in.At
+	route := []string{in.At}
+	for {
+		s1, ok := step1(snap, g, p, cur, res.Folder, d.Excluded, in.Now)
+		d.Step1 = &s1.Step1
+		if !ok {
+			if s1.unreachable > 0 {
+				return d.wait("4.4.1", "no store holding hierarchy "+res.Folder.Hierarchy+" is reachable now (R6b); waiting for link state")
+			}
+			if len(d.Excluded) > 0 {
+				return d.fail(&Check{"5.4.4", "no store holding hierarchy " + res.Folder.Hierarchy + " knows folder " + res.Folder.Path + " (R12)", true})
+			}
+			return d.fail(&Check{"5.4.4", "no store holds hierarchy " + res.Folder.Hierarchy, true})
+		}
+		hp, ok := g.Path(cur, s1.Server)
+		if !ok && cur != s1.Server {
+			return d.wait("4.4.1", "hierarchy server "+s1.Server+" is unreachable (R6b)")
+		}
+		route = appendPath(route, hp.Servers)
+		d.Cost += hp.Cost
+		d.HierarchyServer = s1.Server
+		if snap.Knows(s1.Store, res.Folder.Key) {
+			break
+		}
+		// R12: transient; back to step 1 on that server, store excluded.
+		d.Attempts = append(d.Attempts, s1.Step1)
+		d.Excluded = append(d.Excluded, s1.Store)
+		cur = s1.Server
+	}
+	s2, found := Step2At(snap, g, p, d.HierarchyServer, res.Folder, in.MessageID)
+	d.Step2 = &s2
+	if !found {
+		if len(s2.Considered) == 0 {
+			return d.fail(&Check{"5.4.4", "public folder " + res.Folder.Path + " has no replica (R12)", true})
+		}
+		return d.wait("4.4.1", "no replica of "+res.Folder.Path+" is reachable now (R10); waiting for link state")
+	}
+	d.Outcome, d.Store, d.Server = Deliver, s2.Store, s2.Server
+	d.Route = appendPath(route, s2.Path)
+	d.Cost += s2.Cost
+	return d
+}
+
+type step1Result struct {
+	Step1
+	unreachable int
+}
+
+func step1(snap *directory.Snapshot, g *linkstate.Graph, p Params, at string, f *directory.Folder, excluded []string, now time.Time) (step1Result, bool) {
+	out := step1Result{Step1: Step1{At: at, MinAge: p.MinAge.String(), Skipped: []hierarchy.Skip{}}}
+	h := snap.Hierarchy(f.Hierarchy)
+	if h == nil {
+		return out, false
+	}
+	cands := make([]hierarchy.Candidate, len(h.Stores))
+	for i, s := range h.Stores {
+		cands[i] = hierarchy.Candidate{Store: s.Name, Server: s.Server, RoutingGroup: s.RoutingGroup, Created: s.Created}
+	}
+	rg, _ := g.RoutingGroupOf(at)
+	r := hierarchy.Choose(cands, hierarchy.Params{
+		LocalServer: at, LocalRG: rg, Now: now, MinAge: p.MinAge, Excluded: excluded,
+		Reachable: func(s string) bool { return g.Reachable(at, s) },
+	})
+	if r.Skipped != nil {
+		out.Skipped = r.Skipped
+	}
+	out.UsedYoung, out.unreachable = r.UsedYoung, r.Unreachable
+	if !r.Found {
+		return out, false
+	}
+	out.Store, out.Server, out.Rule = r.Chosen.Store, r.Chosen.Server, r.Rule
+	return out, true
+}
+
+// Step2At runs step 2 on the hierarchy store's server (R7–R10).
+func Step2At(snap *directory.Snapshot, g *linkstate.Graph, p Params, server string, f *directory.Folder, messageID string) (Step2, bool) {
+	reps := snap.Replicas(f.Key)
+	cands := make([]replica.Candidate, 0, len(reps))
+	for _, r := range reps {
+		st := snap.Store(r.Store)
+		if st == nil {
+			continue
+		}
+		cands = append(cands, replica.Candidate{Store: st.Name, Server: st.Server, RoutingGroup: st.RoutingGroup})
+	}
+	out := Step2{Considered: []replica.Considered{}}
+	if len(cands) == 0 {
+		return out, false
+	}
+	rg, _ := g.RoutingGroupOf(server)
+	r := replica.Choose(cands, g, replica.Params{Server: server, RoutingGroup: rg, Spread: p.Spread, SpreadKey: messageID})
+	out.Considered = r.Considered
+	if !r.Found {
+		return out, false
+	}
+	out.Store, out.Server, out.Rule, out.Cost = r.Chosen.Store, r.Chosen.Server, r.Rule, r.Cost
+	if path, ok := g.Path(server, r.Chosen.Server); ok {
+		out.Path, out.Connectors = path.Servers, path.Connectors
+	} else {
+		out.Path = []string{server}
+	}
+	return out, true
+}
+
+func decideUser(snap *directory.Snapshot, g *linkstate.Graph, d Decision, u *directory.User) Decision {
+	d.User = u.Name
+	if u.Server == d.At {
+		d.Outcome, d.Store, d.Server, d.Route = Deliver, u.MailboxStore, u.Server, []string{d.At}
+		return d
+	}
+	path, ok := g.Path(d.At, u.Server)
+	if !ok || !g.Reachable(d.At, u.Server) {
+		return d.wait("4.4.1", "mailbox server "+u.Server+" of "+u.Name+" is unreachable now; waiting for link state")
+	}
+	d.Outcome, d.Store, d.Server, d.Route, d.Cost = Deliver, u.MailboxStore, u.Server, path.Servers, path.Cost
+	return d
+}
+
+func loopCheck(p Params, in Input) *Check {
+	if slices.Contains(in.Visited, in.At) {
+		return &Check{"5.4.6", "routing loop detected: " + in.At + " has already handled this message (R14)", true}
+	}
+	if p.HopLimit > 0 && in.Hops > p.HopLimit {
+		return &Check{"5.4.6", "hop limit exceeded (R14)", true}
+	}
+	return nil
+}
+
+func (d Decision) fail(c *Check) Decision {
+	d.Outcome, d.Code, d.Reason = NDR, c.Code, c.Reason
+	return d
+}
+
+func (d Decision) wait(code, reason string) Decision {
+	d.Outcome, d.Code, d.Reason = Queue, code, reason
+	return d
+}
+
+func appendPath(route, path []string) []string {
+	for _, s := range path {
+		if len(route) == 0 || route[len(route)-1] != s {
+			route = append(route, s)
+		}
+	}
+	return route
+}
+
+// Continue runs on the server of the hierarchy store chosen in step 1 when
+// the message arrives there (R13: step 1 is not recomputed downstream). If
+// the store knows the folder, step 2 picks the replica; if not (R12), step
+// 1 runs again here with the store excluded.
+func Continue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string) Decision {
+	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
+	res, c := CheckRecipient(snap, Input{Recipient: in.Recipient, Sender: in.Sender, SenderUser: in.SenderUser, Size: in.Size})
+	if c != nil {
+		return d.fail(c)
+	}
+	if res.Folder == nil {
+		return Decide(snap, g, p, in)
+	}
+	if !snap.Knows(hierarchyStore, res.Folder.Key) {
+		in.Excluded = append(slices.Clone(in.Excluded), hierarchyStore)
+		return Decide(snap, g, p, in)
+	}
+	d.Folder, d.Hierarchy, d.HierarchyServer = res.Folder.Path, res.Folder.Hierarchy, in.At
+	d.Step1 = &Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, Skipped: []hierarchy.Skip{}}
+	s2, found := Step2At(snap, g, p, in.At, res.Folder, in.MessageID)
+	d.Step2 = &s2
+	if !found {
+		if len(s2.Considered) == 0 {
+			return d.fail(&Check{"5.4.4", "public folder " + res.Folder.Path + " has no replica (R12)", true})
+		}
+		return d.wait("4.4.1", "no replica of "+res.Folder.Path+" is reachable now (R10); waiting for link state")
+	}
+	d.Outcome, d.Store, d.Server, d.Route, d.Cost = Deliver, s2.Store, s2.Server, s2.Path, s2.Cost
+	return d
+}

@@ -1,0 +1,361 @@
+// Package smtpd is pfrouter's SMTP ingress: go-smtp's wire protocol behind a
+// Backend/Session pair. It checks each recipient at RCPT time (through a
+// Checker, backed by the routing package's checks), authenticates users and
+// the organization's servers, reads the message, strips relay metadata that
+// did not come from a server, adds a Received header, and hands the message
+// to an Acceptor (the queue manager) which makes it durable before 250 is
+// answered (SPEC S1–S3, S5, S8). It decides nothing about where mail goes.
+package smtpd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"pfrouter/envelope"
+	"pfrouter/routing"
+)
+
+// Principal is who an SMTP session is authenticated as.
+type Principal struct {
+	User   string // a user of the organization
+	Server string // a server of the organization: relay metadata is trusted
+}
+
+// Checker applies the recipient checks that do not need the message body.
+type Checker interface {
+	CheckRecipient(rcpt, sender, senderUser string, size int64) *routing.Check
+}
+
+// Authenticator checks AUTH PLAIN credentials.
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string) (Principal, error)
+}
+
+// Incoming is a message received and ready to queue.
+type Incoming struct {
+	From       string
+	Recipients []string
+	Principal  Principal
+	Remote     string
+	MessageID  string
+	Body       []byte // header (with our Received field, metadata removed) and body
+	// From a server: the message-level route and per-recipient state.
+	Route    *envelope.Route
+	RcptMeta map[string]envelope.Recipient
+	// TraceParent is the W3C trace context; only taken from servers.
+	TraceParent string
+	Size        int64
+}
+
+// Acceptor makes a message durable; smtpd answers 250 only when it returns
+// nil.
+type Acceptor interface {
+	Accept(ctx context.Context, m *Incoming) (queueID string, err error)
+}
+
+// Options configure a Server.
+type Options struct {
+	ServerName      string // the pfrouter server name, used in Received
+	Hostname        string // EHLO/banner name; default ServerName
+	MaxMessageBytes int64
+	MaxRecipients   int
+	MaxLineLength   int
+	MaxConnections  int
+	ReadTimeout     time.Duration
+	TLSConfig       *tls.Config
+	Checker         Checker
+	Acceptor        Acceptor
+	Auth            Authenticator
+	Logger          *slog.Logger
+	// NewMessageID makes a Message-ID for mail that arrives without one.
+	NewMessageID func() string
+}
+
+// Server is an SMTP listener of one pfrouter server.
+type Server struct {
+	smtp *smtp.Server
+	opts Options
+	sem  chan struct{}
+}
+
+// New builds a server.
+func New(o Options) *Server {
+	if o.Hostname == "" {
+		o.Hostname = o.ServerName
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 5 * time.Minute
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 1000
+	}
+	s := &Server{opts: o, sem: make(chan struct{}, o.MaxConnections)}
+	srv := smtp.NewServer(&backend{s: s})
+	srv.Domain = o.Hostname
+	srv.MaxMessageBytes = o.MaxMessageBytes
+	srv.MaxRecipients = o.MaxRecipients
+	srv.MaxLineLength = o.MaxLineLength
+	srv.ReadTimeout = o.ReadTimeout
+	srv.WriteTimeout = time.Minute
+	srv.TLSConfig = o.TLSConfig
+	srv.EnableSMTPUTF8 = true
+	srv.AllowInsecureAuth = o.TLSConfig == nil
+	srv.ErrorLog = slogLogger{o.Logger}
+	s.smtp = srv
+	return s
+}
+
+// Serve accepts connections on l until Close.
+func (s *Server) Serve(l net.Listener) error { return s.smtp.Serve(&limitListener{Listener: l, s: s}) }
+
+// Close closes listeners and connections at once.
+func (s *Server) Close() error { return s.smtp.Close() }
+
+// Shutdown stops accepting and waits for sessions to end, or ctx.
+func (s *Server) Shutdown(ctx context.Context) error { return s.smtp.Shutdown(ctx) }
+
+// limitListener refuses connections beyond MaxConnections with 421.
+type limitListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.s.sem <- struct{}{}:
+			return &releaseConn{Conn: c, release: func() { <-l.s.sem }}, nil
+		default:
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "421 4.7.0 %s too many connections, try again later\r\n", l.s.opts.Hostname)
+			c.Close()
+			l.s.opts.Logger.Warn("smtp connection refused: limit reached", "remote", c.RemoteAddr().String(), "limit", l.s.opts.MaxConnections)
+		}
+	}
+}
+
+type releaseConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *releaseConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+type backend struct{ s *Server }
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{s: b.s, conn: c, remote: c.Conn().RemoteAddr().String()}, nil
+}
+
+type session struct {
+	s         *Server
+	conn      *smtp.Conn
+	remote    string
+	principal Principal
+	from      string
+	size      int64
+	rcpts     []string
+}
+
+func smtpErr(code int, enh string, msg string) *smtp.SMTPError {
+	var e smtp.EnhancedCode
+	fmt.Sscanf(enh, "%d.%d.%d", &e[0], &e[1], &e[2])
+	return &smtp.SMTPError{Code: code, EnhancedCode: e, Message: msg}
+}
+
+func (s *session) AuthMechanisms() []string {
+	if s.s.opts.Auth == nil {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain || s.s.opts.Auth == nil {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return smtpErr(535, "5.7.8", "authorization identity must match the user")
+		}
+		p, err := s.s.opts.Auth.Authenticate(context.Background(), username, password)
+		if err != nil {
+			s.s.opts.Logger.Warn("smtp auth failed", "user", username, "remote", s.remote)
+			return smtpErr(535, "5.7.8", "authentication credentials invalid")
+		}
+		s.principal = p
+		return nil
+	}), nil
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.from = from
+	s.size = 0
+	if opts != nil {
+		s.size = opts.Size
+	}
+	if max := s.s.opts.MaxMessageBytes; max > 0 && s.size > max {
+		return smtpErr(552, "5.3.4", fmt.Sprintf("message size %d exceeds the limit of %d bytes", s.size, max))
+	}
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.principal.Server == "" && s.s.opts.Checker != nil {
+		if c := s.s.opts.Checker.CheckRecipient(to, s.from, s.principal.User, s.size); c != nil {
+			code := 550
+			switch {
+			case !c.Perm:
+				code = 450
+			case strings.HasPrefix(c.Code, "5.2.") || strings.HasPrefix(c.Code, "5.3."):
+				code = 552
+			case c.Code == "5.1.3":
+				code = 501
+			}
+			s.s.opts.Logger.Info("smtp recipient refused", "rcpt", to, "from", s.from, "code", c.Code, "reason", c.Reason, "remote", s.remote)
+			return smtpErr(code, c.Code, c.Reason)
+		}
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	if len(s.rcpts) == 0 {
+		return smtpErr(554, "5.5.1", "no valid recipients")
+	}
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
+		return smtpErr(451, "4.3.0", "error reading message")
+	}
+	in, err := s.prepare(raw)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, err := s.s.opts.Acceptor.Accept(ctx, in)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
+		s.s.opts.Logger.Error("smtp: queueing failed", "err", err, "from", s.from)
+		return smtpErr(451, "4.3.0", "message not queued, try again later")
+	}
+	s.s.opts.Logger.Debug("smtp message queued", "queue_id", id, "from", s.from, "rcpts", len(s.rcpts), "size", len(raw))
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+// prepare parses the header, applies the trust rules for relay metadata and
+// adds Received (and a Message-ID when missing).
+func (s *session) prepare(raw []byte) (*Incoming, error) {
+	br := bufio.NewReader(bytes.NewReader(raw))
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, smtpErr(554, "5.6.0", "malformed message header: "+err.Error())
+	}
+	bodyStart := len(raw) - br.Buffered()
+	in := &Incoming{From: s.from, Recipients: append([]string(nil), s.rcpts...), Principal: s.principal, Remote: s.remote, Size: int64(len(raw))}
+	trusted := s.principal.Server != ""
+	if trusted {
+		if v := h.Get(envelope.HeaderRoute); v != "" {
+			r, err := envelope.DecodeRoute(v)
+			if err != nil {
+				return nil, smtpErr(554, "5.6.0", err.Error())
+			}
+			in.Route = &r
+		}
+		in.RcptMeta = map[string]envelope.Recipient{}
+		for _, v := range h.Values(envelope.HeaderRcpt) {
+			rm, err := envelope.DecodeRcpt(v)
+			if err != nil {
+				return nil, smtpErr(554, "5.6.0", err.Error())
+			}
+			in.RcptMeta[strings.ToLower(rm.Addr)] = rm
+		}
+		in.TraceParent = h.Get("Traceparent")
+	} else {
+		// A client cannot inject routing state or trace context (S5).
+		h.Del("Traceparent")
+		h.Del("Tracestate")
+	}
+	h.Del(envelope.HeaderRoute)
+	h.Del(envelope.HeaderRcpt)
+	in.MessageID = strings.TrimSpace(h.Get("Message-Id"))
+	if in.MessageID == "" && s.s.opts.NewMessageID != nil {
+		in.MessageID = s.s.opts.NewMessageID()
+		h.Set("Message-Id", in.MessageID)
+	}
+	h.Add("Received", s.received())
+	var buf bytes.Buffer
+	buf.Grow(len(raw) + 256)
+	if err := textproto.WriteHeader(&buf, h); err != nil {
+		return nil, smtpErr(554, "5.6.0", "cannot rewrite header")
+	}
+	buf.Write(raw[bodyStart:])
+	in.Body = buf.Bytes()
+	return in, nil
+}
+
+func (s *session) received() string {
+	with := "ESMTP"
+	if _, ok := s.conn.TLSConnectionState(); ok {
+		with += "S"
+	}
+	if s.principal.User != "" || s.principal.Server != "" {
+		with += "A"
+	}
+	host := s.conn.Hostname()
+	ip := s.remote
+	if h, _, err := net.SplitHostPort(s.remote); err == nil {
+		ip = h
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "from %s ([%s])\r\n\tby %s (pfrouter) with %s", host, ip, s.s.opts.ServerName, with)
+	if len(s.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.rcpts[0])
+	}
+	fmt.Fprintf(&b, "; %s", time.Now().Format(time.RFC1123Z))
+	return b.String()
+}
+
+func (s *session) Reset() {
+	s.from, s.size, s.rcpts = "", 0, nil
+}
+
+func (s *session) Logout() error { return nil }
+
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Printf(format string, v ...any) { l.l.Debug(fmt.Sprintf(format, v...)) }
+func (l slogLogger) Println(v ...any)               { l.l.Debug(fmt.Sprint(v...)) }
