@@ -122,6 +122,39 @@ func (q *Queue) Put(ctx context.Context, id string, envelope, body []byte) error
 	return nil
 }
 
+// PutAndDelete stores a new message and removes another in one commit: a
+// non-delivery report replaces the message it reports on, so a crash leaves
+// either both or the original (which is then reported again), never neither.
+func (q *Queue) PutAndDelete(ctx context.Context, id string, envelope, body []byte, deleteID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	chunks := max((len(body)+kv.MaxBatch-1)/kv.MaxBatch, 1)
+	for n := 1; n < chunks; n++ {
+		part := body[n*kv.MaxBatch : min((n+1)*kv.MaxBatch, len(body))]
+		if err := q.db.Update(func(txn *badger.Txn) error { return txn.Set(chunkKey(id, n), part) }); err != nil {
+			q.deleteBody(id)
+			return fmt.Errorf("queue %s: body chunk %d: %w", id, n, err)
+		}
+	}
+	err := q.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(chunkKey(id, 0), body[:min(kv.MaxBatch, len(body))]); err != nil {
+			return err
+		}
+		if err := txn.Set(envKey(id), envelope); err != nil {
+			return err
+		}
+		return txn.Delete(envKey(deleteID))
+	})
+	if err != nil {
+		q.deleteBody(id)
+		return fmt.Errorf("queue %s replacing %s: %w", id, deleteID, err)
+	}
+	// The old body without its envelope is an orphan the next Open would
+	// sweep anyway; remove it now.
+	return q.deleteBody(deleteID)
+}
+
 // SetEnvelope replaces a message's envelope (delivery state, next attempt).
 func (q *Queue) SetEnvelope(id string, envelope []byte) error {
 	return q.db.Update(func(txn *badger.Txn) error {

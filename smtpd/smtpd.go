@@ -341,9 +341,10 @@ func (s *session) received() string {
 		ip = h
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "from %s ([%s])\r\n\tby %s (pfrouter) with %s", host, ip, s.s.opts.ServerName, with)
+	// One line: go-message folds it when writing the header.
+	fmt.Fprintf(&b, "from %s ([%s]) by %s (pfrouter) with %s", host, ip, s.s.opts.ServerName, with)
 	if len(s.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.rcpts[0])
+		fmt.Fprintf(&b, " for <%s>", s.rcpts[0])
 	}
 	fmt.Fprintf(&b, "; %s", time.Now().Format(time.RFC1123Z))
 	return b.String()

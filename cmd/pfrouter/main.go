@@ -28,7 +28,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(routeCmd(), checkCmd())
+	root.AddCommand(routeCmd(), checkCmd(), serveCmd())
 	for _, c := range extraCommands() {
 		root.AddCommand(c)
 	}

@@ -1,0 +1,299 @@
+// Package node assembles one pfrouter server from the packages that do the
+// work: its directory and link-state view, durable queue, message store,
+// queue manager, SMTP listener, IMAP4/POP3 front ends, admin API and
+// tracking log. Bind opens every listener of the servers to run (port 0
+// allowed) and writes the bound addresses into the organization, so that
+// in one process every server knows where its peers really listen; Start
+// then brings one server up. `pfrouter serve` and the integration tests use
+// it; nothing here makes a routing decision.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"pfrouter/config"
+	"pfrouter/directory"
+	"pfrouter/linkstate"
+	"pfrouter/qmgr"
+	"pfrouter/queue"
+	"pfrouter/relay"
+	"pfrouter/routing"
+	"pfrouter/servercred"
+	"pfrouter/smtpd"
+	"pfrouter/store"
+	"pfrouter/tlsutil"
+)
+
+// Listeners are one server's bound sockets, by listen key (smtp, imap, ...).
+type Listeners map[string]net.Listener
+
+// Bind opens the listeners of the named servers (all when names is empty)
+// and rewrites their listen addresses in org to the bound ones. Call it
+// before building anything from org.
+func Bind(org *config.Org, names []string) (map[string]Listeners, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		if org.ServerByName(n) == nil {
+			return nil, fmt.Errorf("server %q is not defined in the organization", n)
+		}
+		want[n] = true
+	}
+	out := map[string]Listeners{}
+	closeAll := func() {
+		for _, ls := range out {
+			for _, l := range ls {
+				l.Close()
+			}
+		}
+	}
+	for i := range org.Servers {
+		s := &org.Servers[i]
+		if len(want) > 0 && !want[s.Name] {
+			continue
+		}
+		ls := Listeners{}
+		for _, f := range []struct {
+			key  string
+			addr *string
+		}{{"smtp", &s.Listen.SMTP}, {"imap", &s.Listen.IMAP}, {"imaps", &s.Listen.IMAPS}, {"pop3", &s.Listen.POP3},
+			{"pop3s", &s.Listen.POP3S}, {"admin", &s.Listen.Admin}} {
+			if *f.addr == "" {
+				continue
+			}
+			l, err := net.Listen("tcp", *f.addr)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("server %s: listen.%s %s: %w", s.Name, f.key, *f.addr, err)
+			}
+			ls[f.key] = l
+			*f.addr = l.Addr().String()
+		}
+		out[s.Name] = ls
+	}
+	return out, nil
+}
+
+// Options configure a server.
+type Options struct {
+	// BaseDir holds the data directories of servers without data_dir.
+	BaseDir string
+	Logger  *slog.Logger
+}
+
+// Node is one running server.
+type Node struct {
+	Name      string
+	Org       *config.Org
+	Directory *directory.Directory
+	LinkState *linkstate.Table
+	Queue     *queue.Queue
+	Store     *store.Store
+	Qmgr      *qmgr.Manager
+	SMTP      *smtpd.Server
+	DataDir   string
+	Secret    string
+	Log       *slog.Logger
+
+	listeners Listeners
+	minAge    atomic.Int64
+	relay     *relay.Client
+	closers   []func(context.Context) error
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+}
+
+// Start brings up server name of org on the listeners Bind opened.
+func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Options) (n *Node, err error) {
+	srv := org.ServerByName(name)
+	if srv == nil {
+		return nil, fmt.Errorf("server %q is not defined in the organization", name)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	n = &Node{Name: name, Org: org, listeners: ls, Log: o.Logger.With("server", name)}
+	n.DataDir = org.DataDir(srv, o.BaseDir)
+	if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server %s: data directory: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			n.Close(context.Background())
+		}
+	}()
+	// Without secret or secret_file, the servers of one process share a
+	// secret generated into the base directory; servers in separate
+	// processes must be given one (docs/operations.md).
+	if n.Secret, err = org.ResolveSecret(o.BaseDir); err != nil {
+		return nil, fmt.Errorf("server %s: %w", name, err)
+	}
+	firstSeen, err := loadFirstSeen(n.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if n.Directory, err = directory.New(org, directory.Options{FirstSeen: firstSeen}); err != nil {
+		return nil, fmt.Errorf("server %s: directory: %w", name, err)
+	}
+	if n.LinkState, err = linkstate.FromConfig(org); err != nil {
+		return nil, fmt.Errorf("server %s: link state: %w", name, err)
+	}
+	n.minAge.Store(int64(org.Routing.EffectiveMinAge()))
+	if n.Queue, err = queue.Open(filepath.Join(n.DataDir, "queue"), n.Log); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, func(context.Context) error { return n.Queue.Close() })
+	if n.Store, err = store.Open(filepath.Join(n.DataDir, "store"), n.Log); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, func(context.Context) error { return n.Store.Close() })
+	tlsCfg, err := tlsutil.Load(firstNonEmpty(srv.TLS.CertFile, org.TLS.CertFile), firstNonEmpty(srv.TLS.KeyFile, org.TLS.KeyFile), n.DataDir, []string{name})
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", name, err)
+	}
+	n.relay = &relay.Client{Self: name, Secret: n.Secret, Timeout: 30 * time.Second}
+	n.Qmgr = qmgr.New(qmgr.Options{Server: name, Org: org, Queue: n.Queue, Store: n.Store, Directory: n.Directory,
+		LinkState: n.LinkState, Relay: n.relay, Params: n.Params, Logger: n.Log})
+	if err := n.Qmgr.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, func(context.Context) error { n.Qmgr.Close(); n.relay.Close(); return nil })
+	if l := ls["smtp"]; l != nil {
+		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, MaxMessageBytes: int64(org.Limits.MaxMessageSize),
+			MaxRecipients: org.Limits.MaxRecipients, MaxLineLength: org.Limits.MaxLineLength, MaxConnections: org.Limits.MaxConnections,
+			TLSConfig: tlsCfg, Checker: n, Acceptor: n.Qmgr, Auth: n, Logger: n.Log, NewMessageID: n.newMessageID})
+		n.serve("smtp", func() error { return n.SMTP.Serve(l) })
+		n.closers = append(n.closers, func(ctx context.Context) error { return n.SMTP.Shutdown(ctx) })
+	}
+	n.Log.Info("server started", "data_dir", n.DataDir, "smtp", srv.Listen.SMTP, "routing_group", srv.RoutingGroup, "site", srv.Site)
+	return n, nil
+}
+
+func (n *Node) serve(what string, fn func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errServerClosed) {
+			n.Log.Error("listener stopped", "listener", what, "err", err)
+		}
+	}()
+}
+
+var errServerClosed = errors.New("smtp: server already closed")
+
+// Close stops listeners first (sessions in progress get until ctx ends),
+// then the queue manager (attempts in flight finish or stay queued), then
+// the databases, in reverse order of start.
+func (n *Node) Close(ctx context.Context) error {
+	var errs []error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	n.closers = nil
+	for _, l := range n.listeners {
+		l.Close()
+	}
+	n.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Params are the routing tunables in force (store_min_age is tunable at
+// runtime, O1).
+func (n *Node) Params() routing.Params {
+	r := n.Org.Routing
+	return routing.Params{MinAge: time.Duration(n.minAge.Load()), HopLimit: r.HopLimit, Spread: r.Spread}
+}
+
+// SetStoreMinAge changes store_min_age for the next decisions.
+func (n *Node) SetStoreMinAge(d time.Duration) { n.minAge.Store(int64(d)); n.Qmgr.LinkStateChanged() }
+
+// CheckRecipient is smtpd's RCPT-time check (S1, R11, R15, R17).
+func (n *Node) CheckRecipient(rcpt, sender, senderUser string, size int64) *routing.Check {
+	_, c := routing.CheckRecipient(n.Directory.Snapshot(), routing.Input{Recipient: rcpt, Sender: sender, SenderUser: senderUser, Size: size})
+	return c
+}
+
+// Authenticate is SMTP AUTH: a server of the organization (S5) or a user.
+func (n *Node) Authenticate(ctx context.Context, username, password string) (smtpd.Principal, error) {
+	if servercred.IsServerName(username) {
+		if srv, ok := servercred.Verify(n.Secret, username, password); ok && n.Directory.Snapshot().Server(srv) != nil {
+			return smtpd.Principal{Server: srv}, nil
+		}
+		return smtpd.Principal{}, errors.New("bad server credential")
+	}
+	u := n.Directory.Snapshot().User(username)
+	if u == nil || u.Kind == config.KindGuest {
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password)) // same time as a real check
+		return smtpd.Principal{}, errors.New("unknown user")
+	}
+	if !checkPassword(u, password) {
+		return smtpd.Principal{}, errors.New("bad password")
+	}
+	return smtpd.Principal{User: u.Name}, nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("pfrouter-dummy"), bcrypt.MinCost)
+
+func checkPassword(u *directory.User, pw string) bool {
+	if u.PasswordHash != "" {
+		return bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(pw)) == nil
+	}
+	return u.Password != "" && subtleEq(u.Password, pw)
+}
+
+func (n *Node) newMessageID() string {
+	domain := "localhost"
+	if len(n.Org.Domains) > 0 {
+		domain = n.Org.Domains[0].Name
+	}
+	return "<" + n.Queue.NewID() + "@" + n.Name + "." + domain + ">"
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// loadFirstSeen gives stores without a configured created time the time
+// this server first saw them, kept in first-seen.json so a restart does not
+// make them young again (R6).
+func loadFirstSeen(dataDir string) (func(string) time.Time, error) {
+	path := filepath.Join(dataDir, "first-seen.json")
+	seen := map[string]time.Time{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &seen); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var mu sync.Mutex
+	return func(store string) time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		if t, ok := seen[store]; ok {
+			return t
+		}
+		t := time.Now().UTC().Truncate(time.Second)
+		seen[store] = t
+		if b, err := json.MarshalIndent(seen, "", "  "); err == nil {
+			os.WriteFile(path, b, 0o600)
+		}
+		return t
+	}, nil
+}

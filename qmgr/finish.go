@@ -1,0 +1,100 @@
+package qmgr
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"time"
+
+	"pfrouter/dsn"
+	"pfrouter/envelope"
+)
+
+// finish persists the envelope after an attempt. When no recipient is
+// pending, the message leaves the queue, replaced by its non-delivery
+// report in the same transaction when one is due, so a crash can neither
+// lose the report nor send it twice.
+func (m *Manager) finish(ctx context.Context, e *entry, now time.Time) (bool, time.Time) {
+	env := e.env
+	var next time.Time
+	var failed []dsn.Failure
+	pending := false
+	for _, r := range env.Recipients {
+		switch r.State {
+		case envelope.Pending:
+			pending = true
+			if next.IsZero() || r.NextAttempt.Before(next) {
+				next = r.NextAttempt
+			}
+		case envelope.Failed:
+			failed = append(failed, dsn.Failure{Recipient: r.Addr, Code: r.Code, Reason: r.Reason})
+		}
+	}
+	if pending {
+		if err := m.o.Queue.SetEnvelope(e.id, env.Marshal()); err != nil {
+			m.log.Error("cannot save queue state; the attempt will be repeated", "queue_id", e.id, "err", err)
+			return false, now.Add(5 * time.Second)
+		}
+		return false, next
+	}
+	if len(failed) == 0 || env.From == "" || env.Bounce {
+		if len(failed) > 0 {
+			m.log.Info("no non-delivery report: null sender or a report itself (S7)", "queue_id", e.id)
+		}
+		if err := m.o.Queue.Delete(e.id); err != nil {
+			m.log.Error("cannot remove delivered message from the queue", "queue_id", e.id, "err", err)
+			return false, now.Add(5 * time.Second)
+		}
+		return true, time.Time{}
+	}
+	ndrID, ndrEnv, ndrBody, err := m.buildNDR(e, failed, now)
+	if err == nil {
+		err = m.o.Queue.PutAndDelete(ctx, ndrID, ndrEnv.Marshal(), ndrBody, e.id)
+	}
+	if err != nil {
+		m.log.Error("cannot queue non-delivery report; will try again", "queue_id", e.id, "err", err)
+		return false, now.Add(5 * time.Second)
+	}
+	for _, f := range failed {
+		m.event(Event{Kind: "ndr", QueueID: e.id, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: f.Recipient,
+			Details: map[string]string{"code": f.Code, "reason": f.Reason, "report_queue_id": ndrID, "to": env.From}})
+	}
+	m.mu.Lock()
+	m.msgs[ndrID] = &entry{id: ndrID, env: ndrEnv, due: now}
+	m.mu.Unlock()
+	return true, time.Time{}
+}
+
+func (m *Manager) buildNDR(e *entry, failed []dsn.Failure, now time.Time) (string, *envelope.Envelope, []byte, error) {
+	env := e.env
+	header := []byte{}
+	if body, err := m.o.Queue.Body(e.id); err == nil {
+		header = headerOf(body)
+	}
+	id := m.o.Queue.NewID()
+	domain := "localhost"
+	if len(m.o.Org.Domains) > 0 {
+		domain = m.o.Org.Domains[0].Name
+	}
+	msgID := "<ndr." + id + "@" + m.o.Server + "." + domain + ">"
+	body, err := dsn.Build(dsn.Report{ReportingMTA: m.o.Server, Postmaster: "postmaster@" + domain, To: env.From,
+		MessageID: msgID, OriginalID: env.MessageID, QueueID: env.OriginID, Arrival: env.FirstSeen, Failures: failed, Header: header, Now: now})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	ndr := &envelope.Envelope{ID: id, OriginID: id, MessageID: msgID, From: "", Arrived: now, FirstSeen: now, Size: int64(len(body)),
+		Bounce: true, TraceParent: env.TraceParent, Recipients: []envelope.Recipient{{Addr: env.From, State: envelope.Pending}}}
+	return id, ndr, body, nil
+}
+
+func headerOf(body []byte) []byte {
+	br := bufio.NewReader(bytes.NewReader(body))
+	var out []byte
+	for {
+		line, err := br.ReadBytes('\n')
+		out = append(out, line...)
+		if err != nil || len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return out
+		}
+	}
+}

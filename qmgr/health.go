@@ -1,0 +1,90 @@
+package qmgr
+
+import (
+	"context"
+	"time"
+)
+
+// hopFailed counts a failed attempt to reach a next hop; after
+// failure_threshold consecutive failures the hop is marked down in this
+// server's link state (R13b), so following messages take another path.
+func (m *Manager) hopFailed(hop string, err error) {
+	r := m.o.Org.Routing
+	m.mu.Lock()
+	h := m.hops[hop]
+	if h == nil {
+		h = &hopHealth{}
+		m.hops[hop] = h
+	}
+	h.fails++
+	mark := h.fails >= r.FailureThreshold && !h.markedDown && !r.SuppressStateChanges
+	if mark {
+		h.markedDown, h.changedAt = true, m.o.Now()
+	}
+	fails := h.fails
+	m.mu.Unlock()
+	m.log.Warn("next hop failed", "hop", hop, "consecutive_failures", fails, "err", err)
+	if mark {
+		if _, err := m.o.LinkState.SetServerDown(hop, true); err != nil {
+			m.log.Error("cannot mark hop down", "hop", hop, "err", err)
+			return
+		}
+		m.log.Warn("next hop marked down in link state; routing around it (R13b)", "hop", hop, "after_failures", fails)
+		m.event(Event{Kind: "linkstate", Details: map[string]string{"server": hop, "state": "down", "reason": err.Error()}})
+	}
+}
+
+func (m *Manager) hopOK(hop string) {
+	m.mu.Lock()
+	if h := m.hops[hop]; h != nil && !h.markedDown {
+		h.fails = 0
+	}
+	m.mu.Unlock()
+}
+
+// prober asks hops marked down whether they answer again, every
+// probe_interval, and marks them up once hold_down has passed since they
+// went down, so a flapping hop does not flip state on every probe.
+func (m *Manager) prober(ctx context.Context) {
+	r := m.o.Org.Routing
+	t := time.NewTicker(time.Duration(r.ProbeInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := m.o.Now()
+		var candidates []string
+		m.mu.Lock()
+		for hop, h := range m.hops {
+			if h.markedDown && now.Sub(h.changedAt) >= time.Duration(r.HoldDown) {
+				candidates = append(candidates, hop)
+			}
+		}
+		m.mu.Unlock()
+		snap := m.o.Directory.Snapshot()
+		for _, hop := range candidates {
+			srv := snap.Server(hop)
+			if srv == nil {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := m.o.Relay.Probe(pctx, srv.Listen.SMTP)
+			cancel()
+			if err != nil {
+				m.log.Info("hop still down", "hop", hop, "err", err)
+				continue
+			}
+			m.mu.Lock()
+			h := m.hops[hop]
+			h.markedDown, h.fails, h.changedAt = false, 0, m.o.Now()
+			m.mu.Unlock()
+			if _, err := m.o.LinkState.SetServerDown(hop, false); err == nil {
+				m.log.Info("hop answers again; marked up in link state (R13b)", "hop", hop)
+				m.event(Event{Kind: "linkstate", Details: map[string]string{"server": hop, "state": "up"}})
+			}
+		}
+	}
+}

@@ -1,0 +1,328 @@
+package qmgr
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"pfrouter/config"
+	"pfrouter/directory"
+	"pfrouter/envelope"
+	"pfrouter/linkstate"
+	"pfrouter/routing"
+	"pfrouter/store"
+)
+
+// action is what happens next to one recipient on this server.
+type action struct {
+	kind string // "local", "forward", "wait", "fail"
+	hop  string // next server for forward
+}
+
+// process makes one attempt at every due recipient of a message. It
+// returns whether the message is finished (and removed from the queue) and
+// when it is due again.
+func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
+	env := e.env
+	now := m.o.Now()
+	snap := m.o.Directory.Snapshot()
+	g := m.o.LinkState.Graph()
+	params := m.o.Params()
+	expiry := time.Duration(m.o.Org.Routing.MessageExpiry)
+	var body []byte
+	loadBody := func() ([]byte, error) {
+		if body != nil {
+			return body, nil
+		}
+		b, err := m.o.Queue.Body(e.id)
+		if err != nil {
+			return nil, err
+		}
+		body = b
+		return body, nil
+	}
+	looped := ""
+	switch {
+	case containsServer(env.Visited, m.o.Server):
+		looped = "routing loop detected: " + m.o.Server + " has already handled this message (R14)"
+	case params.HopLimit > 0 && env.Hops > params.HopLimit:
+		looped = fmt.Sprintf("hop limit of %d exceeded (R14)", params.HopLimit)
+	}
+	forward := map[string][]int{}
+	var local []int
+	for i := range env.Recipients {
+		r := &env.Recipients[i]
+		if r.State != envelope.Pending || r.NextAttempt.After(now) && !r.Waiting {
+			continue
+		}
+		if looped != "" {
+			m.fail(env, r, "5.4.6", looped)
+			continue
+		}
+		if expiry > 0 && now.Sub(env.FirstSeen) > expiry {
+			reason := "message expired after " + expiry.String() + " in the queue"
+			if r.Reason != "" {
+				reason += "; last error: " + r.Reason
+			}
+			m.event(Event{Kind: "expired", QueueID: e.id, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: map[string]string{"reason": reason}})
+			m.fail(env, r, "4.4.7", reason)
+			continue
+		}
+		a := m.decide(ctx, snap, g, params, env, r, now)
+		switch a.kind {
+		case "local":
+			local = append(local, i)
+		case "forward":
+			forward[a.hop] = append(forward[a.hop], i)
+		}
+	}
+	for _, i := range local {
+		b, err := loadBody()
+		if err == nil {
+			err = m.deliverLocal(ctx, snap, env, &env.Recipients[i], b)
+		}
+		if err != nil {
+			m.retry(env, &env.Recipients[i], "4.3.0", "local delivery failed: "+err.Error(), now)
+		}
+	}
+	for hop, idx := range forward {
+		b, err := loadBody()
+		if err != nil {
+			for _, i := range idx {
+				m.retry(env, &env.Recipients[i], "4.3.0", "cannot read queued body: "+err.Error(), now)
+			}
+			continue
+		}
+		m.relay(ctx, snap, env, hop, idx, b, now)
+	}
+	return m.finish(ctx, e, now)
+}
+
+// decide updates a recipient's routing state and says what to do with it.
+func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *linkstate.Graph, p routing.Params, env *envelope.Envelope, r *envelope.Recipient, now time.Time) action {
+	self := m.o.Server
+	in := routing.Input{At: self, Recipient: r.Addr, Sender: env.From, SenderUser: env.SenderUser, Size: env.Size,
+		MessageID: env.MessageID, Hops: env.Hops, Visited: env.Visited, Excluded: r.Excluded, Now: now}
+	var d routing.Decision
+	switch {
+	case r.Stage == envelope.StageTarget:
+		return m.toward(env, r, r.Server, g, now)
+	case r.Stage == envelope.StageHierarchy && r.HierarchyServer != self:
+		return m.toward(env, r, r.HierarchyServer, g, now)
+	case r.Stage == envelope.StageHierarchy:
+		d = routing.Continue(snap, g, p, in, r.HierarchyStore)
+	default:
+		d = routing.Decide(snap, g, p, in)
+	}
+	if m.o.Trace != nil {
+		env.TraceParent = m.o.Trace.Decision(ctx, env.TraceParent, d)
+	}
+	m.event(Event{Kind: "routed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: decisionDetails(d)})
+	switch d.Outcome {
+	case routing.NDR:
+		m.fail(env, r, d.Code, d.Reason)
+		return action{kind: "fail"}
+	case routing.Queue:
+		m.wait(env, r, d.Code, d.Reason, now)
+		return action{kind: "wait"}
+	}
+	r.Excluded = d.Excluded
+	r.Waiting = false
+	if d.User != "" || d.HierarchyServer == "" || d.HierarchyServer == self {
+		r.Stage, r.Server, r.Store = envelope.StageTarget, d.Server, d.Store
+		return m.toward(env, r, d.Server, g, now)
+	}
+	r.Stage, r.HierarchyStore, r.HierarchyServer = envelope.StageHierarchy, d.Step1.Store, d.HierarchyServer
+	return m.toward(env, r, d.HierarchyServer, g, now)
+}
+
+// toward is local delivery or the next hop towards a server (R13).
+func (m *Manager) toward(env *envelope.Envelope, r *envelope.Recipient, target string, g *linkstate.Graph, now time.Time) action {
+	if target == m.o.Server {
+		return action{kind: "local"}
+	}
+	hop, ok := g.NextHop(m.o.Server, target)
+	if !ok {
+		m.wait(env, r, "4.4.1", "no path to "+target+" over link state now (R10); waiting for link state", now)
+		return action{kind: "wait"}
+	}
+	r.NextHop = hop
+	return action{kind: "forward", hop: hop}
+}
+
+func decisionDetails(d routing.Decision) map[string]string {
+	det := map[string]string{"outcome": string(d.Outcome), "linkstate_version": fmt.Sprint(d.LinkStateVersion)}
+	if d.Folder != "" {
+		det["folder"] = d.Folder
+	}
+	if d.User != "" {
+		det["user"] = d.User
+	}
+	if d.Step1 != nil && d.Step1.Store != "" {
+		det["hierarchy_store"], det["hierarchy_server"], det["step1_rule"] = d.Step1.Store, d.Step1.Server, d.Step1.Rule
+		det["store_min_age"] = d.Step1.MinAge
+	}
+	if d.Step2 != nil && d.Step2.Store != "" {
+		det["replica_store"], det["step2_rule"] = d.Step2.Store, d.Step2.Rule
+	}
+	if d.Outcome == routing.Deliver {
+		det["store"], det["server"], det["path"], det["cost"] = d.Store, d.Server, strings.Join(d.Route, ">"), fmt.Sprint(d.Cost)
+	} else {
+		det["code"], det["reason"] = d.Code, d.Reason
+	}
+	return det
+}
+
+func (m *Manager) deliverLocal(ctx context.Context, snap *directory.Snapshot, env *envelope.Envelope, r *envelope.Recipient, body []byte) error {
+	dl := store.Delivery{Store: r.Store, ID: env.OriginID + "|" + strings.ToLower(r.Addr), Date: env.Arrived, Body: body}
+	ent, err := snap.Resolve(r.Addr)
+	switch {
+	case err != nil:
+		m.fail(env, r, "5.1.1", "recipient no longer exists in the directory")
+		return nil
+	case ent.User != nil:
+		dl.User, dl.Class = ent.User.Name, config.ClassNote
+		if dl.Store == "" {
+			dl.Store = ent.User.MailboxStore
+		}
+	default:
+		dl.Folder, dl.Class = ent.Folder.Path, m.o.Org.Routing.MessageClass // R16
+	}
+	uid, dup, err := m.o.Store.Deliver(ctx, dl)
+	if err != nil {
+		return err
+	}
+	r.State, r.Waiting, r.Code, r.Reason = envelope.Delivered, false, "2.0.0", ""
+	if m.o.Trace != nil {
+		env.TraceParent = m.o.Trace.Attempt(ctx, env.TraceParent, "deliver", r.Store, nil)
+	}
+	det := map[string]string{"store": dl.Store, "uid": fmt.Sprint(uid), "class": dl.Class}
+	if dl.Folder != "" {
+		det["folder"] = dl.Folder
+	} else {
+		det["mailbox"] = dl.User
+	}
+	if dup {
+		det["duplicate"] = "already delivered (idempotent by origin queue id)"
+	}
+	m.event(Event{Kind: "delivered", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: det})
+	m.log.Info("delivered", "queue_id", env.ID, "rcpt", r.Addr, "store", dl.Store, "uid", uid, "dup", dup)
+	return nil
+}
+
+// relay sends the recipients idx to hop in one transaction, with the
+// routing metadata only servers may send (S5) and the trace context (S8).
+func (m *Manager) relay(ctx context.Context, snap *directory.Snapshot, env *envelope.Envelope, hop string, idx []int, body []byte, now time.Time) {
+	srv := snap.Server(hop)
+	if srv == nil || srv.Listen.SMTP == "" {
+		for _, i := range idx {
+			m.retry(env, &env.Recipients[i], "4.4.0", "next hop "+hop+" has no SMTP listener configured", now)
+		}
+		return
+	}
+	var hdr strings.Builder
+	route := envelope.Route{OriginID: env.OriginID, FirstSeen: env.FirstSeen, Hops: env.Hops + 1,
+		Visited: append(append([]string(nil), env.Visited...), m.o.Server), Bounce: env.Bounce, User: env.SenderUser}
+	hdr.WriteString(envelope.HeaderRoute + ": " + envelope.EncodeRoute(route) + "\r\n")
+	rcpts := make([]string, len(idx))
+	for k, i := range idx {
+		r := env.Recipients[i]
+		rcpts[k] = r.Addr
+		hdr.WriteString(envelope.HeaderRcpt + ": " + envelope.EncodeRcpt(r) + "\r\n")
+	}
+	if env.TraceParent != "" {
+		hdr.WriteString("Traceparent: " + env.TraceParent + "\r\n")
+	}
+	msg := make([]byte, 0, hdr.Len()+len(body))
+	msg = append(append(msg, hdr.String()...), body...)
+	attemptCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	res, err := m.o.Relay.Send(attemptCtx, srv.Listen.SMTP, env.From, rcpts, msg)
+	if m.o.Trace != nil {
+		env.TraceParent = m.o.Trace.Attempt(ctx, env.TraceParent, "relay", hop, err)
+	}
+	if err != nil { // a *relay.ConnError: nothing was handed over
+		m.hopFailed(hop, err)
+		for _, i := range idx {
+			m.retry(env, &env.Recipients[i], "4.4.1", "next hop "+hop+" failed: "+err.Error(), now)
+		}
+		return
+	}
+	m.hopOK(hop)
+	for k, i := range idx {
+		r := &env.Recipients[i]
+		switch rr := res[k]; {
+		case rr.Err == nil:
+			r.State, r.Code, r.Reason = envelope.Delivered, "2.0.0", ""
+			m.event(Event{Kind: "relayed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr,
+				Details: map[string]string{"next_hop": hop, "stage": r.Stage, "target": firstNonEmpty(r.Server, r.HierarchyServer)}})
+		case rr.Err.Code >= 500:
+			m.fail(env, r, enh(rr.Err), "refused by "+hop+": "+rr.Err.Message)
+		default:
+			m.retry(env, r, enh(rr.Err), "deferred by "+hop+": "+rr.Err.Message, now)
+		}
+	}
+}
+
+func enh(e *smtp.SMTPError) string {
+	if e.EnhancedCode != (smtp.EnhancedCode{}) && e.EnhancedCode[0] > 0 {
+		return fmt.Sprintf("%d.%d.%d", e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2])
+	}
+	if e.Code < 500 {
+		return "4.0.0"
+	}
+	return "5.0.0"
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func containsServer(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) fail(env *envelope.Envelope, r *envelope.Recipient, code, reason string) {
+	r.State, r.Waiting, r.Code, r.Reason = envelope.Failed, false, code, reason
+	m.log.Info("recipient failed", "queue_id", env.ID, "rcpt", r.Addr, "code", code, "reason", reason)
+}
+
+// wait parks a recipient until link state changes (R6b, R10); it is also
+// retried on the backoff schedule in case the change is missed.
+func (m *Manager) wait(env *envelope.Envelope, r *envelope.Recipient, code, reason string, now time.Time) {
+	first := !r.Waiting
+	r.Waiting = true
+	m.backoff(r, code, reason, now)
+	if first {
+		m.event(Event{Kind: "deferred", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: map[string]string{"code": code, "reason": reason, "waiting": "link state"}})
+	}
+}
+
+func (m *Manager) retry(env *envelope.Envelope, r *envelope.Recipient, code, reason string, now time.Time) {
+	m.backoff(r, code, reason, now)
+	m.event(Event{Kind: "deferred", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: map[string]string{"code": code, "reason": reason, "next_attempt": r.NextAttempt.UTC().Format(time.RFC3339)}})
+	m.log.Info("recipient deferred", "queue_id", env.ID, "rcpt", r.Addr, "code", code, "reason", reason, "next_attempt", r.NextAttempt)
+}
+
+// backoff schedules the next attempt: retry_initial doubling up to retry_max.
+func (m *Manager) backoff(r *envelope.Recipient, code, reason string, now time.Time) {
+	r.Attempts++
+	r.Code, r.Reason = code, reason
+	d := time.Duration(m.o.Org.Routing.RetryInitial)
+	for i := 1; i < r.Attempts && d < time.Duration(m.o.Org.Routing.RetryMax); i++ {
+		d *= 2
+	}
+	d = min(d, time.Duration(m.o.Org.Routing.RetryMax))
+	r.NextAttempt = now.Add(d)
+}

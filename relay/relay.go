@@ -1,0 +1,264 @@
+// Package relay is the SMTP client one pfrouter server uses to hand a
+// message to the next hop (SPEC R13, S5): it connects, upgrades with
+// STARTTLS when offered, authenticates as a server of the organization
+// (package servercred) so the peer trusts the routing metadata, and sends
+// one transaction for a group of recipients. It reports connection-level
+// failures (which count towards marking a hop down, R13b) apart from the
+// peer's per-recipient replies. It decides nothing: the queue manager does.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"pfrouter/servercred"
+)
+
+// ConnError is a failure to reach or talk to the next hop at all: refused,
+// timed out, TLS or authentication failure, or the session broke.
+type ConnError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ConnError) Error() string { return fmt.Sprintf("next hop %s: %v", e.Addr, e.Err) }
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// Client relays to peers. It keeps a few idle sessions per peer so a busy
+// route does not pay a TCP and TLS handshake per message.
+type Client struct {
+	Self    string // this server's name (login and EHLO)
+	Secret  string // organization secret
+	Timeout time.Duration
+	// TLS for STARTTLS to peers. Peers use per-server self-signed
+	// certificates by default, so verification is off unless the operator
+	// configures a CA; the server credential is an HMAC that an eavesdropper
+	// cannot reuse for another server name, and TLS keeps content private.
+	TLS *tls.Config
+
+	mu   sync.Mutex
+	idle map[string][]*smtp.Client
+}
+
+// RcptResult is the peer's answer for one recipient; Err nil is accepted.
+type RcptResult struct {
+	Rcpt string
+	Err  *smtp.SMTPError
+}
+
+const maxIdle = 4
+
+// Send relays one message to addr for rcpts. A *ConnError means nothing was
+// handed over; otherwise each recipient has the peer's verdict, and a DATA
+// refusal applies to every recipient the peer had accepted.
+func (c *Client) Send(ctx context.Context, addr, from string, rcpts []string, body []byte) ([]RcptResult, error) {
+	cl, err := c.get(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.transaction(cl, from, rcpts, body)
+	if err != nil {
+		cl.Close()
+		return nil, &ConnError{addr, err}
+	}
+	c.put(addr, cl)
+	return res, nil
+}
+
+func (c *Client) transaction(cl *smtp.Client, from string, rcpts []string, body []byte) ([]RcptResult, error) {
+	if err := cl.Mail(from, &smtp.MailOptions{Size: int64(len(body))}); err != nil {
+		return nil, err
+	}
+	out := make([]RcptResult, len(rcpts))
+	accepted := 0
+	for i, r := range rcpts {
+		out[i].Rcpt = r
+		if err := cl.Rcpt(r, nil); err != nil {
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) {
+				return nil, err
+			}
+			out[i].Err = se
+			continue
+		}
+		accepted++
+	}
+	if accepted == 0 {
+		return out, cl.Reset()
+	}
+	w, err := cl.Data()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(body); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			return nil, err
+		}
+		for i := range out {
+			if out[i].Err == nil {
+				out[i].Err = se
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) get(ctx context.Context, addr string) (*smtp.Client, error) {
+	c.mu.Lock()
+	for len(c.idle[addr]) > 0 {
+		l := c.idle[addr]
+		cl := l[len(l)-1]
+		c.idle[addr] = l[:len(l)-1]
+		c.mu.Unlock()
+		if cl.Reset() == nil {
+			return cl, nil
+		}
+		cl.Close()
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+	return c.dial(ctx, addr)
+}
+
+func (c *Client) put(addr string, cl *smtp.Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle == nil {
+		c.idle = map[string][]*smtp.Client{}
+	}
+	if len(c.idle[addr]) >= maxIdle {
+		go cl.Quit()
+		return
+	}
+	c.idle[addr] = append(c.idle[addr], cl)
+}
+
+func (c *Client) dial(ctx context.Context, addr string) (*smtp.Client, error) {
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, &ConnError{addr, err}
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	// STARTTLS is done before go-smtp's client takes over so that the EHLO
+	// it sends afterwards carries this server's name.
+	tconn, err := startTLS(conn, c.Self, c.TLS)
+	if err != nil {
+		conn.Close()
+		return nil, &ConnError{addr, err}
+	}
+	conn.SetDeadline(time.Time{})
+	cl := smtp.NewClient(tconn)
+	cl.CommandTimeout = timeout
+	cl.SubmissionTimeout = 2 * timeout
+	fail := func(err error) (*smtp.Client, error) {
+		cl.Close()
+		return nil, &ConnError{addr, err}
+	}
+	if err := cl.Hello(c.Self); err != nil {
+		return fail(err)
+	}
+	if c.Secret != "" {
+		a := sasl.NewPlainClient("", servercred.Username(c.Self), servercred.Password(c.Secret, c.Self))
+		if err := cl.Auth(a); err != nil {
+			return fail(fmt.Errorf("authenticate as server %s: %w", c.Self, err))
+		}
+	}
+	return cl, nil
+}
+
+// Probe checks that a peer answers SMTP (used to bring a hop back up).
+func (c *Client) Probe(ctx context.Context, addr string) error {
+	cl, err := c.dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	cl.Quit()
+	return nil
+}
+
+// Close closes idle sessions.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.idle {
+		for _, cl := range l {
+			cl.Quit()
+		}
+	}
+	c.idle = nil
+}
+
+// startTLS reads the greeting, says EHLO, and upgrades with STARTTLS when
+// the peer offers it. It returns a conn on which a fresh greeting is
+// replayed for go-smtp's client. A peer without STARTTLS gets plain text
+// (loopback test setups); the server credential is still required.
+func startTLS(conn net.Conn, self string, cfg *tls.Config) (net.Conn, error) {
+	tp := textproto.NewConn(conn)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("greeting: %w", err)
+	}
+	if err := tp.PrintfLine("EHLO %s", self); err != nil {
+		return nil, err
+	}
+	_, msg, err := tp.ReadResponse(250)
+	if err != nil {
+		return nil, fmt.Errorf("EHLO: %w", err)
+	}
+	hasTLS := false
+	for _, l := range strings.Split(msg, "\n") {
+		if strings.EqualFold(strings.TrimSpace(l), "STARTTLS") {
+			hasTLS = true
+		}
+	}
+	if !hasTLS {
+		return &replayConn{Conn: conn, pending: []byte("220 " + self + " ready\r\n")}, nil
+	}
+	if err := tp.PrintfLine("STARTTLS"); err != nil {
+		return nil, err
+	}
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("STARTTLS: %w", err)
+	}
+	if cfg == nil {
+		cfg = &tls.Config{InsecureSkipVerify: true}
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return &replayConn{Conn: tc, pending: []byte("220 " + self + " ready\r\n")}, nil
+}
+
+// replayConn yields pending bytes before reading from the connection.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}

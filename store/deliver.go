@@ -1,0 +1,236 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"pfrouter/internal/kv"
+)
+
+// chunkSize bounds the body bytes written in one transaction, leaving room
+// under kv.MaxBatch for the records that go with the last chunk.
+const chunkSize = kv.MaxBatch - 64<<10
+
+// Delivery is one message to store.
+type Delivery struct {
+	Store  string    // store name (mailbox or public store)
+	User   string    // mailbox stores: the user name; "" for public stores
+	Folder string    // public stores: folder path e.g. "/Sales/Announcements"; mailbox stores: "" means INBOX
+	ID     string    // idempotency key: delivering the same ID to the same mailbox twice stores one copy
+	Class  string    // message class: "IPM.Post" or "IPM.Note" (SPEC R16)
+	Date   time.Time // internal date
+	Body   []byte    // full RFC 5322 message
+}
+
+// Ref is the mailbox a delivery goes to.
+func (d Delivery) Ref() MailboxRef {
+	name := d.Folder
+	if d.User != "" && name == "" {
+		name = "INBOX"
+	}
+	return MailboxRef{Store: d.Store, User: d.User, Name: name}.normalize()
+}
+
+// Deliver appends a message durably (fsync'd before return) with the next
+// UID of the mailbox, creating the mailbox if needed; dup=true and no new
+// copy if ID was already delivered to that mailbox (even if the copy was
+// expunged since: a retried delivery must not resurrect it).
+func (s *Store) Deliver(ctx context.Context, d Delivery) (uid uint32, dup bool, err error) {
+	ref := d.Ref()
+	if !ref.valid() {
+		return 0, false, fmt.Errorf("deliver to %s: %w", ref, ErrBadName)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	rec, err := s.ensure(ref, "")
+	if err != nil {
+		return 0, false, fmt.Errorf("deliver to %s: %w", ref, err)
+	}
+	if d.ID != "" {
+		if uid, ok := s.delivered(rec.ID, d.ID); ok {
+			return uid, true, nil
+		}
+	}
+	return s.add(ctx, ref, addArgs{id: d.ID, class: d.Class, date: d.Date, body: d.Body})
+}
+
+func (s *Store) delivered(mbox uint64, id string) (uint32, bool) {
+	var uid uint32
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(dedupKey(mbox, id))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			if len(b) == 4 {
+				uid = binary.BigEndian.Uint32(b)
+			}
+			return nil
+		})
+	})
+	return uid, err == nil
+}
+
+// AppendOptions are the optional attributes of an appended message.
+type AppendOptions struct {
+	Flags  []string
+	Date   time.Time // zero: now
+	Class  string    // "" means IPM.Note
+	Viewer string    // public folders: the user whose private flags Flags are
+}
+
+// Append adds a message to an existing mailbox (IMAP APPEND).
+func (s *Store) Append(ctx context.Context, ref MailboxRef, body []byte, opts AppendOptions) (uid uint32, uidValidity uint32, err error) {
+	ref = ref.normalize()
+	rec, err := s.view(ref)
+	if err != nil {
+		return 0, 0, err
+	}
+	uid, _, err = s.add(ctx, ref, addArgs{class: opts.Class, date: opts.Date, body: body, flags: opts.Flags, viewer: opts.Viewer})
+	return uid, rec.UIDValidity, err
+}
+
+type addArgs struct {
+	id, class, viewer string
+	date              time.Time
+	body              []byte
+	flags             []string
+}
+
+// add writes a message: body chunks that do not fit with the records go
+// first in their own commits, and the index record last, so a crash never
+// shows a half message (orphan chunks are invisible garbage).
+func (s *Store) add(ctx context.Context, ref MailboxRef, a addArgs) (uint32, bool, error) {
+	if a.date.IsZero() {
+		a.date = time.Now()
+	}
+	if a.class == "" {
+		a.class = "IPM.Note"
+	}
+	body, err := s.bodies.Next()
+	if err != nil {
+		return 0, false, fmt.Errorf("allocate body id: %w", err)
+	}
+	chunks := uint32((len(a.body) + chunkSize - 1) / chunkSize)
+	if chunks == 0 {
+		chunks = 1
+	}
+	for c := uint32(0); c+1 < chunks; c++ {
+		if err := ctx.Err(); err != nil {
+			return 0, false, err
+		}
+		part := a.body[int(c)*chunkSize : int(c+1)*chunkSize]
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(bodyKey(body, c), part) }); err != nil {
+			return 0, false, fmt.Errorf("write body chunk %d of %s: %w", c, ref, err)
+		}
+	}
+	last := a.body[int(chunks-1)*chunkSize:]
+	msg := messageRecord{Size: int64(len(a.body)), Date: a.date.UTC(), Class: a.class, Body: body, Chunks: chunks, ID: a.id}
+	flags := NormalizeFlags(a.flags)
+	if !ref.Public() {
+		msg.Flags = flags
+	}
+
+	var uid uint32
+	var dup bool
+	var mbox uint64
+	for attempt := 0; ; attempt++ {
+		rec, err := s.view(ref)
+		if err != nil {
+			return 0, false, err
+		}
+		mbox = rec.ID
+		mu := s.lock(rec.ID)
+		mu.Lock()
+		err = s.db.Update(func(txn *badger.Txn) error {
+			cur, err := lookup(txn, ref)
+			if err != nil {
+				return err
+			}
+			if cur.ID != rec.ID {
+				return errRetry // deleted and recreated meanwhile: lock the new one
+			}
+			if a.id != "" {
+				if item, err := txn.Get(dedupKey(cur.ID, a.id)); err == nil {
+					dup = true
+					return item.Value(func(b []byte) error {
+						if len(b) == 4 {
+							uid = binary.BigEndian.Uint32(b)
+						}
+						return nil
+					})
+				}
+			}
+			uid = cur.UIDNext
+			cur.UIDNext++
+			if err := txn.Set(bodyKey(body, chunks-1), last); err != nil {
+				return err
+			}
+			if err := setJSON(txn, msgKey(cur.ID, uid), msg); err != nil {
+				return err
+			}
+			if a.id != "" {
+				if err := txn.Set(dedupKey(cur.ID, a.id), binary.BigEndian.AppendUint32(nil, uid)); err != nil {
+					return err
+				}
+			}
+			if ref.Public() && a.viewer != "" && len(flags) > 0 {
+				if err := setJSON(txn, privFlagsKey(cur.ID, a.viewer, uid), flags); err != nil {
+					return err
+				}
+			}
+			return setJSON(txn, boxKey(cur.ID), cur)
+		})
+		mu.Unlock()
+		if errors.Is(err, errRetry) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			s.dropChunks(body, chunks-1)
+			return 0, false, fmt.Errorf("store message in %s: %w", ref, err)
+		}
+		break
+	}
+	if dup {
+		s.dropChunks(body, chunks-1)
+		return uid, true, nil
+	}
+	s.notify.publish(mbox, Event{Kind: EventExists, UID: uid})
+	return uid, false, nil
+}
+
+var errRetry = errors.New("mailbox changed, retry")
+
+// dropChunks removes body chunks written ahead of a message that was not
+// stored after all (best effort: leftovers are unreachable).
+func (s *Store) dropChunks(body uint64, n uint32) {
+	if n == 0 {
+		return
+	}
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for c := uint32(0); c < n; c++ {
+			if err := txn.Delete(bodyKey(body, c)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("drop orphan body chunks", "body", body, "err", err)
+	}
+}
+
+func deleteBody(txn *badger.Txn, m messageRecord) error {
+	for c := uint32(0); c < m.Chunks; c++ {
+		if err := txn.Delete(bodyKey(m.Body, c)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+// Package store is pfrouter's message store: one badger database per
+// server holding every store of that server — user mailboxes (mailbox
+// stores) and public folder replicas (public stores).
+//
+// The queue manager calls Deliver; the POP3 server and the IMAP server
+// (package imapd) read and change mailboxes through the rest of the API.
+// Subscribe lets an IMAP session in IDLE learn of changes made by others
+// in this process at once (SPEC A9).
+//
+// Layout (all keys are prefixed by one letter and a slash):
+//
+//	n/<store>\0<user>\0<name> -> mailbox id (8 bytes): the name index
+//	x/<id>                    -> mailbox record (JSON): UIDVALIDITY, UIDNEXT, ...
+//	i/<id><uid>               -> message record (JSON): size, date, class, flags, body
+//	b/<body><chunk>           -> body bytes, in chunks below kv.MaxBatch
+//	d/<id><delivery id>       -> uid: the idempotency record of Deliver
+//	p/<id><viewer>\0<uid>     -> per-user flags of a public folder post
+//	r/<id><viewer>            -> highest UID the viewer's sessions have seen (\Recent)
+//	s/<store>\0<user>\0<name> -> subscription (may name a missing mailbox)
+//	u/<store>\0<user>\0      -> the owner's default mailboxes were provisioned
+//	c/...                     -> counters
+//
+// Mailbox names are indirected through ids so that RENAME does not move
+// messages, and so a deleted and recreated mailbox gets a new id and thus a
+// new UIDVALIDITY.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"pfrouter/internal/kv"
+)
+
+// Errors callers map to protocol replies.
+var (
+	ErrNoMailbox     = errors.New("no such mailbox")
+	ErrMailboxExists = errors.New("mailbox already exists")
+	ErrNoMessage     = errors.New("no such message")
+	ErrBadName       = errors.New("invalid mailbox name")
+	ErrClosed        = errors.New("store is closed")
+)
+
+// Store is one server's message database.
+type Store struct {
+	db     *badger.DB
+	log    *slog.Logger
+	bodies *badger.Sequence
+	boxes  *badger.Sequence
+	uvBase uint32
+
+	nsMu  sync.Mutex // serialises mailbox create/delete/rename
+	locks sync.Map   // mailbox id -> *sync.Mutex: serialises UID allocation and flag updates
+
+	notify notifier
+}
+
+// Open opens (creating if needed) the message database in dir. Commits are
+// fsync'd before they return.
+func Open(dir string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	db, err := kv.Open(dir, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open message store: %w", err)
+	}
+	s := &Store{db: db, log: logger.With("component", "store")}
+	if s.uvBase, err = s.loadUIDValidityBase(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.bodies, err = db.GetSequence([]byte("c/body"), 256); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open body sequence: %w", err)
+	}
+	if s.boxes, err = db.GetSequence([]byte("c/mailbox"), 16); err != nil {
+		s.bodies.Release()
+		db.Close()
+		return nil, fmt.Errorf("open mailbox sequence: %w", err)
+	}
+	s.notify.init()
+	return s, nil
+}
+
+// Close releases the database. Subscribers' channels are closed.
+func (s *Store) Close() error {
+	s.notify.closeAll()
+	errs := []error{s.bodies.Release(), s.boxes.Release(), s.db.Close()}
+	return errors.Join(errs...)
+}
+
+func (s *Store) lock(id uint64) *sync.Mutex {
+	m, _ := s.locks.LoadOrStore(id, &sync.Mutex{})
+	return m.(*sync.Mutex)
+}
