@@ -90,12 +90,20 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startOrg(t *testing.T, yaml string) *Cluster {
+func parseOrg(t *testing.T, yaml string) *config.Org {
 	t.Helper()
 	org, err := config.Parse([]byte(yaml), "test.yaml", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return org
+}
+
+func mbox(st, user string) store.MailboxRef { return store.MailboxRef{Store: st, User: user, Name: "INBOX"} }
+
+func startOrg(t *testing.T, yaml string) *Cluster {
+	t.Helper()
+	org := parseOrg(t, yaml)
 	c, err := StartAll(context.Background(), org, nil, Options{BaseDir: t.TempDir(), Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -347,5 +355,30 @@ func TestE2EExpiryNDR(t *testing.T) {
 	}
 	if n := queued(s1); n != 0 {
 		t.Errorf("queue not empty after the report was delivered: %d", n)
+	}
+}
+
+// S5: routing metadata and trace context from a client are removed and do
+// not alter routing: only servers of the organization may send them.
+func TestE2EHeaderInjection(t *testing.T) {
+	c := startOrg(t, testOrg)
+	s1 := c.Nodes["s1"]
+	id := "<inject@test>"
+	body := "X-Pfrouter-Route: v=1&origin=forged&first=0&hops=99&visited=s1\r\n" +
+		"X-Pfrouter-Rcpt: rcpt=remote@test.example&stage=target&server=s1&store=s1-pub\r\n" +
+		"Traceparent: 00-11111111111111111111111111111111-2222222222222222-01\r\n" +
+		"Subject: injected\r\nMessage-Id: " + id + "\r\n\r\nhello\r\n"
+	if err := sendRaw(s1.Org.ServerByName("s1").Listen.SMTP, "x@example.net", []string{"remote@test.example"}, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	b := waitMessage(t, c.Nodes["s4"], store.MailboxRef{Store: "s4-pub", Name: "/Remote"}, id, 10*time.Second)
+	if bytes.Contains(b, []byte("forged")) || bytes.Contains(b, []byte("1111111111111111")) {
+		t.Errorf("client-supplied metadata survived:\n%s", b)
+	}
+	if got := strings.Join(receivedBy(b), ">"); got != "s1>s2>s3>s4" {
+		t.Errorf("injected metadata altered the route: %s", got)
+	}
+	if findMessage(s1, store.MailboxRef{Store: "s1-pub", Name: "/Remote"}, id) != nil {
+		t.Error("delivered where the forged header said")
 	}
 }

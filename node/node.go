@@ -23,8 +23,10 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"pfrouter/auth"
 	"pfrouter/config"
 	"pfrouter/directory"
+	"pfrouter/imapd"
 	"pfrouter/linkstate"
 	"pfrouter/qmgr"
 	"pfrouter/queue"
@@ -102,6 +104,8 @@ type Node struct {
 	Store     *store.Store
 	Qmgr      *qmgr.Manager
 	SMTP      *smtpd.Server
+	Auth      *auth.Policy
+	IMAP      *imapd.Server
 	DataDir   string
 	Secret    string
 	Log       *slog.Logger
@@ -175,6 +179,9 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 			TLSConfig: tlsCfg, Checker: n, Acceptor: n.Qmgr, Auth: n, Logger: n.Log, NewMessageID: n.newMessageID})
 		n.serve("smtp", func() error { return n.SMTP.Serve(l) })
 		n.closers = append(n.closers, func(ctx context.Context) error { return n.SMTP.Shutdown(ctx) })
+	}
+	if err := n.startAccess(ls, tlsCfg); err != nil {
+		return nil, fmt.Errorf("server %s: access tier: %w", name, err)
 	}
 	n.Log.Info("server started", "data_dir", n.DataDir, "smtp", srv.Listen.SMTP, "routing_group", srv.RoutingGroup, "site", srv.Site)
 	return n, nil

@@ -372,26 +372,7 @@ func (s *Store) SetSubscribed(ctx context.Context, ref MailboxRef, on bool) erro
 
 // Status returns a mailbox's counters.
 func (s *Store) Status(ctx context.Context, ref MailboxRef) (Status, error) {
-	ref = ref.normalize()
-	var st Status
-	err := s.db.View(func(txn *badger.Txn) error {
-		rec, err := lookup(txn, ref)
-		if err != nil {
-			return err
-		}
-		st.UIDValidity, st.UIDNext = rec.UIDValidity, rec.UIDNext
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: msgPrefix(rec.ID), PrefetchValues: true, PrefetchSize: 100})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var m messageRecord
-			if err := getJSON(txn, it.Item().Key(), &m); err != nil {
-				return err
-			}
-			st.Messages++
-			st.Size += m.Size
-		}
-		return nil
-	})
+	st, _, err := s.Snapshot(ctx, ref, "")
 	return st, err
 }
 

@@ -1,0 +1,215 @@
+package imapfront
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"pfrouter/auth"
+	"pfrouter/servercred"
+)
+
+// BackendConn is an IMAP connection logged in to a mailbox server, as
+// DialAuthenticated returns it: reads start right after the tagged OK of
+// the login, including anything the server sent after it.
+type BackendConn struct {
+	net.Conn
+	r    *bufio.Reader
+	caps []string
+}
+
+func (c *BackendConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// Capabilities are those the server announced in its login OK
+// ([CAPABILITY ...]), or nil.
+func (c *BackendConn) Capabilities() []string { return c.caps }
+
+// BackendError is a mailbox server's refusal of our login, with its
+// response line.
+type BackendError struct {
+	Addr, Line string
+}
+
+func (e *BackendError) Error() string {
+	return fmt.Sprintf("imapfront: IMAP server %s refused the login: %s", e.Addr, e.Line)
+}
+
+// DialAuthenticated connects to an IMAP server's plain listener, upgrades
+// with STARTTLS (tlsCfg is required: the credentials must not travel in
+// clear), and logs in with AUTHENTICATE PLAIN (SASL-IR) as authcid acting
+// for authzid. The returned net.Conn is a *BackendConn positioned after the
+// tagged OK. ctx bounds the whole exchange.
+func DialAuthenticated(ctx context.Context, addr string, tlsCfg *tls.Config, authzid, authcid, password string) (net.Conn, error) {
+	if tlsCfg == nil {
+		return nil, errors.New("imapfront: DialAuthenticated needs a TLS config (STARTTLS is mandatory)")
+	}
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("imapfront: connect to IMAP server %s: %w", addr, err)
+	}
+	conn, err := login(ctx, raw, addr, tlsCfg, authzid, authcid, password)
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, authzid, authcid, password string) (*BackendConn, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(30 * time.Second)
+	}
+	raw.SetDeadline(deadline)
+	// Cancelling ctx unblocks the reads below.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	defer stop()
+
+	br := bufio.NewReader(raw)
+	greet, err := readLine(br)
+	if err != nil {
+		return nil, fmt.Errorf("imapfront: read greeting from %s: %w", addr, err)
+	}
+	if !strings.HasPrefix(greet, "* OK") {
+		return nil, &BackendError{Addr: addr, Line: greet}
+	}
+	if _, err := io.WriteString(raw, "p1 STARTTLS\r\n"); err != nil {
+		return nil, fmt.Errorf("imapfront: STARTTLS to %s: %w", addr, err)
+	}
+	if line, _, err := tagged(br, "p1"); err != nil {
+		return nil, fmt.Errorf("imapfront: STARTTLS to %s: %w", addr, err)
+	} else if !okLine(line, "p1") {
+		return nil, &BackendError{Addr: addr, Line: line}
+	}
+	if br.Buffered() > 0 {
+		return nil, fmt.Errorf("imapfront: %s sent data after STARTTLS OK before the handshake", addr)
+	}
+	cfg := tlsCfg.Clone()
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		host, _, _ := net.SplitHostPort(addr)
+		cfg.ServerName = host
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("imapfront: TLS handshake with %s: %w", addr, err)
+	}
+	br = bufio.NewReader(tc)
+	ir := base64.StdEncoding.EncodeToString([]byte(authzid + "\x00" + authcid + "\x00" + password))
+	if _, err := io.WriteString(tc, "p2 AUTHENTICATE PLAIN "+ir+"\r\n"); err != nil {
+		return nil, fmt.Errorf("imapfront: login to %s: %w", addr, err)
+	}
+	line, caps, err := tagged(br, "p2")
+	if err != nil {
+		return nil, fmt.Errorf("imapfront: login to %s: %w", addr, err)
+	}
+	if !okLine(line, "p2") {
+		return nil, &BackendError{Addr: addr, Line: line}
+	}
+	raw.SetDeadline(time.Time{})
+	return &BackendConn{Conn: tc, r: br, caps: caps}, nil
+}
+
+// tagged reads responses up to the one tagged tag, collecting the
+// capabilities announced on the way (untagged CAPABILITY or a
+// [CAPABILITY ...] code). A "+" continuation means the server wants
+// something we did not plan to send: an error.
+func tagged(br *bufio.Reader, tag string) (string, []string, error) {
+	var caps []string
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return "", nil, err
+		}
+		if c := capsOf(line); c != nil {
+			caps = c
+		}
+		switch {
+		case strings.HasPrefix(line, tag+" "):
+			return line, caps, nil
+		case strings.HasPrefix(line, "+"):
+			return "", nil, fmt.Errorf("unexpected continuation %q", line)
+		}
+	}
+}
+
+func okLine(line, tag string) bool {
+	return strings.HasPrefix(strings.ToUpper(line), strings.ToUpper(tag)+" OK")
+}
+
+// capsOf extracts a capability list from a response line, or nil.
+func capsOf(line string) []string {
+	if rest, ok := strings.CutPrefix(line, "* CAPABILITY "); ok {
+		return strings.Fields(rest)
+	}
+	i := strings.Index(line, "[CAPABILITY ")
+	if i < 0 {
+		return nil
+	}
+	rest := line[i+len("[CAPABILITY "):]
+	j := strings.IndexByte(rest, ']')
+	if j < 0 {
+		return nil
+	}
+	return strings.Fields(rest[:j])
+}
+
+// proxy logs in to the mailbox server for the user and relays the session
+// (A5).
+func (ss *session) proxy(tag string, dec auth.Decision) error {
+	user := dec.User.Name
+	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.DialTimeout)
+	defer cancel()
+	me := ss.s.opts.ServerName
+	bc, err := DialAuthenticated(ctx, dec.ProxyTo, ss.s.opts.DialTLS, user, servercred.Username(me), servercred.Password(ss.s.opts.Secret, me))
+	if err != nil {
+		ss.log.Warn("IMAP proxy to mailbox server failed", "user", user, "mailbox_server", dec.Server, "addr", dec.ProxyTo, "err", err)
+		return ss.refuse(tag, &auth.Error{Kind: auth.TempFail, Msg: "your mailbox server is not reachable; try again later"})
+	}
+	backend := bc.(*BackendConn)
+	if !ss.s.track(nil, backend) {
+		backend.Close()
+		return errors.New("server closing")
+	}
+	defer ss.s.untrack(nil, backend)
+	code := ""
+	if caps := backend.Capabilities(); len(caps) > 0 {
+		code = "[CAPABILITY " + strings.Join(caps, " ") + "] "
+	}
+	if err := ss.writef(tag + " OK " + code + "Logged in (proxied to " + dec.Server + ")"); err != nil {
+		backend.Close()
+		return err
+	}
+	ss.done = true
+	ss.conn.SetDeadline(time.Time{})
+	ss.log.Info("IMAP session proxied", "user", user, "mailbox_server", dec.Server, "addr", dec.ProxyTo)
+	relay(handoverConn(ss.conn, ss.br), backend)
+	return nil
+}
+
+// relay copies bytes both ways until either side closes, then closes both.
+func relay(client, backend net.Conn) {
+	var once sync.Once
+	closeBoth := func() { client.Close(); backend.Close() }
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		io.Copy(backend, client)
+		once.Do(closeBoth)
+	}()
+	go func() {
+		defer wg.Done()
+		io.Copy(client, backend)
+		once.Do(closeBoth)
+	}()
+	wg.Wait()
+}
