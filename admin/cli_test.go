@@ -123,6 +123,15 @@ func TestResolveToken(t *testing.T) {
 func orgFile(t *testing.T, addr, token string) string {
 	t.Helper()
 	y := strings.Replace(string(examples.Contoso), "127.0.0.1:8011", addr, 1)
+	// ex2's admin port must be closed even when a demo organization runs on
+	// this machine: use a port that was just free.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	y = strings.Replace(y, "127.0.0.1:8021", closed, 1)
 	if token != "" {
 		y += "admin:\n  token: " + token + "\n"
 	}

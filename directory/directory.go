@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -131,6 +132,8 @@ type Directory struct {
 	domains map[string]bool // accepted domain -> local part case-sensitive
 	writeMu sync.Mutex      // memdb allows one writer; this keeps read-modify-write changes atomic
 	now     func() time.Time
+	// swapped is the directory a config reload put in force (replace.go).
+	swapped atomic.Pointer[Directory]
 }
 
 // New loads an organization into a new directory.
@@ -152,17 +155,17 @@ func New(org *config.Org, opts Options) (*Directory, error) {
 	for _, dm := range org.Domains {
 		d.domains[dm.Name] = dm.CaseSensitiveLocalPart
 	}
-	txn := db.Txn(true)
-	defer txn.Abort()
+	b := &batch{db: db, txn: db.Txn(true)}
+	defer func() { b.txn.Abort() }()
 	site := map[string]string{}
 	for _, h := range org.Hierarchies {
-		if err := txn.Insert("hierarchies", &Hierarchy{Name: h.Name, TLH: h.TLH}); err != nil {
+		if err := b.insert("hierarchies", &Hierarchy{Name: h.Name, TLH: h.TLH}); err != nil {
 			return nil, err
 		}
 	}
 	for _, s := range org.Servers {
 		site[s.Name] = s.Site
-		if err := txn.Insert("servers", &Server{Name: s.Name, Site: s.Site, RoutingGroup: s.RoutingGroup, Listen: s.Listen}); err != nil {
+		if err := b.insert("servers", &Server{Name: s.Name, Site: s.Site, RoutingGroup: s.RoutingGroup, Listen: s.Listen}); err != nil {
 			return nil, err
 		}
 		for _, st := range s.Stores {
@@ -171,7 +174,7 @@ func New(org *config.Org, opts Options) (*Directory, error) {
 				created = firstSeen(st.Name)
 			}
 			synced := st.HierarchySynced == nil || *st.HierarchySynced
-			if err := insertStore(txn, &Store{Name: st.Name, Kind: st.Kind, Server: s.Name, RoutingGroup: s.RoutingGroup, Hierarchy: st.Hierarchy, Created: created, Synced: synced}); err != nil {
+			if err := insertStore(b.txn, &Store{Name: st.Name, Kind: st.Kind, Server: s.Name, RoutingGroup: s.RoutingGroup, Hierarchy: st.Hierarchy, Created: created, Synced: synced}); err != nil {
 				return nil, err
 			}
 		}
@@ -188,7 +191,7 @@ func New(org *config.Org, opts Options) (*Directory, error) {
 			Addresses: cf.Addresses, MaxMessageSize: int64(cf.MaxMessageSize),
 			AcceptFrom: cf.AcceptFrom, RejectFrom: cf.RejectFrom, Permissions: cf.Permissions,
 		}
-		if err := txn.Insert("folders", f); err != nil {
+		if err := b.insert("folders", f); err != nil {
 			return nil, err
 		}
 		addrs := append([]string(nil), cf.Addresses...)
@@ -198,18 +201,18 @@ func New(org *config.Org, opts Options) (*Directory, error) {
 			}
 		}
 		for _, a := range addrs {
-			if err := txn.Insert("addresses", &address{Addr: d.normalize(a), Folder: f.Key}); err != nil {
+			if err := b.insert("addresses", &address{Addr: d.normalize(a), Folder: f.Key}); err != nil {
 				return nil, err
 			}
 		}
 		for _, r := range cf.Replicas {
-			if err := txn.Insert("replicas", &Replica{ID: f.Key + "|" + r, FolderKey: f.Key, Store: r}); err != nil {
+			if err := b.insert("replicas", &Replica{ID: f.Key + "|" + r, FolderKey: f.Key, Store: r}); err != nil {
 				return nil, err
 			}
 		}
 	}
 	for _, cu := range org.Users {
-		st, err := txn.First("stores", "id", cu.MailboxStore)
+		st, err := b.txn.First("stores", "id", cu.MailboxStore)
 		if err != nil || st == nil {
 			return nil, fmt.Errorf("user %s: mailbox store %q not found", cu.Name, cu.MailboxStore)
 		}
@@ -217,17 +220,41 @@ func New(org *config.Org, opts Options) (*Directory, error) {
 		u := &User{Name: cu.Name, Addresses: cu.Addresses, MailboxStore: cu.MailboxStore, Server: srv, Site: site[srv],
 			PasswordHash: cu.PasswordHash, Password: cu.Password, POPEnabled: config.Enabled(cu.POPEnabled),
 			IMAPEnabled: config.Enabled(cu.IMAPEnabled), Kind: cu.Kind}
-		if err := txn.Insert("users", u); err != nil {
+		if err := b.insert("users", u); err != nil {
 			return nil, err
 		}
 		for _, a := range cu.Addresses {
-			if err := txn.Insert("addresses", &address{Addr: d.normalize(a), User: u.Name}); err != nil {
+			if err := b.insert("addresses", &address{Addr: d.normalize(a), User: u.Name}); err != nil {
 				return nil, err
 			}
 		}
 	}
-	txn.Commit()
+	b.txn.Commit()
 	return d, nil
+}
+
+// batchSize bounds New's write transactions. go-memdb's radix-tree
+// transaction keeps the nodes it has copied in a bounded cache; a single
+// transaction of millions of inserts overflows it and copies nodes again and
+// again. Nothing can read the directory before New returns, so committing
+// in batches is invisible to callers.
+const batchSize = 4096
+
+type batch struct {
+	db  *memdb.MemDB
+	txn *memdb.Txn
+	n   int
+}
+
+func (b *batch) insert(table string, obj any) error {
+	if err := b.txn.Insert(table, obj); err != nil {
+		return err
+	}
+	if b.n++; b.n%batchSize == 0 {
+		b.txn.Commit()
+		b.txn = b.db.Txn(true)
+	}
+	return nil
 }
 
 // FolderKey is a folder's identity: its hierarchy and path.
@@ -277,17 +304,20 @@ func (d *Directory) normalize(addr string) string {
 }
 
 // Org is the configuration the directory was built from.
-func (d *Directory) Org() *config.Org { return d.org }
+func (d *Directory) Org() *config.Org { return d.live().org }
 
 // Snapshot returns a consistent, lock-free view.
-func (d *Directory) Snapshot() *Snapshot { return &Snapshot{txn: d.db.Txn(false), d: d} }
+func (d *Directory) Snapshot() *Snapshot {
+	l := d.live()
+	return &Snapshot{txn: l.db.Txn(false), d: l}
+}
 
 // AddStore adds a store at runtime (O1). Its created time is now unless
 // given; a public store joins its hierarchy's list.
 func (d *Directory) AddStore(st Store) (*Store, error) {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	txn := d.db.Txn(true)
+	txn := d.live().db.Txn(true)
 	defer txn.Abort()
 	if raw, _ := txn.First("stores", "id", st.Name); raw != nil {
 		return nil, fmt.Errorf("store %q already exists", st.Name)
@@ -322,7 +352,7 @@ func (d *Directory) AddStore(st Store) (*Store, error) {
 func (d *Directory) AddReplica(hierarchy, path, store string) error {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	txn := d.db.Txn(true)
+	txn := d.live().db.Txn(true)
 	defer txn.Abort()
 	key := FolderKey(hierarchy, path)
 	if f, _ := txn.First("folders", "id", key); f == nil {
@@ -346,7 +376,7 @@ func (d *Directory) AddReplica(hierarchy, path, store string) error {
 func (d *Directory) SetSynced(store string, synced bool) error {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	txn := d.db.Txn(true)
+	txn := d.live().db.Txn(true)
 	defer txn.Abort()
 	raw, _ := txn.First("stores", "id", store)
 	if raw == nil {

@@ -60,10 +60,12 @@ type Result struct {
 
 // Choose applies R3–R6b to stores (most recently created first, R2).
 func Choose(stores []Candidate, p Params) Result {
-	var r Result
+	// One allocation for the explanation: every store lands in Skipped
+	// except the chosen one.
+	r := Result{Skipped: make([]Skip, 0, len(stores))}
 	// Filter pass: exclusions and reachability first; age is applied to what
 	// remains, so "no older store" means no older eligible store.
-	var eligibleBuf [16]int
+	var eligibleBuf, poolBuf [64]int // hierarchies held by up to 64 stores need no heap
 	eligible := eligibleBuf[:0]
 	old := 0
 	for i, c := range stores {
@@ -89,7 +91,7 @@ func Choose(stores []Candidate, p Params) Result {
 	if useYoung {
 		pool = eligible
 	} else {
-		pool = make([]int, 0, old)
+		pool = poolBuf[:0]
 		for _, i := range eligible {
 			if young(stores[i], p) {
 				c := stores[i]
@@ -119,21 +121,23 @@ func Choose(stores []Candidate, p Params) Result {
 	}
 	for _, i := range pool {
 		if i != pick {
-			r.Skipped = append(r.Skipped, Skip{stores[i].Store, "passed over: " + passedOver(r.Rule)})
+			r.Skipped = append(r.Skipped, Skip{stores[i].Store, passedOver(r.Rule)})
 		}
 	}
 	r.Found, r.Chosen = true, stores[pick]
 	return r
 }
 
+// passedOver returns constant strings: it runs for every store of a
+// hierarchy on every decision, so it must not allocate.
 func passedOver(rule string) string {
 	switch rule {
 	case RuleLocal:
-		return "a store on the local server is preferred (R3)"
+		return "passed over: a store on the local server is preferred (R3)"
 	case RuleRoutingGroup:
-		return "an earlier-listed store in the local routing group is preferred (R4)"
+		return "passed over: an earlier-listed store in the local routing group is preferred (R4)"
 	default:
-		return "the first store in the list is taken (R5)"
+		return "passed over: the first store in the list is taken (R5)"
 	}
 }
 

@@ -99,7 +99,9 @@ func parseOrg(t *testing.T, yaml string) *config.Org {
 	return org
 }
 
-func mbox(st, user string) store.MailboxRef { return store.MailboxRef{Store: st, User: user, Name: "INBOX"} }
+func mbox(st, user string) store.MailboxRef {
+	return store.MailboxRef{Store: st, User: user, Name: "INBOX"}
+}
 
 func startOrg(t *testing.T, yaml string) *Cluster {
 	t.Helper()

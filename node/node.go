@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,7 +36,9 @@ import (
 	"pfrouter/servercred"
 	"pfrouter/smtpd"
 	"pfrouter/store"
+	"pfrouter/telemetry"
 	"pfrouter/tlsutil"
+	"pfrouter/tracking"
 )
 
 // Listeners are one server's bound sockets, by listen key (smtp, imap, ...).
@@ -82,6 +85,13 @@ func Bind(org *config.Org, names []string) (map[string]Listeners, error) {
 			ls[f.key] = l
 			*f.addr = l.Addr().String()
 		}
+		if s.Listen.Gossip != "" {
+			var err error
+			if s.Listen.Gossip, err = reserveGossipAddr(s.Listen.Gossip); err != nil {
+				closeAll()
+				return nil, fmt.Errorf("server %s: listen.gossip: %w", s.Name, err)
+			}
+		}
 		out[s.Name] = ls
 	}
 	return out, nil
@@ -92,6 +102,9 @@ type Options struct {
 	// BaseDir holds the data directories of servers without data_dir.
 	BaseDir string
 	Logger  *slog.Logger
+	// NewTelemetry, when set, gives each server its telemetry instead of
+	// the config's exporter (tests inject in-memory span recorders).
+	NewTelemetry func(server string) *telemetry.Telemetry
 }
 
 // Node is one running server.
@@ -109,7 +122,13 @@ type Node struct {
 	DataDir   string
 	Secret    string
 	Log       *slog.Logger
+	Tracking  *tracking.Log
+	Telemetry *telemetry.Telemetry
+	// AdminExtra are handlers the admin API mounts beside its own
+	// (tracking lookups, metrics).
+	AdminExtra map[string]http.Handler
 
+	ops       opsState // gossip, admin API, reload (ops.go)
 	listeners Listeners
 	minAge    atomic.Int64
 	relay     *relay.Client
@@ -162,17 +181,36 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Store.Close() })
+	if n.Tracking, err = tracking.Open(filepath.Join(n.DataDir, "tracking"), time.Duration(org.Tracking.Retention), n.Log, tracking.WithServer(name)); err != nil {
+		return nil, fmt.Errorf("server %s: tracking log: %w", name, err)
+	}
+	n.closers = append(n.closers, func(context.Context) error { return n.Tracking.Close() })
+	if o.NewTelemetry != nil {
+		n.Telemetry = o.NewTelemetry(name)
+	} else {
+		if n.Telemetry, err = telemetry.Setup(ctx, telemetry.Config{Traces: org.Telemetry.Traces, Endpoint: org.Telemetry.Endpoint, Server: name}); err != nil {
+			return nil, fmt.Errorf("server %s: %w", name, err)
+		}
+	}
+	tel := n.Telemetry
+	n.closers = append(n.closers, func(ctx context.Context) error { return tel.Shutdown(ctx) })
+	n.AdminExtra = map[string]http.Handler{tracking.Path: tracking.Handler(n.Tracking), "/metrics": tel.MetricsHandler()}
+	obs := &observer{server: name, tel: tel, log: n.Tracking}
 	tlsCfg, err := tlsutil.Load(firstNonEmpty(srv.TLS.CertFile, org.TLS.CertFile), firstNonEmpty(srv.TLS.KeyFile, org.TLS.KeyFile), n.DataDir, []string{name})
 	if err != nil {
 		return nil, fmt.Errorf("server %s: %w", name, err)
 	}
 	n.relay = &relay.Client{Self: name, Secret: n.Secret, Timeout: 30 * time.Second}
 	n.Qmgr = qmgr.New(qmgr.Options{Server: name, Org: org, Queue: n.Queue, Store: n.Store, Directory: n.Directory,
-		LinkState: n.LinkState, Relay: n.relay, Params: n.Params, Logger: n.Log})
+		LinkState: n.LinkState, Relay: n.relay, Params: n.Params, Logger: n.Log, OnEvent: obs.event, Trace: obs})
+	tel.Metrics().SetQueueDepthFunc(func() int64 { return int64(n.Qmgr.Depth()) })
 	if err := n.Qmgr.Start(context.Background()); err != nil {
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { n.Qmgr.Close(); n.relay.Close(); return nil })
+	if err := n.startOps(ctx, ls["admin"], srv); err != nil {
+		return nil, err
+	}
 	if l := ls["smtp"]; l != nil {
 		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, MaxMessageBytes: int64(org.Limits.MaxMessageSize),
 			MaxRecipients: org.Limits.MaxRecipients, MaxLineLength: org.Limits.MaxLineLength, MaxConnections: org.Limits.MaxConnections,
@@ -220,7 +258,7 @@ func (n *Node) Close(ctx context.Context) error {
 // Params are the routing tunables in force (store_min_age is tunable at
 // runtime, O1).
 func (n *Node) Params() routing.Params {
-	r := n.Org.Routing
+	r := n.routingConfig()
 	return routing.Params{MinAge: time.Duration(n.minAge.Load()), HopLimit: r.HopLimit, Spread: r.Spread}
 }
 
@@ -230,6 +268,9 @@ func (n *Node) SetStoreMinAge(d time.Duration) { n.minAge.Store(int64(d)); n.Qmg
 // CheckRecipient is smtpd's RCPT-time check (S1, R11, R15, R17).
 func (n *Node) CheckRecipient(rcpt, sender, senderUser string, size int64) *routing.Check {
 	_, c := routing.CheckRecipient(n.Directory.Snapshot(), routing.Input{Recipient: rcpt, Sender: sender, SenderUser: senderUser, Size: size})
+	if c != nil {
+		n.Telemetry.Metrics().Refused(context.Background(), c.Code)
+	}
 	return c
 }
 

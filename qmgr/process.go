@@ -107,6 +107,7 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	in := routing.Input{At: self, Recipient: r.Addr, Sender: env.From, SenderUser: env.SenderUser, Size: env.Size,
 		MessageID: env.MessageID, Hops: env.Hops, Visited: env.Visited, Excluded: r.Excluded, Now: now}
 	var d routing.Decision
+	started := time.Now()
 	switch {
 	case r.Stage == envelope.StageTarget:
 		return m.toward(env, r, r.Server, g, now)
@@ -118,7 +119,7 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 		d = routing.Decide(snap, g, p, in)
 	}
 	if m.o.Trace != nil {
-		env.TraceParent = m.o.Trace.Decision(ctx, env.TraceParent, d)
+		env.TraceParent = keep(env.TraceParent, m.o.Trace.Decision(ctx, env.TraceParent, d, time.Since(started)))
 	}
 	m.event(Event{Kind: "routed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: decisionDetails(d)})
 	switch d.Outcome {
@@ -167,6 +168,9 @@ func decisionDetails(d routing.Decision) map[string]string {
 	}
 	if d.Step2 != nil && d.Step2.Store != "" {
 		det["replica_store"], det["step2_rule"] = d.Step2.Store, d.Step2.Rule
+		det["rule"] = "step 2 " + d.Step2.Rule
+	} else if d.Step1 != nil && d.Step1.Rule != "" {
+		det["rule"] = "step 1 " + d.Step1.Rule
 	}
 	if d.Outcome == routing.Deliver {
 		det["store"], det["server"], det["path"], det["cost"] = d.Store, d.Server, strings.Join(d.Route, ">"), fmt.Sprint(d.Cost)
@@ -197,7 +201,7 @@ func (m *Manager) deliverLocal(ctx context.Context, snap *directory.Snapshot, en
 	}
 	r.State, r.Waiting, r.Code, r.Reason = envelope.Delivered, false, "2.0.0", ""
 	if m.o.Trace != nil {
-		env.TraceParent = m.o.Trace.Attempt(ctx, env.TraceParent, "deliver", r.Store, nil)
+		env.TraceParent = keep(env.TraceParent, m.o.Trace.Attempt(ctx, env.TraceParent, "deliver", r.Store, nil))
 	}
 	det := map[string]string{"store": dl.Store, "uid": fmt.Sprint(uid), "class": dl.Class}
 	if dl.Folder != "" {
@@ -242,7 +246,7 @@ func (m *Manager) relay(ctx context.Context, snap *directory.Snapshot, env *enve
 	defer cancel()
 	res, err := m.o.Relay.Send(attemptCtx, srv.Listen.SMTP, env.From, rcpts, msg)
 	if m.o.Trace != nil {
-		env.TraceParent = m.o.Trace.Attempt(ctx, env.TraceParent, "relay", hop, err)
+		env.TraceParent = keep(env.TraceParent, m.o.Trace.Attempt(ctx, env.TraceParent, "relay", hop, err))
 	}
 	if err != nil { // a *relay.ConnError: nothing was handed over
 		m.hopFailed(hop, err)
@@ -275,6 +279,14 @@ func enh(e *smtp.SMTPError) string {
 		return "4.0.0"
 	}
 	return "5.0.0"
+}
+
+// keep prefers a new traceparent, keeping the old one when tracing is off.
+func keep(old, tp string) string {
+	if tp == "" {
+		return old
+	}
+	return tp
 }
 
 func firstNonEmpty(a, b string) string {

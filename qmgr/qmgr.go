@@ -82,10 +82,12 @@ type Options struct {
 	Trace Tracer
 }
 
-// Tracer is the seam to OpenTelemetry: it starts a span in the trace a
-// message carries and returns the context and the traceparent to send on.
+// Tracer is the seam to OpenTelemetry: each method records one span in the
+// trace a message carries (its W3C traceparent) and returns the
+// traceparent to carry on, so one trace spans every hop (S8, O3).
 type Tracer interface {
-	Decision(ctx context.Context, traceparent string, d routing.Decision) (newTraceparent string)
+	Receive(ctx context.Context, traceparent string, e Event) (newTraceparent string)
+	Decision(ctx context.Context, traceparent string, d routing.Decision, took time.Duration) (newTraceparent string)
 	Attempt(ctx context.Context, traceparent, kind, target string, err error) (newTraceparent string)
 }
 
@@ -201,6 +203,13 @@ func (m *Manager) Accept(ctx context.Context, in *smtpd.Incoming) (string, error
 		env.OriginID, env.FirstSeen, env.Hops, env.Visited, env.Bounce = in.Route.OriginID, in.Route.FirstSeen, in.Route.Hops, in.Route.Visited, in.Route.Bounce
 		env.SenderUser = in.Route.User
 	}
+	recv := Event{Kind: "received", QueueID: id, OriginID: env.OriginID, MessageID: env.MessageID, Details: map[string]string{
+		"from": env.From, "remote": in.Remote, "size": fmt.Sprint(env.Size), "recipients": fmt.Sprint(len(in.Recipients)), "hops": fmt.Sprint(env.Hops)}}
+	if m.o.Trace != nil {
+		if tp := m.o.Trace.Receive(ctx, env.TraceParent, recv); tp != "" {
+			env.TraceParent = tp
+		}
+	}
 	if env.TraceParent == "" {
 		env.TraceParent = newTraceParent()
 	}
@@ -221,8 +230,7 @@ func (m *Manager) Accept(ctx context.Context, in *smtpd.Incoming) (string, error
 	if err := m.o.Queue.Put(ctx, id, env.Marshal(), in.Body); err != nil {
 		return "", err
 	}
-	m.event(Event{Kind: "received", QueueID: id, OriginID: env.OriginID, MessageID: env.MessageID, Details: map[string]string{
-		"from": env.From, "remote": in.Remote, "size": fmt.Sprint(env.Size), "recipients": fmt.Sprint(len(env.Recipients)), "hops": fmt.Sprint(env.Hops)}})
+	m.event(recv)
 	m.mu.Lock()
 	m.msgs[id] = &entry{id: id, env: env, due: now}
 	m.mu.Unlock()
@@ -282,6 +290,13 @@ func (m *Manager) checkLinkState() {
 		}
 	}
 	m.mu.Unlock()
+}
+
+// Depth is the number of messages in the queue.
+func (m *Manager) Depth() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.msgs)
 }
 
 // LinkStateChanged asks for an immediate reroute (the admin API calls it).

@@ -355,6 +355,10 @@ func appendPath(route, path []string) []string {
 // 1 runs again here with the store excluded.
 func Continue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string) Decision {
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
+	// R14: every hop re-checks for loops, the hierarchy server included.
+	if c := loopCheck(p, in); c != nil {
+		return d.fail(c)
+	}
 	res, c := CheckRecipient(snap, Input{Recipient: in.Recipient, Sender: in.Sender, SenderUser: in.SenderUser, Size: in.Size})
 	if c != nil {
 		return d.fail(c)
@@ -367,7 +371,7 @@ func Continue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, 
 		return Decide(snap, g, p, in)
 	}
 	d.Folder, d.Hierarchy, d.HierarchyServer = res.Folder.Path, res.Folder.Hierarchy, in.At
-	d.Step1 = &Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, Skipped: []hierarchy.Skip{}}
+	d.Step1 = &Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, MinAge: p.MinAge.String(), Skipped: []hierarchy.Skip{}}
 	s2, found := Step2At(snap, g, p, in.At, res.Folder, in.MessageID)
 	d.Step2 = &s2
 	if !found {

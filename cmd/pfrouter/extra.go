@@ -1,6 +1,11 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"github.com/spf13/cobra"
 
-// extraCommands are the commands of the later layers (serve, trace, admin).
-func extraCommands() []*cobra.Command { return nil }
+	"pfrouter/admin"
+)
+
+// extraCommands are the commands of the later layers: `admin` operates
+// running servers through their admin API (docs/operations.md).
+func extraCommands() []*cobra.Command { return []*cobra.Command{admin.Command()} }

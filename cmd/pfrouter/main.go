@@ -11,6 +11,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"pfrouter/admin"
 )
 
 // exitError carries a process exit code out of a command.
@@ -28,7 +30,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(routeCmd(), checkCmd(), serveCmd())
+	root.AddCommand(routeCmd(), checkCmd(), serveCmd(), traceCmd())
 	for _, c := range extraCommands() {
 		root.AddCommand(c)
 	}
@@ -38,6 +40,7 @@ func main() {
 		if errors.As(err, &ee) {
 			os.Exit(ee.code)
 		}
-		os.Exit(2)
+		// `pfrouter admin`: 1 refused, 2 usage, 3 unreachable (admin.ExitCode).
+		os.Exit(admin.ExitCode(err))
 	}
 }

@@ -44,7 +44,22 @@ func serveCmd() *cobra.Command {
 				return &exitError{1, err}
 			}
 			printBanner(org.Organization, cfg, base, cl)
-			<-ctx.Done()
+			// SIGHUP reloads the config on every server; a bad one is
+			// refused and the running one stays (O5).
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-hup:
+					if err := cl.Reload(ctx); err != nil {
+						logger.Error("SIGHUP: config reload refused; the running config stays in force", "err", err)
+					} else {
+						logger.Info("SIGHUP: config reloaded")
+					}
+				}
+			}
 			logger.Info("shutting down: listeners close, deliveries in flight finish or stay queued")
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()

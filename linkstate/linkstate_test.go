@@ -1,0 +1,343 @@
+package linkstate_test
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"pfrouter/linkstate"
+)
+
+var t0 = time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
+
+// diamond:
+//
+//	A --ab 1-- B --bd 1-- D
+//	 \--ac 1-- C --cd 5--/
+//	A --ad 10-- D, E isolated
+func diamond(t *testing.T) *linkstate.Table {
+	t.Helper()
+	tb, err := linkstate.New([]string{"E"}, []linkstate.Server{
+		{Name: "a1", RoutingGroup: "A"}, {Name: "a2", RoutingGroup: "A"},
+		{Name: "b1", RoutingGroup: "B"}, {Name: "b2", RoutingGroup: "B"},
+		{Name: "c1", RoutingGroup: "C"}, {Name: "d1", RoutingGroup: "D"}, {Name: "e1", RoutingGroup: "E"},
+	}, []linkstate.Connector{
+		{Name: "ab", A: "A", B: "B", Cost: 1, Up: true, BridgeheadsA: []string{"a1"}, BridgeheadsB: []string{"b1", "b2"}},
+		{Name: "bd", A: "B", B: "D", Cost: 1, Up: true, BridgeheadsA: []string{"b2"}, BridgeheadsB: []string{"d1"}},
+		{Name: "ac", A: "A", B: "C", Cost: 1, Up: true},
+		{Name: "cd", A: "C", B: "D", Cost: 5, Up: true},
+		{Name: "ad", A: "A", B: "D", Cost: 10, Up: true, BridgeheadsA: []string{"a2"}, BridgeheadsB: []string{"d1"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
+}
+
+func cost(t *testing.T, g *linkstate.Graph, a, b string) (int, int, bool) {
+	t.Helper()
+	return g.RGCost(a, b)
+}
+
+// R9: lowest-cost paths over up connectors, with hop counts.
+func TestDijkstra(t *testing.T) {
+	g := diamond(t).Graph()
+	cases := []struct {
+		from, to   string
+		cost, hops int
+		ok         bool
+	}{
+		{"A", "A", 0, 0, true},
+		{"A", "B", 1, 1, true},
+		{"A", "C", 1, 1, true},
+		{"A", "D", 2, 2, true}, // A-B-D beats A-C-D (6) and A-D (10)
+		{"C", "D", 3, 3, true}, // C-A-B-D (3) beats C-D (5)
+		{"D", "C", 3, 3, true},
+		{"A", "E", 0, 0, false},
+		{"A", "nowhere", 0, 0, false},
+	}
+	for _, c := range cases {
+		cst, hops, ok := cost(t, g, c.from, c.to)
+		if cst != c.cost || hops != c.hops || ok != c.ok {
+			t.Errorf("%s->%s = %d/%d/%v, want %d/%d/%v", c.from, c.to, cst, hops, ok, c.cost, c.hops, c.ok)
+		}
+	}
+}
+
+// R9: equal costs break on fewer hops.
+func TestDijkstraTieFewerHops(t *testing.T) {
+	tb, err := linkstate.New(nil, nil, []linkstate.Connector{
+		{Name: "x1", A: "A", B: "B", Cost: 2, Up: true},
+		{Name: "x2", A: "B", B: "C", Cost: 2, Up: true},
+		{Name: "x3", A: "A", B: "C", Cost: 4, Up: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, h, ok := tb.Graph().RGCost("A", "C"); c != 4 || h != 1 || !ok {
+		t.Fatalf("A->C = %d/%d/%v, want 4/1", c, h, ok)
+	}
+}
+
+// R13: server paths go bridgehead to bridgehead; Path's cost is the sum of
+// the connectors it lists.
+func TestPathBridgeheads(t *testing.T) {
+	tb := diamond(t)
+	g := tb.Graph()
+	p, ok := g.Path("a2", "d1")
+	if !ok {
+		t.Fatal("no path")
+	}
+	if got := strings.Join(p.Servers, ">"); got != "a2>a1>b1>b2>d1" {
+		t.Fatalf("servers %s", got)
+	}
+	if strings.Join(p.Connectors, ",") != "ab,bd" || p.Cost != 2 {
+		t.Fatalf("connectors %v cost %d", p.Connectors, p.Cost)
+	}
+	if hop, ok := g.NextHop("a2", "d1"); !ok || hop != "a1" {
+		t.Fatalf("next hop %s %v", hop, ok)
+	}
+	// Within a routing group: direct.
+	if p, ok := g.Path("a1", "a2"); !ok || strings.Join(p.Servers, ">") != "a1>a2" || p.Cost != 0 {
+		t.Fatalf("same RG path %+v", p)
+	}
+	if p, ok := g.Path("a1", "a1"); !ok || len(p.Servers) != 1 {
+		t.Fatalf("self path %+v", p)
+	}
+	if _, ok := g.Path("a1", "e1"); ok {
+		t.Fatal("path to isolated routing group")
+	}
+	if _, ok := g.NextHop("a1", "e1"); ok {
+		t.Fatal("next hop to isolated routing group")
+	}
+}
+
+// R13: a one-way connector is used from A to B only.
+func TestOneWay(t *testing.T) {
+	tb, err := linkstate.New(nil, nil, []linkstate.Connector{
+		{Name: "ab", A: "A", B: "B", Cost: 1, Up: true, OneWay: true},
+		{Name: "bc", A: "B", B: "C", Cost: 1, Up: true},
+		{Name: "ca", A: "C", B: "A", Cost: 7, Up: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := tb.Graph()
+	if c, _, _ := g.RGCost("A", "B"); c != 1 {
+		t.Fatalf("A->B %d", c)
+	}
+	if c, _, _ := g.RGCost("B", "A"); c != 8 {
+		t.Fatalf("B->A %d, want 8 (around by C)", c)
+	}
+}
+
+// R10, R13b: every change bumps the version; a no-op change does not.
+func TestVersionBumps(t *testing.T) {
+	tb := diamond(t)
+	v := tb.Version()
+	step := func(name string, got uint64, err error, bump bool) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := v
+		if bump {
+			want = v + 1
+		}
+		if got != want || tb.Version() != want || tb.Graph().Version() != want {
+			t.Fatalf("%s: version %d (table %d), want %d", name, got, tb.Version(), want)
+		}
+		v = want
+	}
+	n, err := tb.SetCost("ab", 3, "admin", t0)
+	step("SetCost", n, err, true)
+	n, err = tb.SetCost("ab", 3, "admin", t0)
+	step("SetCost same", n, err, false)
+	n, err = tb.SetUp("ab", false, "queue", t0)
+	step("SetUp down", n, err, true)
+	n, err = tb.SetUp("ab", false, "queue", t0)
+	step("SetUp down again", n, err, false)
+	n, err = tb.SetUp("ab", true, "queue", t0)
+	step("SetUp up", n, err, true)
+	n, err = tb.SetServerDown("b1", true)
+	step("SetServerDown", n, err, true)
+	n, err = tb.SetServerDown("b1", true)
+	step("SetServerDown same", n, err, false)
+	n, err = tb.SetServerDown("b1", false)
+	step("SetServerDown up", n, err, true)
+	n, err = tb.AddConnector(linkstate.Connector{Name: "ce", A: "C", B: "E", Cost: 4, Up: true})
+	step("AddConnector", n, err, true)
+	step("AddServer", tb.AddServer(linkstate.Server{Name: "e2", RoutingGroup: "E"}), nil, true)
+
+	c, ok := tb.Connector("ab")
+	if !ok || c.Cost != 3 || !c.Up || c.ChangedBy != "queue" || !c.ChangedAt.Equal(t0) {
+		t.Fatalf("connector record %+v", c)
+	}
+	if cst, _, ok := tb.Graph().RGCost("A", "E"); !ok || cst != 5 {
+		t.Fatalf("A->E after AddConnector = %d %v", cst, ok)
+	}
+}
+
+// Costs are 1..100; unknown names are ErrUnknown; nothing changes on error.
+func TestValidation(t *testing.T) {
+	tb := diamond(t)
+	v := tb.Version()
+	for _, c := range []int{0, -1, 101, 1000} {
+		if _, err := tb.SetCost("ab", c, "x", t0); err == nil {
+			t.Errorf("cost %d accepted", c)
+		}
+	}
+	for _, c := range []int{2, 100} {
+		if _, err := tb.SetCost("ab", c, "x", t0); err != nil {
+			t.Errorf("cost %d refused: %v", c, err)
+		}
+	}
+	v += 2
+	if _, err := tb.SetCost("nope", 5, "x", t0); !errors.Is(err, linkstate.ErrUnknown) {
+		t.Errorf("unknown connector: %v", err)
+	}
+	if _, err := tb.SetUp("nope", true, "x", t0); !errors.Is(err, linkstate.ErrUnknown) {
+		t.Errorf("unknown connector: %v", err)
+	}
+	if _, err := tb.SetServerDown("nope", true); !errors.Is(err, linkstate.ErrUnknown) {
+		t.Errorf("unknown server: %v", err)
+	}
+	if _, err := tb.AddConnector(linkstate.Connector{Name: "loop", A: "A", B: "A", Cost: 1}); err == nil {
+		t.Error("self-loop connector accepted")
+	}
+	if tb.Version() != v {
+		t.Fatalf("version %d after refused changes, want %d", tb.Version(), v)
+	}
+	if _, err := linkstate.New(nil, nil, []linkstate.Connector{{Name: "x", A: "A", B: "B", Cost: 1}, {Name: "x", A: "A", B: "C", Cost: 1}}); err == nil {
+		t.Error("duplicate connector accepted")
+	}
+	if _, err := linkstate.New(nil, []linkstate.Server{{Name: "s"}, {Name: "s"}}, nil); err == nil {
+		t.Error("duplicate server accepted")
+	}
+}
+
+// R10: a connector whose bridgeheads on one side are all down carries
+// nothing; with another live bridgehead on that side it still does, through
+// that bridgehead.
+func TestBridgeheadDown(t *testing.T) {
+	tb := diamond(t)
+	if _, err := tb.SetServerDown("b1", true); err != nil {
+		t.Fatal(err)
+	}
+	g := tb.Graph()
+	p, ok := g.Path("a1", "b2")
+	if !ok || strings.Join(p.Servers, ">") != "a1>b2" || strings.Join(p.Connectors, ",") != "ab" {
+		t.Fatalf("with b2 alive, ab goes through b2: %+v %v", p, ok)
+	}
+	if _, err := tb.SetServerDown("b2", true); err != nil {
+		t.Fatal(err)
+	}
+	g = tb.Graph()
+	if c, _, ok := g.RGCost("A", "B"); ok {
+		t.Fatalf("A->B still reachable at cost %d with every rg-B bridgehead of ab down", c)
+	}
+	// A->D now: bd's B-side bridgehead b2 is down too, so A-C-D (6) or A-D (10).
+	if c, _, ok := g.RGCost("A", "D"); !ok || c != 6 {
+		t.Fatalf("A->D = %d %v, want 6", c, ok)
+	}
+	// A server that is down is not reachable, even in the same routing group.
+	if g.Reachable("a1", "b2") {
+		t.Fatal("down server reachable")
+	}
+	if _, err := tb.SetServerDown("a2", true); err != nil {
+		t.Fatal(err)
+	}
+	if tb.Graph().Reachable("a1", "a2") {
+		t.Fatal("down server in the same routing group reachable")
+	}
+	if !tb.Graph().Reachable("a2", "a2") {
+		t.Fatal("a server always reaches itself")
+	}
+}
+
+// A Graph is immutable: a graph taken before a change keeps answering for
+// the old state, including trees it had not computed yet.
+func TestGraphSnapshotImmutable(t *testing.T) {
+	tb := diamond(t)
+	old := tb.Graph()
+	if c, _, _ := old.RGCost("A", "D"); c != 2 {
+		t.Fatalf("A->D %d", c)
+	}
+	if _, err := tb.SetCost("ab", 50, "admin", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.SetUp("ac", false, "admin", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.SetServerDown("d1", true); err != nil {
+		t.Fatal(err)
+	}
+	cur := tb.Graph()
+	if c, _, _ := old.RGCost("A", "D"); c != 2 {
+		t.Fatalf("old graph A->D changed to %d", c)
+	}
+	// Source C was never queried on old: it is computed lazily, still from
+	// the old state.
+	if c, _, ok := old.RGCost("C", "B"); !ok || c != 2 {
+		t.Fatalf("old graph C->B = %d %v, want 2", c, ok)
+	}
+	if old.ServerDown("d1") || !cur.ServerDown("d1") {
+		t.Fatal("server state leaked between graphs")
+	}
+	// ad and bd lost their only D-side bridgehead; ac is down: only ab (50).
+	if c, _, ok := cur.RGCost("A", "B"); !ok || c != 50 {
+		t.Fatalf("current A->B = %d %v, want 50", c, ok)
+	}
+	if c, _, ok := cur.RGCost("A", "D"); ok {
+		t.Fatalf("current A->D = %d, want unreachable", c)
+	}
+	if old.Version() >= cur.Version() {
+		t.Fatal("versions not increasing")
+	}
+}
+
+// Readers never lock: concurrent queries and changes are race-free (run
+// with -race).
+func TestConcurrentReaders(t *testing.T) {
+	tb := diamond(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 200; j++ {
+				g := tb.Graph()
+				g.RGCost("A", "D")
+				g.Path("a2", "d1")
+			}
+		}()
+	}
+	for j := 0; j < 50; j++ {
+		if _, err := tb.SetCost("ab", 1+j%10, "x", t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+}
+
+// FromConfig is covered by the routing tests (via config.Parse); here the
+// copy semantics: changing the caller's slices after New does not change
+// the table.
+func TestNewCopiesInput(t *testing.T) {
+	bh := []string{"a1"}
+	tb, err := linkstate.New(nil, []linkstate.Server{{Name: "a1", RoutingGroup: "A"}, {Name: "b1", RoutingGroup: "B"}},
+		[]linkstate.Connector{{Name: "ab", A: "A", B: "B", Cost: 1, Up: true, BridgeheadsA: bh}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bh[0] = "zz"
+	c, _ := tb.Connector("ab")
+	if c.BridgeheadsA[0] != "a1" {
+		t.Fatal("bridgeheads aliased")
+	}
+	if len(tb.Servers()) != 2 || len(tb.Connectors()) != 1 {
+		t.Fatal("listing")
+	}
+}

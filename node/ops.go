@@ -1,0 +1,292 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pfrouter/admin"
+	"pfrouter/config"
+	"pfrouter/directory"
+	"pfrouter/gossip"
+	"pfrouter/linkstate"
+	"pfrouter/qmgr"
+	"pfrouter/routing"
+)
+
+// This file brings up a server's live operations surface (SPEC O1, O2,
+// O5): the gossip member that spreads runtime changes (gossip.go), the
+// admin HTTP API on listen.admin, and Operator, the admin.Ops
+// implementation the API calls. Reload is in reload.go.
+
+// AdminHandlers are extra admin API endpoints by pattern (e.g.
+// "/v1/tracking", "/metrics"); they need the same bearer token.
+type AdminHandlers = map[string]http.Handler
+
+// opsState is the node's runtime-operations state. It is a value inside
+// Node so that readers started before startOps (the queue manager calls
+// Params) never race on a pointer.
+type opsState struct {
+	ctx    context.Context
+	gossip *gossip.Node
+	http   *http.Server
+
+	// applyMu orders record applications against a reload's swap, so a
+	// change arriving during a reload is not lost.
+	applyMu sync.Mutex
+	// reloadMu makes reloads one at a time.
+	reloadMu sync.Mutex
+	// routing is the routing section in force after a reload (nil: the
+	// startup config's).
+	routing atomic.Pointer[config.Routing]
+	// org is the config in force after a reload (nil: n.Org).
+	org atomic.Pointer[config.Org]
+
+	memberMu    sync.Mutex
+	maintenance map[string]bool // server -> in maintenance (gossip records)
+	dead        map[string]bool // server -> declared dead by memberlist
+
+	// Without gossip: local records and clock.
+	localMu    sync.Mutex
+	localClock uint64
+	localRecs  map[string]gossip.Record
+}
+
+// startOps starts gossip (when listen.gossip is set) and the admin API
+// (when adminL is open). Node.Start calls it once the queue manager runs,
+// so persisted runtime changes re-applied now reroute queued mail.
+func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Server) error {
+	n.ops.ctx = context.WithoutCancel(ctx)
+	if srv.Listen.Gossip != "" {
+		if err := n.startGossip(srv); err != nil {
+			return err
+		}
+		g := n.ops.gossip
+		n.closers = append(n.closers, func(context.Context) error { return g.Close() })
+	}
+	if adminL == nil {
+		return nil
+	}
+	token, err := admin.ResolveToken(n.Org, n.DataDir)
+	if err != nil {
+		return fmt.Errorf("server %s: %w", n.Name, err)
+	}
+	if n.AdminExtra == nil {
+		n.AdminExtra = AdminHandlers{}
+	}
+	h := admin.NewHandler(n.Operator(), token, n.AdminExtra, n.Log)
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	n.ops.http = hs
+	n.serve("admin", func() error {
+		if err := hs.Serve(adminL); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	n.closers = append(n.closers, func(ctx context.Context) error { return hs.Shutdown(ctx) })
+	n.Log.Info("admin API listening", "addr", adminL.Addr().String(), "gossip", n.gossipAddr())
+	return nil
+}
+
+func (n *Node) gossipAddr() string {
+	if g := n.ops.gossip; g != nil {
+		return g.Addr()
+	}
+	return ""
+}
+
+// Gossip is the node's gossip member, nil without listen.gossip.
+func (n *Node) Gossip() *gossip.Node { return n.ops.gossip }
+
+// routingConfig is the routing section in force (reloadable).
+func (n *Node) routingConfig() config.Routing {
+	if r := n.ops.routing.Load(); r != nil {
+		return *r
+	}
+	return n.Org.Routing
+}
+
+// CurrentOrg is the configuration in force: the startup one, or the last
+// one a reload applied.
+func (n *Node) CurrentOrg() *config.Org {
+	if o := n.ops.org.Load(); o != nil {
+		return o
+	}
+	return n.Org
+}
+
+// Operator is the admin.Ops of a node: what the admin API calls. Changes go
+// through gossip so every server agrees (O1).
+type Operator struct{ n *Node }
+
+var _ admin.Ops = (*Operator)(nil)
+
+// Operator returns the node's admin.Ops.
+func (n *Node) Operator() *Operator { return &Operator{n: n} }
+
+// StoreMinAge is store_min_age in force (R6).
+func (o *Operator) StoreMinAge() time.Duration { return o.n.Params().MinAge }
+
+// SetStoreMinAge changes store_min_age on every server (R6, O1).
+func (o *Operator) SetStoreMinAge(ctx context.Context, d time.Duration, by string) error {
+	if d < 0 {
+		return &admin.FieldError{Field: "store_min_age", Msg: "must be >= 0"}
+	}
+	return o.n.publish(gossip.KindStoreMinAge, "", minAgeValue{StoreMinAge: d.String(), By: by})
+}
+
+// LinkState is this server's view: connectors, servers and the gossip
+// version (equal on converged servers).
+func (o *Operator) LinkState() admin.LinkState {
+	return admin.LinkState{Version: o.n.stateVersion(), Connectors: o.n.LinkState.Connectors(), Servers: o.n.LinkState.Servers()}
+}
+
+func (o *Operator) connector(name string) (linkstate.Connector, error) {
+	c, ok := o.n.LinkState.Connector(name)
+	if !ok {
+		return c, fmt.Errorf("connector %q: %w", name, admin.ErrNotFound)
+	}
+	return c, nil
+}
+
+// SetConnectorCost changes a connector's cost everywhere (R9, O1).
+func (o *Operator) SetConnectorCost(ctx context.Context, name string, cost int, by string) error {
+	if cost < 1 || cost > 100 {
+		return &admin.FieldError{Field: "cost", Msg: "must be an integer 1–100"}
+	}
+	c, err := o.connector(name)
+	if err != nil {
+		return err
+	}
+	return o.n.publish(gossip.KindConnector, name, connectorValue{Cost: cost, Up: c.Up, By: by})
+}
+
+// SetConnectorState marks a connector up or down everywhere (R10, O1).
+func (o *Operator) SetConnectorState(ctx context.Context, name string, up bool, by string) error {
+	c, err := o.connector(name)
+	if err != nil {
+		return err
+	}
+	return o.n.publish(gossip.KindConnector, name, connectorValue{Cost: c.Cost, Up: up, By: by})
+}
+
+// SetServerMaintenance takes a server out of routing (down) or back (R6b,
+// R10).
+func (o *Operator) SetServerMaintenance(ctx context.Context, server string, down bool, by string) error {
+	if o.n.Directory.Snapshot().Server(server) == nil {
+		return fmt.Errorf("server %q: %w", server, admin.ErrNotFound)
+	}
+	return o.n.publish(gossip.KindServer, server, serverValue{Down: down, By: by})
+}
+
+// AddStore adds a store on every server; its created time is the time of
+// the change, the same everywhere (R6, O1).
+func (o *Operator) AddStore(ctx context.Context, server, name, kind, hierarchy string) error {
+	snap := o.n.Directory.Snapshot()
+	switch {
+	case snap.Server(server) == nil:
+		return &admin.FieldError{Field: "server", Msg: fmt.Sprintf("%q is not a server of the organization", server)}
+	case snap.Store(name) != nil:
+		return &admin.FieldError{Field: "name", Msg: fmt.Sprintf("store %q already exists", name)}
+	case kind != config.StorePublic && kind != config.StoreMailbox:
+		return &admin.FieldError{Field: "kind", Msg: fmt.Sprintf("%q is not public or mailbox", kind)}
+	case kind == config.StorePublic && snap.Hierarchy(hierarchy) == nil:
+		return &admin.FieldError{Field: "hierarchy", Msg: fmt.Sprintf("%q is not a hierarchy of the organization", hierarchy)}
+	}
+	if kind == config.StoreMailbox {
+		hierarchy = ""
+	}
+	return o.n.publish(gossip.KindStore, name, storeValue{Server: server, Name: name, Kind: kind, Hierarchy: hierarchy})
+}
+
+// AddReplica makes a public store hold a replica of a folder everywhere.
+func (o *Operator) AddReplica(ctx context.Context, hierarchy, path, store string) error {
+	snap := o.n.Directory.Snapshot()
+	key := directory.FolderKey(hierarchy, path)
+	switch st := snap.Store(store); {
+	case snap.Hierarchy(hierarchy) == nil:
+		return &admin.FieldError{Field: "hierarchy", Msg: fmt.Sprintf("%q is not a hierarchy of the organization", hierarchy)}
+	case snap.Folder(key) == nil:
+		return &admin.FieldError{Field: "folder", Msg: fmt.Sprintf("%q is not a folder of hierarchy %q", path, hierarchy)}
+	case st == nil:
+		return &admin.FieldError{Field: "store", Msg: fmt.Sprintf("%q is not a store of the organization", store)}
+	case st.Kind != config.StorePublic || st.Hierarchy != hierarchy:
+		return &admin.FieldError{Field: "store", Msg: fmt.Sprintf("store %q does not hold hierarchy %q", store, hierarchy)}
+	}
+	return o.n.publish(gossip.KindReplica, key+"|"+store, replicaValue{Hierarchy: hierarchy, Folder: path, Store: store})
+}
+
+// Route explains the decision for rcpt made at server at ("" is this
+// server) on this server's directory and link state (O2).
+func (o *Operator) Route(ctx context.Context, at, rcpt string, now time.Time) (routing.Decision, error) {
+	n := o.n
+	if at == "" {
+		at = n.Name
+	}
+	snap := n.Directory.Snapshot()
+	if snap.Server(at) == nil {
+		return routing.Decision{}, &admin.FieldError{Field: "at", Msg: fmt.Sprintf("%q is not a server of the organization", at)}
+	}
+	if !strings.Contains(rcpt, "@") {
+		return routing.Decision{}, &admin.FieldError{Field: "to", Msg: fmt.Sprintf("%q is not an address", rcpt)}
+	}
+	return routing.Decide(snap, n.LinkState.Graph(), n.Params(), routing.Input{At: at, Recipient: rcpt, Now: now}), nil
+}
+
+func queueItem(it qmgr.Item) admin.QueueItem {
+	out := admin.QueueItem{ID: it.ID, MessageID: it.MessageID, From: it.From, Arrived: it.Arrived, Size: it.Size,
+		Recipients: make([]admin.QueueRecipient, 0, len(it.Recipients))}
+	for _, r := range it.Recipients {
+		out.Recipients = append(out.Recipients, admin.QueueRecipient{Addr: r.Addr, State: r.State, NextAttempt: r.NextAttempt, Reason: r.Reason})
+	}
+	return out
+}
+
+func queueErr(err error) error {
+	if errors.Is(err, qmgr.ErrNotQueued) {
+		return fmt.Errorf("%w: %w", admin.ErrNotFound, err)
+	}
+	return err
+}
+
+// QueueList lists the queued messages.
+func (o *Operator) QueueList(ctx context.Context) ([]admin.QueueItem, error) {
+	items := o.n.Qmgr.List()
+	out := make([]admin.QueueItem, 0, len(items))
+	for _, it := range items {
+		out = append(out, queueItem(it))
+	}
+	return out, nil
+}
+
+// QueueShow returns one queued message.
+func (o *Operator) QueueShow(ctx context.Context, id string) (admin.QueueItem, error) {
+	it, err := o.n.Qmgr.Show(id)
+	if err != nil {
+		return admin.QueueItem{}, queueErr(err)
+	}
+	return queueItem(it), nil
+}
+
+// QueueRetry retries one message now, or all of them for "".
+func (o *Operator) QueueRetry(ctx context.Context, id string) error {
+	if id == "" {
+		o.n.Qmgr.Flush()
+		return nil
+	}
+	return queueErr(o.n.Qmgr.Retry(id))
+}
+
+// QueueDelete removes a message from the queue without a report.
+func (o *Operator) QueueDelete(ctx context.Context, id string) error {
+	return queueErr(o.n.Qmgr.Delete(ctx, id))
+}
+
+// Reload re-reads the configuration (O5); see Node.Reload.
+func (o *Operator) Reload(ctx context.Context) error { return o.n.Reload(ctx) }
