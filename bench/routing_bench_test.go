@@ -126,6 +126,67 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
+// BenchmarkRoute is BenchmarkDecide on the queue manager's fast path
+// (routing.Route: the same decision without the explanation, over the
+// snapshot's compiled index). The index is built, and bound to the graph,
+// before the timer starts: BenchmarkRouteIndexBuild measures that.
+func BenchmarkRoute(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		w    func() (*world, error)
+	}{{"contoso", contosoWorld}, {"big", bigWorld}} {
+		b.Run(c.name, func(b *testing.B) {
+			w := get(b, c.w)
+			snap, g := w.dir.Snapshot(), w.table.Graph()
+			start := time.Now()
+			snap.Index()
+			b.Logf("index built in %v", time.Since(start).Round(time.Millisecond))
+			outcomes := map[routing.Outcome]int{}
+			for _, in := range w.inputs {
+				outcomes[routing.Route(snap, g, w.params, in).Outcome]++
+			}
+			b.Logf("outcomes of %d decisions: %v", len(w.inputs), outcomes)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				routing.Route(snap, g, w.params, w.inputs[i%len(w.inputs)])
+			}
+		})
+	}
+}
+
+// BenchmarkRouteColdGraph is BenchmarkDecideColdGraph on the fast path:
+// a connector cost change, then one decision (binding the index to the new
+// graph and computing one shortest-path tree).
+func BenchmarkRouteColdGraph(b *testing.B) {
+	w := get(b, bigWorld)
+	snap := w.dir.Snapshot()
+	snap.Index()
+	conn := w.org.Connectors[0].Name
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := w.table.SetCost(conn, 1+i%100, "bench", now); err != nil {
+			b.Fatal(err)
+		}
+		routing.Route(snap, w.table.Graph(), w.params, w.inputs[i%len(w.inputs)])
+	}
+}
+
+// BenchmarkRouteIndexBuild is what the first decision after a directory
+// change pays on the big organization: compiling the routing index.
+func BenchmarkRouteIndexBuild(b *testing.B) {
+	w := get(b, bigWorld)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		// A fresh directory version each time: SetSynced publishes one.
+		if err := w.dir.SetSynced(w.org.Servers[0].Stores[0].Name, true); err != nil {
+			b.Fatal(err)
+		}
+		w.dir.Snapshot().Index()
+	}
+}
+
 // BenchmarkDecideColdGraph is a decision right after a link-state change:
 // the first query on a new graph computes the shortest-path tree of the
 // deciding server's routing group.
@@ -192,9 +253,9 @@ func heapMiB() float64 {
 	return float64(m.HeapAlloc) / (1 << 20)
 }
 
-// measureDirectory generates the big org and builds its directory,
-// returning the heap held by each.
-func measureDirectory(tb testing.TB) (orgMiB, dirMiB float64, genDur, dirDur time.Duration) {
+// measureDirectory generates the big org and builds its directory and
+// routing index, returning the heap held by each.
+func measureDirectory(tb testing.TB) (orgMiB, dirMiB, indexMiB float64, genDur, dirDur, indexDur time.Duration) {
 	base := heapMiB()
 	start := time.Now()
 	org := orggen.Generate(seed, orggen.Default)
@@ -207,16 +268,23 @@ func measureDirectory(tb testing.TB) (orgMiB, dirMiB float64, genDur, dirDur tim
 	}
 	dirDur = time.Since(start)
 	withDir := heapMiB()
+	start = time.Now()
+	snap := dir.Snapshot()
+	snap.Index()
+	indexDur = time.Since(start)
+	withIndex := heapMiB()
 	runtime.KeepAlive(org)
 	runtime.KeepAlive(dir)
-	return withOrg - base, withDir - withOrg, genDur, dirDur
+	runtime.KeepAlive(snap)
+	return withOrg - base, withDir - withOrg, withIndex - withDir, genDur, dirDur, indexDur
 }
 
 // BenchmarkDirectoryBuild builds the big directory and reports its heap.
 func BenchmarkDirectoryBuild(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		orgMiB, dirMiB, genDur, dirDur := measureDirectory(b)
+		orgMiB, dirMiB, indexMiB, genDur, dirDur, _ := measureDirectory(b)
 		b.ReportMetric(dirMiB, "dir-MiB")
+		b.ReportMetric(indexMiB, "index-MiB")
 		b.ReportMetric(orgMiB, "org-MiB")
 		b.ReportMetric(float64(genDur.Milliseconds()), "gen-ms")
 		b.ReportMetric(float64(dirDur.Milliseconds()), "dir-ms")
@@ -230,6 +298,7 @@ func TestDirectoryMemory(t *testing.T) {
 	if testing.Short() || os.Getenv("PFROUTER_BIG") != "1" {
 		t.Skip("big-org memory measurement: set PFROUTER_BIG=1 (and no -short) to run")
 	}
-	orgMiB, dirMiB, genDur, dirDur := measureDirectory(t)
-	t.Logf("org %.0f MiB (generated in %v); directory %.0f MiB (built in %v)", orgMiB, genDur.Round(time.Millisecond), dirMiB, dirDur.Round(time.Millisecond))
+	orgMiB, dirMiB, indexMiB, genDur, dirDur, indexDur := measureDirectory(t)
+	t.Logf("org %.0f MiB (generated in %v); directory %.0f MiB (built in %v); routing index %.0f MiB (built in %v); directory+index %.0f MiB",
+		orgMiB, genDur.Round(time.Millisecond), dirMiB, dirDur.Round(time.Millisecond), indexMiB, indexDur.Round(time.Millisecond), dirMiB+indexMiB)
 }

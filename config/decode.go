@@ -41,9 +41,9 @@ var errEOF = errors.New("EOF")
 type lineIndex struct{ m map[string]int }
 
 func (l *lineIndex) walk(n *yaml.Node, path string) {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	// Aliases are not followed: an anchor may contain itself, and the
+	// decoder reports that; errors inside aliased content point at the
+	// alias's key instead.
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {

@@ -134,6 +134,9 @@ type Directory struct {
 	now     func() time.Time
 	// swapped is the directory a config reload put in force (replace.go).
 	swapped atomic.Pointer[Directory]
+	// cur is the version snapshots read (index.go): writers publish a new
+	// one after each commit.
+	cur atomic.Pointer[state]
 }
 
 // New loads an organization into a new directory.
@@ -230,6 +233,7 @@ func New(org *config.Org, opts Options) (*Directory, error) {
 		}
 	}
 	b.txn.Commit()
+	d.publish()
 	return d, nil
 }
 
@@ -290,14 +294,16 @@ func sortNewestFirst(s []*Store) {
 
 // normalize lowercases the domain, and the local part unless the domain
 // says local parts are case-sensitive (R1).
-func (d *Directory) normalize(addr string) string {
+func (d *Directory) normalize(addr string) string { return normalize(d.domains, addr) }
+
+func normalize(domains map[string]bool, addr string) string {
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
 		return strings.ToLower(addr)
 	}
 	dom := strings.ToLower(addr[at+1:])
 	local := addr[:at]
-	if !d.domains[dom] {
+	if !domains[dom] {
 		local = strings.ToLower(local)
 	}
 	return local + "@" + dom
@@ -309,7 +315,8 @@ func (d *Directory) Org() *config.Org { return d.live().org }
 // Snapshot returns a consistent, lock-free view.
 func (d *Directory) Snapshot() *Snapshot {
 	l := d.live()
-	return &Snapshot{txn: l.db.Txn(false), d: l}
+	st := l.cur.Load()
+	return &Snapshot{txn: st.db.Txn(false), d: l, st: st}
 }
 
 // AddStore adds a store at runtime (O1). Its created time is now unless
@@ -317,7 +324,8 @@ func (d *Directory) Snapshot() *Snapshot {
 func (d *Directory) AddStore(st Store) (*Store, error) {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	txn := d.live().db.Txn(true)
+	l := d.live()
+	txn := l.db.Txn(true)
 	defer txn.Abort()
 	if raw, _ := txn.First("stores", "id", st.Name); raw != nil {
 		return nil, fmt.Errorf("store %q already exists", st.Name)
@@ -345,6 +353,7 @@ func (d *Directory) AddStore(st Store) (*Store, error) {
 		return nil, err
 	}
 	txn.Commit()
+	l.publish()
 	return &s, nil
 }
 
@@ -352,7 +361,8 @@ func (d *Directory) AddStore(st Store) (*Store, error) {
 func (d *Directory) AddReplica(hierarchy, path, store string) error {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	txn := d.live().db.Txn(true)
+	l := d.live()
+	txn := l.db.Txn(true)
 	defer txn.Abort()
 	key := FolderKey(hierarchy, path)
 	if f, _ := txn.First("folders", "id", key); f == nil {
@@ -369,6 +379,7 @@ func (d *Directory) AddReplica(hierarchy, path, store string) error {
 		return err
 	}
 	txn.Commit()
+	l.publish()
 	return nil
 }
 
@@ -376,7 +387,8 @@ func (d *Directory) AddReplica(hierarchy, path, store string) error {
 func (d *Directory) SetSynced(store string, synced bool) error {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	txn := d.live().db.Txn(true)
+	l := d.live()
+	txn := l.db.Txn(true)
 	defer txn.Abort()
 	raw, _ := txn.First("stores", "id", store)
 	if raw == nil {
@@ -401,5 +413,6 @@ func (d *Directory) SetSynced(store string, synced bool) error {
 		}
 	}
 	txn.Commit()
+	l.publish()
 	return nil
 }

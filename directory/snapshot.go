@@ -11,6 +11,7 @@ import (
 type Snapshot struct {
 	txn *memdb.Txn
 	d   *Directory
+	st  *state // the version txn reads, and its routing index
 }
 
 // Entry is what an address resolves to: exactly one of Folder and User.
@@ -95,8 +96,8 @@ func (s *Snapshot) Hierarchy(name string) *Hierarchy {
 	return first[Hierarchy](s, "hierarchies", "id", name)
 }
 
-// Replicas lists the stores holding a replica of a folder, in the order
-// they were configured.
+// Replicas lists the stores holding a replica of a folder, by store name
+// (so ties between equally good replicas break by name, deterministically).
 func (s *Snapshot) Replicas(folderKey string) []*Replica {
 	return all[Replica](s, "replicas", "FolderKey", folderKey)
 }

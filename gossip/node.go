@@ -97,7 +97,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	}
 	n := &Node{
 		o:       o,
-		log:     o.Logger.With("component", "gossip", "server", o.Name),
+		log:     o.Logger.With("component", "gossip"),
 		stop:    make(chan struct{}),
 		recs:    map[recKey]Record{},
 		pending: map[recKey]Record{},

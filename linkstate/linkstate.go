@@ -191,7 +191,7 @@ func (t *Table) AddConnector(c Connector) (uint64, error) {
 func (t *Table) AddServer(s Server) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !containsStr(t.rgs, s.RoutingGroup) {
+	if s.RoutingGroup != "" && !containsStr(t.rgs, s.RoutingGroup) {
 		t.rgs = append(t.rgs, s.RoutingGroup)
 	}
 	t.servers[s.Name] = &s
@@ -253,7 +253,11 @@ func (t *Table) publish() {
 		g.rgIndex[rg] = int32(i)
 	}
 	for _, s := range t.servers {
-		g.serverRG[s.Name] = g.rgIndex[s.RoutingGroup]
+		// A server without a (known) routing group is not routable; the
+		// map's zero value would silently put it in the first group.
+		if i, ok := g.rgIndex[s.RoutingGroup]; ok {
+			g.serverRG[s.Name] = i
+		}
 		if s.Down {
 			g.down[s.Name] = true
 		}

@@ -341,3 +341,30 @@ func TestNewCopiesInput(t *testing.T) {
 		t.Fatal("listing")
 	}
 }
+
+// A server without a routing group is not routable (it used to land in the
+// alphabetically first routing group), and AddServer moves a server.
+func TestServerWithoutRoutingGroup(t *testing.T) {
+	tb, err := linkstate.New(nil, []linkstate.Server{{Name: "a1", RoutingGroup: "A"}, {Name: "lost"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := tb.Graph()
+	if rg, ok := g.RoutingGroupOf("lost"); ok {
+		t.Fatalf("server without routing group is in %q", rg)
+	}
+	if g.Reachable("a1", "lost") {
+		t.Fatal("server without routing group reachable")
+	}
+	tb.AddServer(linkstate.Server{Name: "lost", RoutingGroup: "A"})
+	if !tb.Graph().Reachable("a1", "lost") {
+		t.Fatal("server added to A not reachable from A")
+	}
+	tb.AddServer(linkstate.Server{Name: "b1", RoutingGroup: "B", Down: true})
+	if !tb.Graph().ServerDown("b1") {
+		t.Fatal("server added down is not down")
+	}
+	if _, err := tb.SetServerDown("b1", false); err != nil || tb.Graph().ServerDown("b1") {
+		t.Fatalf("server back up: %v", err)
+	}
+}

@@ -151,9 +151,10 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server %s: data directory: %w", name, err)
 	}
+	started := n // a failed start returns nil: close what was opened
 	defer func() {
 		if err != nil {
-			n.Close(context.Background())
+			started.Close(context.Background())
 		}
 	}()
 	// Without secret or secret_file, the servers of one process share a
@@ -216,7 +217,16 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 			MaxRecipients: org.Limits.MaxRecipients, MaxLineLength: org.Limits.MaxLineLength, MaxConnections: org.Limits.MaxConnections,
 			TLSConfig: tlsCfg, Checker: n, Acceptor: n.Qmgr, Auth: n, Logger: n.Log, NewMessageID: n.newMessageID})
 		n.serve("smtp", func() error { return n.SMTP.Serve(l) })
-		n.closers = append(n.closers, func(ctx context.Context) error { return n.SMTP.Shutdown(ctx) })
+		n.closers = append(n.closers, func(ctx context.Context) error {
+			// Sessions in progress get a grace period; idle sessions
+			// (peers' pooled relay connections) must not hold the stop.
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			if err := n.SMTP.Shutdown(sctx); err != nil {
+				return n.SMTP.Close()
+			}
+			return nil
+		})
 	}
 	if err := n.startAccess(ls, tlsCfg); err != nil {
 		return nil, fmt.Errorf("server %s: access tier: %w", name, err)

@@ -35,7 +35,6 @@ type AdminHandlers = map[string]http.Handler
 type opsState struct {
 	ctx    context.Context
 	gossip *gossip.Node
-	http   *http.Server
 
 	// applyMu orders record applications against a reload's swap, so a
 	// change arriving during a reload is not lost.
@@ -81,8 +80,7 @@ func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Se
 		n.AdminExtra = AdminHandlers{}
 	}
 	h := admin.NewHandler(n.Operator(), token, n.AdminExtra, n.Log)
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
-	n.ops.http = hs
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	n.serve("admin", func() error {
 		if err := hs.Serve(adminL); !errors.Is(err, http.ErrServerClosed) {
 			return err

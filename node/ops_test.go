@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"pfrouter/admin"
 	"pfrouter/config"
+	"pfrouter/gossip"
 	"pfrouter/linkstate"
 	"pfrouter/store"
 )
@@ -92,6 +94,7 @@ func waitConverged(t *testing.T, c *Cluster, what string, cond func(admin.LinkSt
 // server with the same version, and the next post routed by another server
 // follows the new cheapest path.
 func TestOpsConnectorCostSpreadsAndReroutesR9(t *testing.T) {
+	t.Parallel()
 	c := startOrg(t, opsOrg(testOrg))
 	ctx := context.Background()
 	// Before: s1 reaches s4-pub over ab (10): s1>s2>s3>s4.
@@ -123,6 +126,7 @@ func TestOpsConnectorCostSpreadsAndReroutesR9(t *testing.T) {
 // and is skipped while young; lowering store_min_age makes the next
 // decision pick it, raising it again skips it again.
 func TestOpsStoreMinAgeR6(t *testing.T) {
+	t.Parallel()
 	c := startOrg(t, opsOrg(testOrg))
 	ctx := context.Background()
 	if err := adminClient(t, c.Nodes["s1"]).AddStore(ctx, admin.StoreRequest{Server: "s2", Name: "s2-new", Kind: "public", Hierarchy: "PF"}); err != nil {
@@ -189,6 +193,7 @@ func TestOpsStoreMinAgeR6(t *testing.T) {
 // as soon as a connector comes up through the admin API; retry_initial is
 // an hour, so only the immediate reroute can deliver it in time.
 func TestOpsConnectorUpReroutesQueuedAtOnceR10(t *testing.T) {
+	t.Parallel()
 	yaml := strings.Replace(testOrg, "retry_initial: 200ms, retry_max: 1s", "retry_initial: 1h, retry_max: 1h", 1)
 	c := startOrg(t, opsOrg(yaml))
 	ctx := context.Background()
@@ -264,6 +269,7 @@ func startOrgFile(t *testing.T, yaml string) (*Cluster, string) {
 // the old config keeps running; a good one is applied, with the runtime
 // changes made before it still on top.
 func TestOpsReloadO5(t *testing.T) {
+	t.Parallel()
 	yaml := opsOrg(testOrg)
 	c, path := startOrgFile(t, yaml)
 	ctx := context.Background()
@@ -301,6 +307,11 @@ func TestOpsReloadO5(t *testing.T) {
 	if err := cl.Reload(ctx); err != nil {
 		t.Fatalf("good config refused: %v", err)
 	}
+	// Each server reads the config itself: reload the others as SIGHUP
+	// does for every server of a process.
+	if err := c.Reload(ctx); err != nil {
+		t.Fatalf("cluster reload: %v", err)
+	}
 	ls, err := cl.LinkState(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -327,6 +338,7 @@ func TestOpsReloadO5(t *testing.T) {
 
 // Issue item 1: no token is 401; a bad field is 400 naming it.
 func TestOpsAdminAuthAndFieldErrors(t *testing.T) {
+	t.Parallel()
 	c := startOrg(t, opsOrg(testOrg))
 	ctx := context.Background()
 	s1 := c.Nodes["s1"]
@@ -371,4 +383,27 @@ func TestOpsAdminAuthAndFieldErrors(t *testing.T) {
 func isStatus(err error, status int, field string) bool {
 	var ae *admin.APIError
 	return errors.As(err, &ae) && ae.Status == status && ae.Field == field
+}
+
+// R13b: a record whose origin is not a server of the organization is
+// ignored. Without listen.gossip, changes still apply locally.
+func TestOpsApplierIgnoresForeignOriginR13b(t *testing.T) {
+	t.Parallel()
+	c := startOrg(t, testOrg) // no gossip, no admin listener
+	s1 := c.Nodes["s1"]
+	raw, _ := json.Marshal(connectorValue{Cost: 99, Up: false, By: "evil"})
+	if err := s1.applyRecord(gossip.Record{Kind: gossip.KindConnector, Key: "ab", Origin: "intruder", Version: 7, At: time.Now(), Value: raw}); err != nil {
+		t.Fatal(err)
+	}
+	if cn, _ := s1.LinkState.Connector("ab"); cn.Cost != 10 || !cn.Up {
+		t.Fatalf("record from outside the organization applied: %+v", cn)
+	}
+	op := s1.Operator()
+	if err := op.SetConnectorCost(context.Background(), "ab", 33, "test"); err != nil {
+		t.Fatal(err)
+	}
+	ls := op.LinkState()
+	if cn := connectorOf(ls, "ab"); cn.Cost != 33 || ls.Version != 1 {
+		t.Fatalf("local change without gossip: %+v version %d", cn, ls.Version)
+	}
 }

@@ -1,8 +1,8 @@
 // Package queue is a server's durable mail queue: each message is an opaque
 // envelope record (owned by the queue manager, package qmgr) and a body,
-// written with fsync before Put returns (SPEC S2). Concurrent Puts share
-// fsyncs: badger folds the commits that arrive while one is being written
-// into the next batch, so throughput grows with concurrency (group commit).
+// written with fsync before Put returns (SPEC S2). Concurrent Puts,
+// SetEnvelopes and Deletes share one transaction and one fsync per batch
+// (group commit, commit.go), so throughput grows with concurrency.
 //
 // A body larger than one transaction is written in chunks first and the
 // envelope last; a crash in between leaves chunks without an envelope, which
@@ -42,6 +42,7 @@ type Queue struct {
 	db  *badger.DB
 	log *slog.Logger
 	seq atomic.Uint64
+	c   *committer
 }
 
 // Open opens the queue in dir and removes chunks left by a crash.
@@ -58,11 +59,16 @@ func Open(dir string, logger *slog.Logger) (*Queue, error) {
 		db.Close()
 		return nil, err
 	}
+	q.c = newCommitter(db)
 	return q, nil
 }
 
-// Close closes the database.
-func (q *Queue) Close() error { return q.db.Close() }
+// Close commits the writes already handed to the committer, stops it, and
+// closes the database. Writes after Close fail with ErrClosed.
+func (q *Queue) Close() error {
+	q.c.close()
+	return q.db.Close()
+}
 
 // NewID returns a queue id: time-ordered (so a scan is oldest first), unique
 // across restarts and servers.
@@ -85,7 +91,9 @@ func chunkKey(id string, n int) []byte {
 }
 
 // Put stores a new message durably: when it returns nil, the envelope and
-// body survive a crash.
+// body survive a crash. A body of one chunk goes through the group commit;
+// if ctx ends while it waits, Put returns ctx's error and the message may
+// or may not be queued (see committer.do).
 func (q *Queue) Put(ctx context.Context, id string, envelope, body []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -94,18 +102,9 @@ func (q *Queue) Put(ctx context.Context, id string, envelope, body []byte) error
 	if chunks == 0 {
 		chunks = 1
 	}
-	// Small message: one transaction, one (shared) fsync.
+	// Small message: one batch, one shared fsync.
 	if chunks == 1 {
-		err := q.db.Update(func(txn *badger.Txn) error {
-			if err := txn.Set(chunkKey(id, 0), body); err != nil {
-				return err
-			}
-			return txn.Set(envKey(id), envelope)
-		})
-		if err != nil {
-			return fmt.Errorf("queue %s: %w", id, err)
-		}
-		return nil
+		return q.c.do(ctx, &request{op: opPut, id: id, env: envelope, body: body})
 	}
 	for n := 0; n < chunks; n++ {
 		end := min((n+1)*kv.MaxBatch, len(body))
@@ -152,19 +151,13 @@ func (q *Queue) PutAndDelete(ctx context.Context, id string, envelope, body []by
 	}
 	// The old body without its envelope is an orphan the next Open would
 	// sweep anyway; remove it now.
-	return q.deleteBody(deleteID)
+	return q.c.do(context.Background(), &request{op: opDelete, id: deleteID})
 }
 
 // SetEnvelope replaces a message's envelope (delivery state, next attempt).
+// It returns ErrNotFound for a message no longer queued.
 func (q *Queue) SetEnvelope(id string, envelope []byte) error {
-	return q.db.Update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(envKey(id)); errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		} else if err != nil {
-			return err
-		}
-		return txn.Set(envKey(id), envelope)
-	})
+	return q.c.do(context.Background(), &request{op: opSetEnvelope, id: id, env: envelope})
 }
 
 // Envelope returns a message's envelope.
@@ -206,12 +199,14 @@ func (q *Queue) Body(id string) ([]byte, error) {
 	return out, err
 }
 
-// Delete removes a message (delivered, bounced or deleted by an operator).
+// Delete removes a message (delivered, bounced or deleted by an operator):
+// envelope and body in one transaction, durable when Delete returns.
+// Deleting an unknown id is not an error.
 func (q *Queue) Delete(id string) error {
-	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Delete(envKey(id)) }); err != nil {
+	if err := q.c.do(context.Background(), &request{op: opDelete, id: id}); err != nil {
 		return fmt.Errorf("dequeue %s: %w", id, err)
 	}
-	return q.deleteBody(id)
+	return nil
 }
 
 func (q *Queue) deleteBody(id string) error {

@@ -47,8 +47,18 @@ type Client struct {
 	TLS *tls.Config
 
 	mu   sync.Mutex
-	idle map[string][]*smtp.Client
+	idle map[string][]idleClient
 }
+
+// idleClient is a pooled session and when it went idle: sessions idle
+// longer than maxIdleTime are dropped rather than reused, so peers can shut
+// down and a half-dead session is not tried first.
+type idleClient struct {
+	cl    *smtp.Client
+	since time.Time
+}
+
+const maxIdleTime = 30 * time.Second
 
 // RcptResult is the peer's answer for one recipient; Err nil is accepted.
 type RcptResult struct {
@@ -121,13 +131,13 @@ func (c *Client) get(ctx context.Context, addr string) (*smtp.Client, error) {
 	c.mu.Lock()
 	for len(c.idle[addr]) > 0 {
 		l := c.idle[addr]
-		cl := l[len(l)-1]
+		ic := l[len(l)-1]
 		c.idle[addr] = l[:len(l)-1]
 		c.mu.Unlock()
-		if cl.Reset() == nil {
-			return cl, nil
+		if time.Since(ic.since) < maxIdleTime && ic.cl.Reset() == nil {
+			return ic.cl, nil
 		}
-		cl.Close()
+		ic.cl.Close()
 		c.mu.Lock()
 	}
 	c.mu.Unlock()
@@ -138,13 +148,13 @@ func (c *Client) put(addr string, cl *smtp.Client) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.idle == nil {
-		c.idle = map[string][]*smtp.Client{}
+		c.idle = map[string][]idleClient{}
 	}
 	if len(c.idle[addr]) >= maxIdle {
 		go cl.Quit()
 		return
 	}
-	c.idle[addr] = append(c.idle[addr], cl)
+	c.idle[addr] = append(c.idle[addr], idleClient{cl, time.Now()})
 }
 
 func (c *Client) dial(ctx context.Context, addr string) (*smtp.Client, error) {
@@ -200,8 +210,8 @@ func (c *Client) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range c.idle {
-		for _, cl := range l {
-			cl.Quit()
+		for _, ic := range l {
+			ic.cl.Quit()
 		}
 	}
 	c.idle = nil

@@ -105,7 +105,7 @@ type Decision struct {
 	LinkStateVersion uint64   `json:"linkstate_version"`
 	// ReplicaStep names the server on which step 2 runs in production: the
 	// hierarchy store's. The queue manager sends the message there first.
-	HierarchyServer string `json:"-"`
+	HierarchyServer string `json:"hierarchy_server,omitempty"`
 }
 
 // Check is a recipient-level refusal that SMTP can give at RCPT time.
@@ -129,26 +129,42 @@ type Resolved struct {
 // calls it first.
 func CheckRecipient(snap *directory.Snapshot, in Input) (Resolved, *Check) {
 	e, err := snap.Resolve(in.Recipient)
-	switch {
-	case errors.Is(err, directory.ErrNotAccepted):
-		return Resolved{}, &Check{"5.7.1", "relay access denied: " + domainOf(in.Recipient) + " is not a domain of this organization", true}
-	case errors.Is(err, directory.ErrBadAddress):
-		return Resolved{}, &Check{"5.1.3", "bad recipient address syntax", true}
-	case err != nil:
-		return Resolved{}, &Check{"5.1.1", "recipient address rejected: no such folder or user", true}
+	if c := resolveCheck(in, err); c != nil {
+		return Resolved{}, c
 	}
 	if e.User != nil {
 		return Resolved{User: e.User}, nil
 	}
-	f := e.Folder
+	if c := checkFolder(e.Folder, in); c != nil {
+		return Resolved{}, c
+	}
+	return Resolved{Folder: e.Folder}, nil
+}
+
+// resolveCheck maps an address lookup's error to the refusal (R1).
+func resolveCheck(in Input, err error) *Check {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, directory.ErrNotAccepted):
+		return &Check{"5.7.1", "relay access denied: " + domainOf(in.Recipient) + " is not a domain of this organization", true}
+	case errors.Is(err, directory.ErrBadAddress):
+		return &Check{"5.1.3", "bad recipient address syntax", true}
+	default:
+		return &Check{"5.1.1", "recipient address rejected: no such folder or user", true}
+	}
+}
+
+// checkFolder applies R15, R11 and R17 to a resolved folder.
+func checkFolder(f *directory.Folder, in Input) *Check {
 	if !f.MailEnabled {
-		return Resolved{}, &Check{"5.1.1", "recipient address rejected: public folder " + f.Path + " is not mail-enabled (R15)", true}
+		return &Check{"5.1.1", "recipient address rejected: public folder " + f.Path + " is not mail-enabled (R15)", true}
 	}
 	if f.MaxMessageSize > 0 && in.Size > f.MaxMessageSize {
-		return Resolved{}, &Check{"5.2.3", "message too large for public folder " + f.Path + " (R11)", true}
+		return &Check{"5.2.3", "message too large for public folder " + f.Path + " (R11)", true}
 	}
 	if c := restrictions(f, in); c != nil {
-		return Resolved{}, c
+		return c
 	}
 	role := permissions.RoleFor(f.Permissions, in.SenderUser, in.SenderUser != "")
 	if !permissions.Of(role).CreateItems {
@@ -156,9 +172,9 @@ func CheckRecipient(snap *directory.Snapshot, in Input) (Resolved, *Check) {
 		if in.SenderUser != "" {
 			who = in.SenderUser
 		}
-		return Resolved{}, &Check{"5.7.1", who + " (role " + string(role) + ") may not post to public folder " + f.Path + " (R17)", true}
+		return &Check{"5.7.1", who + " (role " + string(role) + ") may not post to public folder " + f.Path + " (R17)", true}
 	}
-	return Resolved{Folder: f}, nil
+	return nil
 }
 
 func restrictions(f *directory.Folder, in Input) *Check {

@@ -105,7 +105,8 @@ type addArgs struct {
 
 // add writes a message: body chunks that do not fit with the records go
 // first in their own commits, and the index record last, so a crash never
-// shows a half message (orphan chunks are invisible garbage).
+// shows a half message (orphan chunks are invisible garbage). The last
+// commit is shared with the other messages waiting on the mailbox.
 func (s *Store) add(ctx context.Context, ref MailboxRef, a addArgs) (uint32, bool, error) {
 	if a.date.IsZero() {
 		a.date = time.Now()
@@ -137,72 +138,32 @@ func (s *Store) add(ctx context.Context, ref MailboxRef, a addArgs) (uint32, boo
 		msg.Flags = flags
 	}
 
-	var uid uint32
-	var dup bool
-	var mbox uint64
+	// The last chunk and the records go through the mailbox's group
+	// commit (commit.go): one transaction and one fsync for every message
+	// waiting on the mailbox.
+	r := &addReq{ref: ref, msg: msg, last: last, flags: flags, viewer: a.viewer}
 	for attempt := 0; ; attempt++ {
 		rec, err := s.view(ref)
 		if err != nil {
+			s.dropChunks(body, chunks-1)
 			return 0, false, err
 		}
-		mbox = rec.ID
-		mu := s.lock(rec.ID)
-		mu.Lock()
-		err = s.db.Update(func(txn *badger.Txn) error {
-			cur, err := lookup(txn, ref)
-			if err != nil {
-				return err
-			}
-			if cur.ID != rec.ID {
-				return errRetry // deleted and recreated meanwhile: lock the new one
-			}
-			if a.id != "" {
-				if item, err := txn.Get(dedupKey(cur.ID, a.id)); err == nil {
-					dup = true
-					return item.Value(func(b []byte) error {
-						if len(b) == 4 {
-							uid = binary.BigEndian.Uint32(b)
-						}
-						return nil
-					})
-				}
-			}
-			uid = cur.UIDNext
-			cur.UIDNext++
-			if err := txn.Set(bodyKey(body, chunks-1), last); err != nil {
-				return err
-			}
-			if err := setJSON(txn, msgKey(cur.ID, uid), msg); err != nil {
-				return err
-			}
-			if a.id != "" {
-				if err := txn.Set(dedupKey(cur.ID, a.id), binary.BigEndian.AppendUint32(nil, uid)); err != nil {
-					return err
-				}
-			}
-			if ref.Public() && a.viewer != "" && len(flags) > 0 {
-				if err := setJSON(txn, privFlagsKey(cur.ID, a.viewer, uid), flags); err != nil {
-					return err
-				}
-			}
-			return setJSON(txn, boxKey(cur.ID), cur)
-		})
-		mu.Unlock()
-		if errors.Is(err, errRetry) && attempt < 3 {
+		r.mbox, r.done = rec.ID, false
+		s.commitAdd(r)
+		if errors.Is(r.err, errRetry) && attempt < 3 {
 			continue
 		}
-		if err != nil {
+		if r.err != nil {
 			s.dropChunks(body, chunks-1)
-			return 0, false, fmt.Errorf("store message in %s: %w", ref, err)
+			return 0, false, fmt.Errorf("store message in %s: %w", ref, r.err)
 		}
 		break
 	}
-	if dup {
+	if r.dup {
 		s.dropChunks(body, chunks-1)
-		return uid, true, nil
+		return r.uid, true, nil
 	}
-	s.notify.publish(mbox, Event{Kind: EventExists, UID: uid})
-	return uid, false, nil
+	return r.uid, false, nil
 }
 
 var errRetry = errors.New("mailbox changed, retry")

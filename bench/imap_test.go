@@ -1,0 +1,151 @@
+package bench
+
+// "IMAP access" benchmarks (see README.md): pfrouter's IMAP access tier in
+// process, driven by the bench/imapload client core. One organization
+// holds alice's mailbox on s1 and a same-site front end s2 that proxies to
+// s1 (SPEC A5), so BenchmarkIMAPFetchDirect and BenchmarkIMAPFetchProxied
+// differ only by the proxy hop, and their ratio is the proxy overhead on
+// one machine state. Both also measure logins.
+//
+//	go test ./bench/ -run '^$' -bench 'IMAP' -benchtime 20x
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"pfrouter/bench/imapload/load"
+	"pfrouter/config"
+	"pfrouter/node"
+	"pfrouter/store"
+)
+
+// imapOrg: s1 holds alice's mailbox; s2 is a front end in the same site.
+// PlainTextLogin, as in bench/scripts/imap.sh: the client side runs
+// without TLS; the proxy hop s2 -> s1 always uses STARTTLS.
+const imapOrg = `
+organization: BenchIMAP
+domains: [contoso.example]
+secret: bench-secret-0123456789
+access: {cross_site: proxy, login_type: PlainTextLogin}
+routing_groups: [{name: rg}]
+sites: [{name: tokyo}]
+servers:
+  - {name: s1, site: tokyo, routing_group: rg, listen: {smtp: "127.0.0.1:0", imap: "127.0.0.1:0"},
+     stores: [{name: s1-mbx, kind: mailbox, created: "2020-01-01T00:00:00Z"}]}
+  - {name: s2, site: tokyo, routing_group: rg, listen: {smtp: "127.0.0.1:0", imap: "127.0.0.1:0"}}
+users:
+  - {name: alice, addresses: [alice@contoso.example], mailbox_store: s1-mbx, password: alice-pw}
+`
+
+const (
+	imapMessages = 1000
+	imapMsgSize  = 8 << 10
+)
+
+// startIMAPOrg starts the organization and puts imapMessages messages in
+// alice's INBOX straight through the store (the access tier is what is
+// measured, not delivery).
+func startIMAPOrg(b *testing.B) *node.Cluster {
+	b.Helper()
+	org, err := config.Parse([]byte(imapOrg), "imap.yaml", b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := node.StartAll(context.Background(), org, nil, node.Options{BaseDir: b.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close(context.Background()) })
+	msg := load.NewMessage(imapMsgSize, "alice@contoso.example")
+	st := c.Nodes["s1"].Store
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < imapMessages; i += 8 {
+				_, _, err := st.Deliver(context.Background(), store.Delivery{Store: "s1-mbx", User: "alice",
+					ID: fmt.Sprintf("bench-%d", i), Class: "IPM.Note", Date: time.Now(), Body: msg.Build(i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func imapAddr(c *node.Cluster, server string) string {
+	return c.Nodes[server].Org.ServerByName(server).Listen.IMAP
+}
+
+func BenchmarkIMAPFetchDirect(b *testing.B) { benchIMAP(b, "s1") }
+
+func BenchmarkIMAPFetchProxied(b *testing.B) { benchIMAP(b, "s2") }
+
+// benchIMAP measures, against server's IMAP listener: one LOGIN+LOGOUT on
+// a fresh connection per op; one FETCH 1:* (BODY.PEEK[HEADER]) and one
+// FETCH 1:* (BODY.PEEK[]) of the 1,000-message INBOX per op.
+func benchIMAP(b *testing.B, server string) {
+	c := startIMAPOrg(b)
+	cfg := load.Config{Addr: imapAddr(c, server), User: "alice", Pass: "alice-pw", Timeout: time.Minute}
+	b.Run("login", func(b *testing.B) {
+		for b.Loop() {
+			s, err := load.Dial(b.Context(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Deadline()
+			if err := s.Logout().Wait(); err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logins/s")
+	})
+	for _, bodies := range []bool{false, true} {
+		name := "headers"
+		if bodies {
+			name = "bodies"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := load.Dial(b.Context(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			s.Deadline()
+			sel, err := s.Select("INBOX", nil).Wait()
+			if err != nil || sel.NumMessages != imapMessages {
+				b.Fatalf("SELECT INBOX: %v (%d messages, want %d)", err, sel.NumMessages, imapMessages)
+			}
+			var msgs, n int64
+			for b.Loop() {
+				s.Deadline()
+				m, k, err := load.FetchAll(s.Client, bodies)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if m != imapMessages {
+					b.Fatalf("FETCH returned %d messages, want %d", m, imapMessages)
+				}
+				msgs, n = msgs+m, n+k
+			}
+			b.SetBytes(n / int64(b.N))
+			b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}

@@ -1,0 +1,99 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"pfrouter/admin"
+	"pfrouter/store"
+	"pfrouter/tracking"
+)
+
+func endpoints(t *testing.T, c *Cluster, names ...string) []tracking.Endpoint {
+	t.Helper()
+	var eps []tracking.Endpoint
+	for _, name := range names {
+		n := c.Nodes[name]
+		srv := n.Org.ServerByName(name)
+		tok, err := admin.ResolveToken(n.Org, n.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eps = append(eps, tracking.Endpoint{Server: name, URL: "http://" + srv.Listen.Admin, Token: tok})
+	}
+	return eps
+}
+
+// O4: the tracking logs of every server, asked through their admin APIs,
+// show a post's whole route in time order with the rules; an NDR'd post
+// shows its reason; a server that does not answer is named.
+func TestTrackingAcrossServers(t *testing.T) {
+	yaml := strings.ReplaceAll(testOrg, `listen: {smtp: "127.0.0.1:0"}`, `listen: {smtp: "127.0.0.1:0", admin: "127.0.0.1:0"}`)
+	yaml = strings.Replace(yaml, "folders:\n", "folders:\n  - {path: /Orphan, hierarchy: PF, addresses: [orphan@test.example], replicas: []}\n", 1)
+	c := startOrg(t, yaml)
+	all := []string{"s1", "s2", "s3", "s4", "s5"}
+	id, err := post(t, c.Nodes["s1"], "alice@test.example", "remote@test.example", "tracked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMessage(t, c.Nodes["s4"], store.MailboxRef{Store: "s4-pub", Name: "/Remote"}, id, 10*time.Second)
+	var res tracking.Result
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		res = tracking.Collect(context.Background(), endpoints(t, c, all...), strings.Trim(id, "<>"))
+		if n := len(res.Events); n > 0 && res.Events[n-1].Kind == "delivered" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var hops []string
+	for _, e := range res.Events {
+		hops = append(hops, e.Server+":"+e.Kind)
+	}
+	want := []string{"s1:received", "s1:routed", "s2:received", "s1:relayed", "s3:received", "s2:relayed", "s4:received", "s3:relayed", "s4:delivered"}
+	if strings.Join(hops, " ") != strings.Join(want, " ") {
+		t.Errorf("events\n got %v\nwant %v", hops, want)
+	}
+	var out bytes.Buffer
+	tracking.WriteText(&out, res)
+	for _, w := range []string{"rule=\"step 2 lowest-cost\"", "path=s1>s2>s3>s4", "store=s4-pub"} {
+		if !strings.Contains(out.String(), w) && !strings.Contains(out.String(), strings.ReplaceAll(w, `"`, "")) {
+			t.Errorf("trace text lacks %s:\n%s", w, out.String())
+		}
+	}
+
+	// An NDR'd post: the reason is in the trace.
+	id, err = post(t, c.Nodes["s1"], "alice@test.example", "orphan@test.example", "orphaned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		res = tracking.Collect(context.Background(), endpoints(t, c, all...), id)
+		out.Reset()
+		tracking.WriteText(&out, res)
+		if strings.Contains(out.String(), " ndr ") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "has no replica") || !strings.Contains(out.String(), "5.4.4") {
+		t.Errorf("NDR trace lacks the reason:\n%s", out.String())
+	}
+
+	// One server stopped: it is named, not skipped.
+	c.Nodes["s3"].Close(context.Background())
+	delete(c.Nodes, "s3")
+	c.Order = without(c.Order, "s3")
+	eps := endpoints(t, c, "s1", "s2", "s4", "s5")
+	eps = append(eps, tracking.Endpoint{Server: "s3", URL: "http://" + c.Nodes["s1"].Org.ServerByName("s3").Listen.Admin, Token: "x"})
+	res = tracking.Collect(context.Background(), eps, id)
+	out.Reset()
+	tracking.WriteText(&out, res)
+	if _, ok := res.Unreachable["s3"]; !ok || !strings.Contains(out.String(), "s3") {
+		t.Errorf("stopped server not named:\n%s", out.String())
+	}
+}

@@ -1,0 +1,312 @@
+package routing
+
+import (
+	"slices"
+	"time"
+
+	"pfrouter/directory"
+	"pfrouter/hierarchy"
+	"pfrouter/linkstate"
+	"pfrouter/replica"
+)
+
+// Route is Decide without the explanation: the same outcome, code, reason,
+// destination store and server, route, cost, excluded stores, and step-1
+// and step-2 choices (store, server, rule, Step2.Path and Cost), computed
+// over the snapshot's read-optimized index (directory.Index) and the graph
+// by integer ids. Step1.Skipped, Step2.Considered and Step2.Connectors are
+// left empty; Step1.At/MinAge/UsedYoung and Attempts are filled. It is what
+// the queue manager calls per recipient; `pfrouter route` calls Decide to
+// show why. TestRouteMatchesDecide holds the two to the same answers.
+//
+// Step2.Path shares its backing array with Route: treat both as read-only.
+func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Decision {
+	x := snap.Index()
+	b := bind(x, g)
+	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
+	if c := loopCheck(p, in); c != nil {
+		return d.fail(c)
+	}
+	fi, ui, c := checkIndexed(x, in)
+	if c != nil {
+		return d.fail(c)
+	}
+	if ui >= 0 {
+		return decideUser(snap, g, d, x.Users[ui])
+	}
+	f := &x.Folders[fi]
+	d.Folder, d.Hierarchy = f.Path, f.Hierarchy
+	minAge := b.minAgeString(p.MinAge)
+	parts := new(steps) // Step1 and Step2 in one allocation
+	route := make([]string, 1, 8)
+	route[0] = in.At
+	cur := in.At
+	for {
+		v := viewOf(x, g, cur)
+		s1 := step1Fast(x, b, p, v, f, d.Excluded, in.Now)
+		parts.s1 = Step1{At: cur, MinAge: minAge, UsedYoung: s1.usedYoung}
+		d.Step1 = &parts.s1
+		if !s1.found {
+			if s1.unreachable > 0 {
+				return d.wait("4.4.1", "no store holding hierarchy "+f.Hierarchy+" is reachable now (R6b); waiting for link state")
+			}
+			if len(d.Excluded) > 0 {
+				return d.fail(&Check{"5.4.4", "no store holding hierarchy " + f.Hierarchy + " knows folder " + f.Path + " (R12)", true})
+			}
+			return d.fail(&Check{"5.4.4", "no store holds hierarchy " + f.Hierarchy, true})
+		}
+		st := &x.Stores[s1.store]
+		parts.s1.Store, parts.s1.Server, parts.s1.Rule = st.Name, st.Server, s1.rule
+		var cost int
+		var ok bool
+		if route, cost, ok = g.AppendPath(route, cur, st.Server); !ok {
+			return d.wait("4.4.1", "hierarchy server "+st.Server+" is unreachable (R6b)")
+		}
+		d.Cost += cost
+		d.HierarchyServer = st.Server
+		if st.Synced && st.Hierarchy == f.Hierarchy { // Snapshot.Knows
+			break
+		}
+		// R12: transient; back to step 1 on that server, store excluded.
+		d.Attempts = append(d.Attempts, parts.s1)
+		d.Excluded = append(d.Excluded, st.Name)
+		cur = st.Server
+	}
+	d.Step2 = &parts.s2
+	start := len(route) - 1 // route ends at the hierarchy server, where step 2's path starts
+	route, ok := step2Fast(x, b, g, p, d.HierarchyServer, f, in.MessageID, &parts.s2, route)
+	if !ok {
+		return d.step2Failed(f)
+	}
+	parts.s2.Path = route[start:len(route):len(route)]
+	d.Outcome, d.Store, d.Server = Deliver, parts.s2.Store, parts.s2.Server
+	d.Route = route
+	d.Cost += parts.s2.Cost
+	return d
+}
+
+// RouteContinue is Continue without the explanation, as Route is Decide.
+func RouteContinue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string) Decision {
+	x := snap.Index()
+	b := bind(x, g)
+	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
+	if c := loopCheck(p, in); c != nil {
+		return d.fail(c)
+	}
+	fi, ui, c := checkIndexed(x, Input{Recipient: in.Recipient, Sender: in.Sender, SenderUser: in.SenderUser, Size: in.Size})
+	if c != nil {
+		return d.fail(c)
+	}
+	if ui >= 0 {
+		return Route(snap, g, p, in)
+	}
+	f := &x.Folders[fi]
+	if si, ok := x.StoreID(hierarchyStore); !ok || !x.Stores[si].Synced || x.Stores[si].Hierarchy != f.Hierarchy {
+		in.Excluded = append(slices.Clone(in.Excluded), hierarchyStore)
+		return Route(snap, g, p, in)
+	}
+	d.Folder, d.Hierarchy, d.HierarchyServer = f.Path, f.Hierarchy, in.At
+	parts := new(steps)
+	parts.s1 = Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, MinAge: b.minAgeString(p.MinAge)}
+	d.Step1, d.Step2 = &parts.s1, &parts.s2
+	route, ok := step2Fast(x, b, g, p, in.At, f, in.MessageID, &parts.s2, make([]string, 0, 8))
+	if !ok {
+		return d.step2Failed(f)
+	}
+	parts.s2.Path = route
+	d.Outcome, d.Store, d.Server, d.Route, d.Cost = Deliver, parts.s2.Store, parts.s2.Server, route, parts.s2.Cost
+	return d
+}
+
+type steps struct {
+	s1 Step1
+	s2 Step2
+}
+
+func (d Decision) step2Failed(f *directory.IndexFolder) Decision {
+	if len(f.Replicas) == 0 {
+		return d.fail(&Check{"5.4.4", "public folder " + f.Path + " has no replica (R12)", true})
+	}
+	return d.wait("4.4.1", "no replica of "+f.Path+" is reachable now (R10); waiting for link state")
+}
+
+// checkIndexed is CheckRecipient over the index: the folder or user id.
+func checkIndexed(x *directory.Index, in Input) (folder, user int32, c *Check) {
+	fi, ui, err := x.Resolve(in.Recipient)
+	if c := resolveCheck(in, err); c != nil {
+		return -1, -1, c
+	}
+	if ui >= 0 {
+		return -1, ui, nil
+	}
+	if c := checkFolder(x.Folders[fi].Folder, in); c != nil {
+		return -1, -1, c
+	}
+	return fi, -1, nil
+}
+
+type step1Out struct {
+	found, usedYoung bool
+	store            int32
+	rule             string
+	unreachable      int
+}
+
+// step1Fast is hierarchy.Choose (R2–R6b) over store ids, without the
+// explanation. Keep the two in step.
+func step1Fast(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, excluded []string, now time.Time) step1Out {
+	var out step1Out
+	if f.HierarchyID < 0 {
+		return out
+	}
+	young := func(st *directory.IndexStore) bool { return p.MinAge > 0 && now.Sub(st.Created) < p.MinAge }
+	var buf [64]int32
+	eligible := buf[:0]
+	old := 0
+	for _, si := range x.Hierarchies[f.HierarchyID].Stores {
+		st := &x.Stores[si]
+		switch {
+		case len(excluded) > 0 && slices.Contains(excluded, st.Name):
+		case st.ServerID != v.sid && !b.reach(v.graphRG, st.ServerID):
+			out.unreachable++
+		default:
+			eligible = append(eligible, si)
+			if !young(st) {
+				old++
+			}
+		}
+	}
+	if len(eligible) == 0 {
+		return out
+	}
+	out.usedYoung = old == 0 && p.MinAge > 0
+	pool := eligible
+	if old > 0 {
+		pool = eligible[:0] // filter in place, order kept
+		for _, si := range eligible {
+			if !young(&x.Stores[si]) {
+				pool = append(pool, si)
+			}
+		}
+	}
+	out.found = true
+	for _, si := range pool {
+		if x.Stores[si].ServerID == v.sid {
+			out.store, out.rule = si, hierarchy.RuleLocal
+			return out
+		}
+	}
+	for _, si := range pool {
+		if x.Stores[si].RGID == v.dirRG {
+			out.store, out.rule = si, hierarchy.RuleRoutingGroup
+			return out
+		}
+	}
+	out.store, out.rule = pool[0], hierarchy.RuleFirst
+	return out
+}
+
+type repCand struct {
+	store      int32
+	rank       int8
+	reachable  bool
+	cost, hops int
+}
+
+// step2Fast is replica.Choose (R7–R10) over store ids, without the
+// explanation, then the path: it fills s (not Path) and appends the path
+// from server to the chosen replica's server to route. Keep the two in
+// step.
+func step2Fast(x *directory.Index, b *bound, g *linkstate.Graph, p Params, server string, f *directory.IndexFolder, messageID string, s *Step2, route []string) ([]string, bool) {
+	if len(f.Replicas) == 0 {
+		return route, false
+	}
+	v := viewOf(x, g, server)
+	var buf [16]repCand
+	cands := buf[:0]
+	best := -1
+	for _, si := range f.Replicas {
+		st := &x.Stores[si]
+		c := repCand{store: si, rank: 2}
+		switch {
+		case st.ServerID == v.sid:
+			c.rank, c.reachable = 0, true
+		default:
+			if st.RGID == v.dirRG {
+				c.rank = 1
+			}
+			c.reachable = b.reach(v.graphRG, st.ServerID)
+		}
+		cands = append(cands, c)
+		if !c.reachable {
+			continue
+		}
+		i := len(cands) - 1
+		cands[i].cost, cands[i].hops, _ = g.CostByID(v.graphRG, b.rgGraph[st.RGID])
+		if best < 0 || betterFast(x, cands, i, best) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return route, false
+	}
+	switch cands[best].rank {
+	case 0:
+		s.Rule = replica.RuleLocal
+	case 1:
+		s.Rule = replica.RuleRoutingGroup
+	default:
+		s.Rule = replica.RuleLowestCost
+		if p.Spread {
+			best = spreadFast(x, cands, best, messageID)
+		}
+	}
+	st := &x.Stores[cands[best].store]
+	s.Store, s.Server, s.Cost = st.Name, st.Server, cands[best].cost
+	route, _, _ = g.AppendPath(route, server, st.Server) // reachable: found
+	return route, true
+}
+
+// betterFast is replica's better.
+func betterFast(x *directory.Index, cs []repCand, i, j int) bool {
+	if cs[i].rank != cs[j].rank {
+		return cs[i].rank < cs[j].rank
+	}
+	if cs[i].rank < 2 {
+		return false
+	}
+	if cs[i].cost != cs[j].cost {
+		return cs[i].cost < cs[j].cost
+	}
+	if cs[i].hops != cs[j].hops {
+		return cs[i].hops < cs[j].hops
+	}
+	return x.Stores[cs[i].store].Name < x.Stores[cs[j].store].Name
+}
+
+// spreadFast is replica's spread: FNV-1a of the key over the equal-cost
+// remote replicas in store-name order.
+func spreadFast(x *directory.Index, cs []repCand, best int, key string) int {
+	var buf [16]int
+	set := buf[:0]
+	for i := range cs {
+		if cs[i].reachable && cs[i].rank == 2 && cs[i].cost == cs[best].cost {
+			set = append(set, i)
+		}
+	}
+	if len(set) < 2 {
+		return best
+	}
+	name := func(i int) string { return x.Stores[cs[set[i]].store].Name }
+	for i := 1; i < len(set); i++ { // insertion sort: a handful of replicas
+		for j := i; j > 0 && name(j) < name(j-1); j-- {
+			set[j], set[j-1] = set[j-1], set[j]
+		}
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return set[int(h%uint32(len(set)))]
+}

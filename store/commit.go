@@ -1,0 +1,180 @@
+package store
+
+// Per-mailbox group commit for add (Deliver, Append): UIDs of a mailbox
+// must be allocated one commit at a time (the mailbox lock), and with one
+// fsync'd commit per message a busy folder took one disk sync per
+// delivery. Instead each add queues its message on the mailbox and takes
+// the mailbox lock; whoever gets the lock first writes every message
+// waiting at that moment in ONE transaction with consecutive UIDs, then
+// answers them all. The others find their message already written when
+// they get the lock. Every caller still returns only after its message is
+// fsync'd, the mailbox record (UIDNEXT) is updated in the same
+// transaction, and the dedup record of each Delivery.ID is read and
+// written inside it, so two concurrent deliveries with the same ID store
+// one copy whether they share a batch or not.
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+const (
+	// groupBytes bounds the body bytes of one group commit (the last
+	// chunks of its messages); chunkSize already leaves room for records.
+	groupBytes = chunkSize
+	// groupMax bounds the messages of one group commit.
+	groupMax = 256
+	// groupConflictRetries: a commit can conflict with a mailbox rename
+	// or delete (they change the records add reads without the mailbox
+	// lock); it is rebuilt and tried again.
+	groupConflictRetries = 3
+)
+
+// addReq is one message waiting to be added to a mailbox.
+type addReq struct {
+	ref    MailboxRef
+	mbox   uint64 // the mailbox id the request was queued under
+	msg    messageRecord
+	last   []byte // the last (often only) body chunk, written with the records
+	flags  []string
+	viewer string
+
+	// Set by the committing goroutine before it releases the mailbox lock.
+	done bool
+	uid  uint32
+	dup  bool
+	err  error
+}
+
+func (r *addReq) cost() int { return len(r.last) + 1024 }
+
+// pendingKey keys a mailbox's addQueue in Store.locks, next to the
+// mailbox's lock (keyed by the bare id), so the queue needs no new field.
+type pendingKey uint64
+
+// addQueue holds the requests waiting for a mailbox's next group commit.
+type addQueue struct {
+	mu   sync.Mutex
+	reqs []*addReq
+}
+
+func (s *Store) addQueue(id uint64) *addQueue {
+	q, _ := s.locks.LoadOrStore(pendingKey(id), &addQueue{})
+	return q.(*addQueue)
+}
+
+// commitAdd queues r on its mailbox and returns when r is committed (or
+// failed): by this goroutine, with every other request waiting, or by
+// another that got the mailbox lock first.
+func (s *Store) commitAdd(r *addReq) {
+	q := s.addQueue(r.mbox)
+	q.mu.Lock()
+	q.reqs = append(q.reqs, r)
+	q.mu.Unlock()
+
+	mu := s.lock(r.mbox)
+	mu.Lock()
+	defer mu.Unlock()
+	for !r.done {
+		q.mu.Lock()
+		n, size := 0, 0
+		for n < len(q.reqs) && n < groupMax && (n == 0 || size+q.reqs[n].cost() <= groupBytes) {
+			size += q.reqs[n].cost()
+			n++
+		}
+		group := q.reqs[:n:n]
+		q.reqs = append([]*addReq(nil), q.reqs[n:]...)
+		q.mu.Unlock()
+		s.commitGroup(group)
+	}
+}
+
+// commitGroup writes group in one transaction (split in halves if badger
+// finds it too big), answers each request and publishes the new messages.
+func (s *Store) commitGroup(group []*addReq) {
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = s.writeGroup(group)
+		if errors.Is(err, badger.ErrConflict) && attempt < groupConflictRetries {
+			continue
+		}
+		break
+	}
+	if errors.Is(err, badger.ErrTxnTooBig) && len(group) > 1 {
+		s.commitGroup(group[:len(group)/2])
+		s.commitGroup(group[len(group)/2:])
+		return
+	}
+	for _, r := range group {
+		if err != nil {
+			r.uid, r.dup, r.err = 0, false, err
+		}
+		r.done = true
+		if r.err == nil && !r.dup {
+			s.notify.publish(r.mbox, Event{Kind: EventExists, UID: r.uid})
+		}
+	}
+}
+
+// writeGroup applies each request in order inside one transaction, as
+// consecutive single commits would: a transaction reads its own writes,
+// so each request sees the UIDNEXT and dedup records of those before it.
+// A request's own failure (mailbox gone or replaced) is kept in its err
+// and writes nothing; an error returned fails the whole group.
+func (s *Store) writeGroup(group []*addReq) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		for _, r := range group {
+			r.uid, r.dup, r.err = 0, false, nil
+			cur, err := lookup(txn, r.ref)
+			if err != nil {
+				r.err = err
+				continue
+			}
+			if cur.ID != r.mbox {
+				r.err = errRetry // deleted and recreated meanwhile: queue on the new one
+				continue
+			}
+			if r.msg.ID != "" {
+				if item, err := txn.Get(dedupKey(cur.ID, r.msg.ID)); err == nil {
+					r.dup = true
+					if err := item.Value(func(b []byte) error {
+						if len(b) == 4 {
+							r.uid = binary.BigEndian.Uint32(b)
+						}
+						return nil
+					}); err != nil {
+						return err
+					}
+					continue
+				} else if !errors.Is(err, badger.ErrKeyNotFound) {
+					return err
+				}
+			}
+			r.uid = cur.UIDNext
+			cur.UIDNext++
+			if err := txn.Set(bodyKey(r.msg.Body, r.msg.Chunks-1), r.last); err != nil {
+				return err
+			}
+			if err := setJSON(txn, msgKey(cur.ID, r.uid), r.msg); err != nil {
+				return err
+			}
+			if r.msg.ID != "" {
+				if err := txn.Set(dedupKey(cur.ID, r.msg.ID), binary.BigEndian.AppendUint32(nil, r.uid)); err != nil {
+					return err
+				}
+			}
+			if r.ref.Public() && r.viewer != "" && len(r.flags) > 0 {
+				if err := setJSON(txn, privFlagsKey(cur.ID, r.viewer, r.uid), r.flags); err != nil {
+					return err
+				}
+			}
+			if err := setJSON(txn, boxKey(cur.ID), cur); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
