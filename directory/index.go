@@ -4,8 +4,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
+
+	"pfrouter/permissions"
 )
 
 // Index is a read-optimized, immutable copy of one directory version for
@@ -37,18 +40,29 @@ type Index struct {
 	ext atomic.Value
 }
 
-// IndexStore is a store with its server and routing group as ids.
+// IndexStore is a store with its server and routing group as ids. The
+// fields routing reads for every candidate are copied in, so it does not
+// follow Store (a cache miss on a large heap) until it has chosen.
 type IndexStore struct {
 	*Store
 	ServerID int32 // into Index.Servers
 	RGID     int32 // into Index.RoutingGroups: the store's RoutingGroup
+	Synced   bool  // Store.Synced
 }
 
 // IndexHierarchy is a hierarchy's stores, most recently created first (R2),
-// as in Hierarchy.Stores.
+// as in Hierarchy.Stores, stored contiguously for step 1's scan.
 type IndexHierarchy struct {
 	Name   string
-	Stores []int32 // into Index.Stores
+	Stores []HierarchyStore
+}
+
+// HierarchyStore is one store of a hierarchy as step 1 sees it.
+type HierarchyStore struct {
+	Created  time.Time // Store.Created
+	ID       int32     // into Index.Stores
+	ServerID int32
+	RGID     int32
 }
 
 // IndexFolder is a folder with its hierarchy and replica stores as ids.
@@ -56,6 +70,9 @@ type IndexFolder struct {
 	*Folder
 	HierarchyID int32   // into Index.Hierarchies, -1 if the hierarchy is not defined
 	Replicas    []int32 // stores holding a replica, by store name (as Snapshot.Replicas)
+	// AnonymousRole is permissions.RoleFor(Permissions, "", false): most
+	// mail is anonymous, and the lookup walks the permission map.
+	AnonymousRole permissions.Role
 }
 
 // state is one directory version: a point-in-time copy of the database
@@ -105,13 +122,14 @@ func buildIndex(s *Snapshot) *Index {
 	}
 	for _, st := range s.Stores() {
 		x.storeID[st.Name] = int32(len(x.Stores))
-		x.Stores = append(x.Stores, IndexStore{Store: st, ServerID: server(st.Server), RGID: rg(st.RoutingGroup)})
+		x.Stores = append(x.Stores, IndexStore{Store: st, ServerID: server(st.Server), RGID: rg(st.RoutingGroup), Synced: st.Synced})
 	}
 	for _, h := range s.Hierarchies() {
-		ih := IndexHierarchy{Name: h.Name, Stores: make([]int32, 0, len(h.Stores))}
+		ih := IndexHierarchy{Name: h.Name, Stores: make([]HierarchyStore, 0, len(h.Stores))}
 		for _, st := range h.Stores {
 			if i, ok := x.storeID[st.Name]; ok {
-				ih.Stores = append(ih.Stores, i)
+				is := &x.Stores[i]
+				ih.Stores = append(ih.Stores, HierarchyStore{Created: is.Created, ID: i, ServerID: is.ServerID, RGID: is.RGID})
 			}
 		}
 		x.hierID[h.Name] = int32(len(x.Hierarchies))
@@ -127,7 +145,7 @@ func buildIndex(s *Snapshot) *Index {
 				h = -1
 			}
 			folderID[f.Key] = int32(len(x.Folders))
-			x.Folders = append(x.Folders, IndexFolder{Folder: f, HierarchyID: h})
+			x.Folders = append(x.Folders, IndexFolder{Folder: f, HierarchyID: h, AnonymousRole: permissions.RoleFor(f.Permissions, "", false)})
 		}
 	}
 	// Replicas in the order of the table's id (folder key|store): each

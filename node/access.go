@@ -33,7 +33,7 @@ func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
 		if n.IMAP, err = imapd.New(imapd.Options{ServerName: n.Name, Directory: n.Directory, Store: n.Store, Logger: n.Log}); err != nil {
 			return err
 		}
-		front := imapfront.New(imapfront.Options{ServerName: n.Name, Policy: n.Auth, Local: n.IMAP, TLSConfig: tlsCfg,
+		front := imapfront.New(imapfront.Options{ServerName: n.Name, Policy: meteredPolicy{n.Auth, n.Telemetry.Metrics()}, Local: n.IMAP, TLSConfig: tlsCfg,
 			Secret: n.Secret, Logger: n.Log, DialTLS: peerTLS})
 		if l := ls["imap"]; l != nil {
 			n.serve("imap", func() error { return front.Serve(l) })
@@ -90,7 +90,7 @@ func (a *pop3Auth) Authenticate(ctx context.Context, req pop3d.AuthRequest) (pop
 	if req.Mechanism == "PLAIN" {
 		mech = auth.MechPlain
 	}
-	d, err := a.n.Auth.Authenticate(ctx, auth.Request{Protocol: auth.POP3, Mechanism: mech, AuthzID: req.AuthzID,
+	d, err := meteredPolicy{a.n.Auth, a.n.Telemetry.Metrics()}.Authenticate(ctx, auth.Request{Protocol: auth.POP3, Mechanism: mech, AuthzID: req.AuthzID,
 		Username: req.Username, Password: req.Password, TLS: req.TLS, Remote: req.Remote})
 	if err != nil {
 		var ae *auth.Error

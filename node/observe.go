@@ -38,7 +38,11 @@ func (o *observer) event(e qmgr.Event) {
 	case "relayed":
 		m.Delivered(ctx, "relayed")
 	case "deferred":
-		m.Deferred(ctx)
+		if e.Details["waiting"] != "" {
+			m.Queued(ctx) // no route now: waiting for link state
+		} else {
+			m.Deferred(ctx)
+		}
 	case "expired":
 		m.Expired(ctx)
 	case "ndr":

@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +97,44 @@ func TestTrackingAcrossServers(t *testing.T) {
 	tracking.WriteText(&out, res)
 	if _, ok := res.Unreachable["s3"]; !ok || !strings.Contains(out.String(), "s3") {
 		t.Errorf("stopped server not named:\n%s", out.String())
+	}
+}
+
+// O3: the admin listener serves Prometheus metrics (with the token) that
+// count what happened.
+func TestMetricsEndpoint(t *testing.T) {
+	yaml := strings.ReplaceAll(testOrg, `listen: {smtp: "127.0.0.1:0"}`, `listen: {smtp: "127.0.0.1:0", admin: "127.0.0.1:0"}`)
+	c := startOrg(t, yaml)
+	id, err := post(t, c.Nodes["s1"], "alice@test.example", "both@test.example", "counted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMessage(t, c.Nodes["s1"], store.MailboxRef{Store: "s1-pub", Name: "/Both"}, id, 10*time.Second)
+	post(t, c.Nodes["s1"], "alice@test.example", "nobody@test.example", "refused")
+	ep := endpoints(t, c, "s1")[0]
+	get := func(tok string) (int, string) {
+		req, _ := http.NewRequest("GET", ep.URL+"/metrics", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get(""); code != http.StatusUnauthorized {
+		t.Errorf("metrics without token: %d", code)
+	}
+	code, body := get(ep.Token)
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{"pfrouter_messages_accepted_total", "pfrouter_messages_delivered_total", "pfrouter_messages_refused_total", "pfrouter_routing_decisions_total", "pfrouter_queue_depth"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

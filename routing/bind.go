@@ -18,6 +18,8 @@ type bound struct {
 	srvRG   []int32 // by directory server id: graph routing-group id, -1 if link state does not know the server
 	down    []bool  // by directory server id
 	rgGraph []int32 // by directory routing-group id: graph id, -1 if unknown to link state
+	rgDir   []int32 // by graph routing-group id: directory id, -1 if the directory has no such group
+	noRG    int32   // directory id of the routing group named "" (-1: none), for servers link state does not know
 	minAge  atomic.Pointer[minAgeText]
 }
 
@@ -39,10 +41,18 @@ func bind(x *directory.Index, g *linkstate.Graph) *bound {
 		}
 		b.down[i] = g.ServerDown(s)
 	}
+	b.noRG = -1
 	for i, rg := range x.RoutingGroups {
 		b.rgGraph[i] = -1
 		if id, ok := g.RGID(rg); ok {
 			b.rgGraph[i] = id
+			for int(id) >= len(b.rgDir) {
+				b.rgDir = append(b.rgDir, -1)
+			}
+			b.rgDir[id] = int32(i)
+		}
+		if rg == "" {
+			b.noRG = int32(i)
 		}
 	}
 	// Concurrent deciders may each build one; any of them is right.
@@ -85,20 +95,21 @@ type view struct {
 	dirRG   int32 // directory routing-group id of its link-state routing group, -1 if none
 }
 
-func viewOf(x *directory.Index, g *linkstate.Graph, server string) view {
-	v := view{server: server, sid: -1, graphRG: -1, dirRG: -1}
+func viewOf(x *directory.Index, b *bound, server string) view {
+	v := view{server: server, sid: -1, graphRG: -1, dirRG: b.noRG}
 	if i, ok := x.ServerID(server); ok {
-		v.sid = i
-	}
-	if i, ok := g.ServerRGID(server); ok {
+		v.sid, v.graphRG = i, b.srvRG[i]
+	} else if i, ok := b.g.ServerRGID(server); ok {
 		v.graphRG = i
 	}
 	// Step 1 and 2 compare the store's directory routing group with the
 	// server's link-state one by name ("" when link state does not know
 	// the server).
-	name, _ := g.RoutingGroupOf(server)
-	if i, ok := x.RoutingGroupID(name); ok {
-		v.dirRG = i
+	if v.graphRG >= 0 {
+		v.dirRG = -1
+		if int(v.graphRG) < len(b.rgDir) {
+			v.dirRG = b.rgDir[v.graphRG]
+		}
 	}
 	return v
 }

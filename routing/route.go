@@ -7,6 +7,7 @@ import (
 	"pfrouter/directory"
 	"pfrouter/hierarchy"
 	"pfrouter/linkstate"
+	"pfrouter/permissions"
 	"pfrouter/replica"
 )
 
@@ -38,11 +39,11 @@ func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Dec
 	d.Folder, d.Hierarchy = f.Path, f.Hierarchy
 	minAge := b.minAgeString(p.MinAge)
 	parts := new(steps) // Step1 and Step2 in one allocation
-	route := make([]string, 1, 8)
+	route := make([]string, 1, 16)
 	route[0] = in.At
 	cur := in.At
 	for {
-		v := viewOf(x, g, cur)
+		v := viewOf(x, b, cur)
 		s1 := step1Fast(x, b, p, v, f, d.Excluded, in.Now)
 		parts.s1 = Step1{At: cur, MinAge: minAge, UsedYoung: s1.usedYoung}
 		d.Step1 = &parts.s1
@@ -139,7 +140,12 @@ func checkIndexed(x *directory.Index, in Input) (folder, user int32, c *Check) {
 	if ui >= 0 {
 		return -1, ui, nil
 	}
-	if c := checkFolder(x.Folders[fi].Folder, in); c != nil {
+	f := &x.Folders[fi]
+	role := f.AnonymousRole
+	if in.SenderUser != "" {
+		role = permissions.RoleFor(f.Permissions, in.SenderUser, true)
+	}
+	if c := checkFolder(f.Folder, in, role); c != nil {
 		return -1, -1, c
 	}
 	return fi, -1, nil
@@ -159,18 +165,19 @@ func step1Fast(x *directory.Index, b *bound, p Params, v view, f *directory.Inde
 	if f.HierarchyID < 0 {
 		return out
 	}
-	young := func(st *directory.IndexStore) bool { return p.MinAge > 0 && now.Sub(st.Created) < p.MinAge }
-	var buf [64]int32
+	young := func(st *directory.HierarchyStore) bool { return p.MinAge > 0 && now.Sub(st.Created) < p.MinAge }
+	stores := x.Hierarchies[f.HierarchyID].Stores
+	var buf [64]int32 // indexes into stores
 	eligible := buf[:0]
 	old := 0
-	for _, si := range x.Hierarchies[f.HierarchyID].Stores {
-		st := &x.Stores[si]
+	for i := range stores {
+		st := &stores[i]
 		switch {
-		case len(excluded) > 0 && slices.Contains(excluded, st.Name):
+		case len(excluded) > 0 && slices.Contains(excluded, x.Stores[st.ID].Name):
 		case st.ServerID != v.sid && !b.reach(v.graphRG, st.ServerID):
 			out.unreachable++
 		default:
-			eligible = append(eligible, si)
+			eligible = append(eligible, int32(i))
 			if !young(st) {
 				old++
 			}
@@ -183,26 +190,26 @@ func step1Fast(x *directory.Index, b *bound, p Params, v view, f *directory.Inde
 	pool := eligible
 	if old > 0 {
 		pool = eligible[:0] // filter in place, order kept
-		for _, si := range eligible {
-			if !young(&x.Stores[si]) {
-				pool = append(pool, si)
+		for _, i := range eligible {
+			if !young(&stores[i]) {
+				pool = append(pool, i)
 			}
 		}
 	}
 	out.found = true
-	for _, si := range pool {
-		if x.Stores[si].ServerID == v.sid {
-			out.store, out.rule = si, hierarchy.RuleLocal
+	for _, i := range pool {
+		if stores[i].ServerID == v.sid {
+			out.store, out.rule = stores[i].ID, hierarchy.RuleLocal
 			return out
 		}
 	}
-	for _, si := range pool {
-		if x.Stores[si].RGID == v.dirRG {
-			out.store, out.rule = si, hierarchy.RuleRoutingGroup
+	for _, i := range pool {
+		if stores[i].RGID == v.dirRG {
+			out.store, out.rule = stores[i].ID, hierarchy.RuleRoutingGroup
 			return out
 		}
 	}
-	out.store, out.rule = pool[0], hierarchy.RuleFirst
+	out.store, out.rule = stores[pool[0]].ID, hierarchy.RuleFirst
 	return out
 }
 
@@ -221,7 +228,7 @@ func step2Fast(x *directory.Index, b *bound, g *linkstate.Graph, p Params, serve
 	if len(f.Replicas) == 0 {
 		return route, false
 	}
-	v := viewOf(x, g, server)
+	v := viewOf(x, b, server)
 	var buf [16]repCand
 	cands := buf[:0]
 	best := -1

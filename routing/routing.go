@@ -135,7 +135,7 @@ func CheckRecipient(snap *directory.Snapshot, in Input) (Resolved, *Check) {
 	if e.User != nil {
 		return Resolved{User: e.User}, nil
 	}
-	if c := checkFolder(e.Folder, in); c != nil {
+	if c := checkFolder(e.Folder, in, permissions.RoleFor(e.Folder.Permissions, in.SenderUser, in.SenderUser != "")); c != nil {
 		return Resolved{}, c
 	}
 	return Resolved{Folder: e.Folder}, nil
@@ -155,8 +155,9 @@ func resolveCheck(in Input, err error) *Check {
 	}
 }
 
-// checkFolder applies R15, R11 and R17 to a resolved folder.
-func checkFolder(f *directory.Folder, in Input) *Check {
+// checkFolder applies R15, R11 and R17 to a resolved folder; role is the
+// sender's (permissions.RoleFor).
+func checkFolder(f *directory.Folder, in Input, role permissions.Role) *Check {
 	if !f.MailEnabled {
 		return &Check{"5.1.1", "recipient address rejected: public folder " + f.Path + " is not mail-enabled (R15)", true}
 	}
@@ -166,7 +167,6 @@ func checkFolder(f *directory.Folder, in Input) *Check {
 	if c := restrictions(f, in); c != nil {
 		return c
 	}
-	role := permissions.RoleFor(f.Permissions, in.SenderUser, in.SenderUser != "")
 	if !permissions.Of(role).CreateItems {
 		who := "Anonymous"
 		if in.SenderUser != "" {
