@@ -10,9 +10,6 @@
 package config
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -402,41 +399,11 @@ func (o *Org) hierarchyTLH(name string) string {
 // generated (0600) on first use. Servers of one organization must share it,
 // so multi-process deployments set secret or secret_file.
 func (o *Org) ResolveSecret(dataDir string) (string, error) {
-	if o.Secret != "" {
-		return o.Secret, nil
+	c := Credential{What: "secret", Inline: o.Secret, File: o.SecretFile, OrgDir: o.Dir}
+	if dataDir != "" {
+		c.Default = filepath.Join(dataDir, "org.secret")
 	}
-	path := o.SecretFile
-	if path == "" {
-		if dataDir == "" {
-			return "", errors.New("no secret configured and no data directory to keep a generated one in")
-		}
-		path = filepath.Join(dataDir, "org.secret")
-	} else if !filepath.IsAbs(path) {
-		path = filepath.Join(o.Dir, path)
-	}
-	b, err := os.ReadFile(path)
-	if err == nil {
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", fmt.Errorf("secret file %s is empty", path)
-		}
-		return s, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) || o.SecretFile != "" {
-		return "", fmt.Errorf("read secret: %w", err)
-	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", fmt.Errorf("generate secret: %w", err)
-	}
-	s := hex.EncodeToString(buf)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("create data directory: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write generated secret: %w", err)
-	}
-	return s, nil
+	return c.Resolve()
 }
 
 // DataDir returns a server's data directory: data_dir as configured

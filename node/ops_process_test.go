@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,16 +41,6 @@ folders:
   - {path: /F, hierarchy: PF, addresses: [f@proc.example], replicas: [s3-pub]}
 `
 
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // Issue item 2: three servers in three processes. A cost changed with
 // `pfrouter admin` on one reaches the others with the same version, and
 // a post routed by another server follows the new path (R9, O1).
@@ -67,7 +56,7 @@ func TestOpsThreeProcessesGossipR9(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addrs = append(addrs, freeTCP(t), freeTCP(t), g)
+		addrs = append(addrs, freePort(t), freePort(t), g)
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "org.yaml")

@@ -1,0 +1,73 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Credential is a value given inline, read from a file, or generated once
+// into a default file (0600): the organization secret and admin tokens.
+type Credential struct {
+	What    string // for error messages, e.g. "secret"
+	Inline  string // the value itself, if configured
+	File    string // a file holding it, if configured (relative to the org file)
+	Default string // where a generated value lives when neither is given
+	OrgDir  string // directory relative File paths resolve against
+}
+
+// Resolve returns the credential, generating the default file on first use.
+// If two processes race to generate it, one wins and the other reads its
+// value (O_EXCL).
+func (c Credential) Resolve() (string, error) {
+	if c.Inline != "" {
+		return c.Inline, nil
+	}
+	path := c.File
+	switch {
+	case path == "" && c.Default == "":
+		return "", fmt.Errorf("no %s configured and no data directory to keep a generated one in", c.What)
+	case path == "":
+		path = c.Default
+	case !filepath.IsAbs(path):
+		path = filepath.Join(c.OrgDir, path)
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("%s file %s is empty", c.What, path)
+		}
+		return v, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) || c.File != "" {
+		return "", fmt.Errorf("read %s: %w", c.What, err)
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("generate %s: %w", c.What, err)
+	}
+	v := hex.EncodeToString(buf)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create directory for %s: %w", c.What, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return c.Resolve()
+	}
+	if err != nil {
+		return "", fmt.Errorf("write generated %s: %w", c.What, err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(v + "\n"); err != nil {
+		return "", fmt.Errorf("write generated %s: %w", c.What, err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("write generated %s: %w", c.What, err)
+	}
+	return v, nil
+}
