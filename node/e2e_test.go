@@ -384,3 +384,28 @@ func TestE2EHeaderInjection(t *testing.T) {
 		t.Error("delivered where the forged header said")
 	}
 }
+
+// S2: a message is stored byte for byte, whatever its size (regression: a
+// body past the header parser's 4 KB buffer lost its first part).
+func TestE2ELargeBodyIntact(t *testing.T) {
+	c := startOrg(t, testOrg)
+	s1 := c.Nodes["s1"]
+	var body strings.Builder
+	for i := 0; body.Len() < 150_000; i++ {
+		fmt.Fprintf(&body, "line %06d of a long post\r\n", i)
+	}
+	for _, size := range []int{100, 4000, 5000, 9000, 150_000} {
+		id := fmt.Sprintf("<big-%d@test>", size)
+		want := body.String()[:size]
+		want = want[:strings.LastIndex(want, "\r\n")+2]
+		msg := "Subject: size " + fmt.Sprint(size) + "\r\nMessage-Id: " + id + "\r\n\r\n" + want
+		if err := sendRaw(s1.Org.ServerByName("s1").Listen.SMTP, "x@example.net", []string{"both@test.example"}, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got := waitMessage(t, s1, store.MailboxRef{Store: "s1-pub", Name: "/Both"}, id, 10*time.Second)
+		i := bytes.Index(got, []byte("\r\n\r\n"))
+		if i < 0 || string(got[i+4:]) != want {
+			t.Errorf("size %d: body altered: got %d bytes, want %d", size, len(got)-i-4, len(want))
+		}
+	}
+}

@@ -279,12 +279,15 @@ func (s *session) Data(r io.Reader) error {
 // prepare parses the header, applies the trust rules for relay metadata and
 // adds Received (and a Message-ID when missing).
 func (s *session) prepare(raw []byte) (*Incoming, error) {
-	br := bufio.NewReader(bytes.NewReader(raw))
+	rd := bytes.NewReader(raw)
+	br := bufio.NewReader(rd)
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil, smtpErr(554, "5.6.0", "malformed message header: "+err.Error())
 	}
-	bodyStart := len(raw) - br.Buffered()
+	// What the header did not consume is still buffered, or not yet read
+	// from rd at all (messages longer than the buffer).
+	bodyStart := len(raw) - rd.Len() - br.Buffered()
 	in := &Incoming{From: s.from, Recipients: append([]string(nil), s.rcpts...), Principal: s.principal, Remote: s.remote, Size: int64(len(raw))}
 	trusted := s.principal.Server != ""
 	if trusted {
