@@ -19,13 +19,18 @@ type preauthConn struct {
 	greeted   bool // the greeting line has been swallowed
 	done      chan struct{}
 	closeOnce sync.Once
+
+	out corker
 }
+
+func (c *preauthConn) cork()         { c.out.cork() }
+func (c *preauthConn) uncork() error { return c.out.uncork(c.Conn) }
 
 func (c *preauthConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.greeted {
 		c.mu.Unlock()
-		return c.Conn.Write(p)
+		return c.out.write(c.Conn, p)
 	}
 	i := bytes.IndexByte(p, '\n')
 	if i < 0 {
@@ -130,4 +135,9 @@ func (l *loginListener) Accept() (net.Conn, error) {
 type loginConn struct {
 	net.Conn
 	check func(user, pass string) error
+	out   corker
 }
+
+func (c *loginConn) Write(p []byte) (int, error) { return c.out.write(c.Conn, p) }
+func (c *loginConn) cork()                       { c.out.cork() }
+func (c *loginConn) uncork() error               { return c.out.uncork(c.Conn) }

@@ -79,51 +79,90 @@ func needsBody(o *imap.FetchOptions) bool {
 	return o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
 }
 
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	m := s.sel
 	ctx := context.Background()
-	markSeen := false
-	if !m.readOnly {
-		for _, bs := range options.BodySection {
-			markSeen = markSeen || !bs.Peek
+	// The responses go out in few large writes; the tagged reply follows
+	// them once Fetch returns.
+	uncork := s.corkConn()
+	defer func() {
+		if uerr := uncork(); err == nil {
+			err = uerr
 		}
-		for _, bs := range options.BinarySection {
-			markSeen = markSeen || !bs.Peek
-		}
-	}
+	}()
+	var idx []int
 	for _, i := range m.pick(numSet) {
-		uid := m.uids[i]
-		if m.ghosts[uid] {
-			continue // expunged by another session; its EXPUNGE is pending
-		}
-		var body []byte
-		if needsBody(options) {
-			b, err := s.srv.store.Body(ctx, m.t.ref, uid)
-			if errors.Is(err, store.ErrNoMessage) {
-				m.ghosts[uid] = true
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			body = b
-		}
-		seenNow := false
-		if markSeen && !store.HasFlag(m.flags[uid], string(imap.FlagSeen)) {
-			res, err := s.srv.store.SetFlags(ctx, m.t.ref, s.user, []uint32{uid}, store.FlagsAdd, []string{string(imap.FlagSeen)})
-			if err != nil {
-				return err
-			}
-			if f, ok := res[uid]; ok {
-				m.flags[uid] = f
-				seenNow = true
-			}
-		}
-		if err := s.writeFetch(w.CreateMessage(uint32(i+1)), uid, body, options, seenNow); err != nil {
-			return err
+		if !m.ghosts[m.uids[i]] {
+			idx = append(idx, i) // a ghost's EXPUNGE is pending: skip it
 		}
 	}
-	return nil
+	seenNow, err := s.markSeen(ctx, idx, options)
+	if err != nil {
+		return err
+	}
+	if !needsBody(options) {
+		for _, i := range idx {
+			uid := m.uids[i]
+			if err := s.writeFetch(w.CreateMessage(uint32(i+1)), uid, nil, options, seenNow[uid]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// The view's MessageInfo says where each text is: no record is read.
+	msgs := make([]store.MessageInfo, len(idx))
+	for k, i := range idx {
+		msgs[k] = m.info[m.uids[i]]
+	}
+	k := 0
+	return s.srv.store.BodiesOf(ctx, msgs, func(uid uint32, body []byte, ok bool) error {
+		i := idx[k]
+		k++
+		if !ok {
+			m.ghosts[uid] = true // expunged by another session meanwhile
+			return nil
+		}
+		return s.writeFetch(w.CreateMessage(uint32(i+1)), uid, body, options, seenNow[uid])
+	})
+}
+
+// markSeen sets \Seen, in one store call, on the messages at view indexes
+// idx that a non-PEEK body fetch returns, and says which ones it changed:
+// their FETCH response reports the new flags.
+func (s *session) markSeen(ctx context.Context, idx []int, options *imap.FetchOptions) (map[uint32]bool, error) {
+	m := s.sel
+	if m.readOnly {
+		return nil, nil
+	}
+	mark := false
+	for _, bs := range options.BodySection {
+		mark = mark || !bs.Peek
+	}
+	for _, bs := range options.BinarySection {
+		mark = mark || !bs.Peek
+	}
+	if !mark {
+		return nil, nil
+	}
+	var uids []uint32
+	for _, i := range idx {
+		if uid := m.uids[i]; !store.HasFlag(m.flags[uid], string(imap.FlagSeen)) {
+			uids = append(uids, uid)
+		}
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	res, err := s.srv.store.SetFlags(ctx, m.t.ref, s.user, uids, store.FlagsAdd, []string{string(imap.FlagSeen)})
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[uint32]bool, len(res))
+	for uid, f := range res {
+		m.flags[uid] = f
+		seen[uid] = true
+	}
+	return seen, nil
 }
 
 // writeFetch writes one FETCH response. The writer holds the connection's
@@ -155,7 +194,10 @@ func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, uid uint32, bod
 		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(body)))
 	}
 	for _, bs := range options.BodySection {
-		buf := imapserver.ExtractBodySection(bytes.NewReader(body), bs)
+		buf, ok := rawSection(body, bs)
+		if !ok {
+			buf = imapserver.ExtractBodySection(bytes.NewReader(body), bs)
+		}
 		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), buf); err != nil {
 			return err
 		}
@@ -170,6 +212,43 @@ func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, uid uint32, bod
 		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(body), bss))
 	}
 	return rw.Close()
+}
+
+var (
+	crlf     = []byte("\r\n")
+	crlfCRLF = []byte("\r\n\r\n")
+)
+
+// rawSection answers the sections clients fetch most, BODY[] and
+// BODY[HEADER] (no part, field list or partial), straight from the stored
+// text: BODY[] is the message as stored (RFC 3501 6.4.5, and so exactly
+// RFC822.SIZE bytes), BODY[HEADER] its header up to and including the
+// first empty line. Parsing the header as ExtractBodySection does costs more
+// than the rest of a FETCH. ok is false when the header is not plainly
+// CRLF-terminated lines (empty, bare LF, no empty line): those take the
+// parsing path.
+func rawSection(body []byte, bs *imap.FetchItemBodySection) (b []byte, ok bool) {
+	if len(bs.Part) > 0 || len(bs.HeaderFields) > 0 || len(bs.HeaderFieldsNot) > 0 || bs.Partial != nil {
+		return nil, false
+	}
+	switch bs.Specifier {
+	case imap.PartSpecifierNone:
+		return body, true
+	case imap.PartSpecifierHeader:
+		if bytes.HasPrefix(body, crlf) {
+			return nil, false
+		}
+		i := bytes.Index(body, crlfCRLF)
+		if i < 0 {
+			return nil, false
+		}
+		h := body[:i+len(crlfCRLF)]
+		if bytes.Count(h, crlf[1:]) != bytes.Count(h, crlf) {
+			return nil, false
+		}
+		return h, true
+	}
+	return nil, false
 }
 
 type writeCloser interface {

@@ -148,19 +148,30 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.sel == nil {
 		return nil
 	}
-	drain(s.sel.events)
+	changed := drain(s.sel.events)
+	// Every change made through the store is followed by a pending event
+	// (store.Event), so without one the view is current and the O(mailbox)
+	// re-read is skipped; ghosts still wait for a command that allows their
+	// EXPUNGE.
+	if !changed && !(allowExpunge && len(s.sel.ghosts) > 0) {
+		return nil
+	}
 	return s.sync(w, allowExpunge)
 }
 
-func drain(ch <-chan store.Event) {
+// drain empties the event channel and reports whether it held any event
+// (or was closed: the store is going away, and sync will say so).
+func drain(ch <-chan store.Event) bool {
+	got := false
 	for {
 		select {
 		case _, ok := <-ch:
 			if !ok {
-				return
+				return true
 			}
+			got = true
 		default:
-			return
+			return got
 		}
 	}
 }
@@ -292,9 +303,11 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 				<-stop
 				return nil
 			}
-		case <-tick.C:
+		case <-tick.C: // the safety net re-reads even without an event
 		}
-		if err := s.Poll(w, true); err != nil {
+		// An event was taken from the channel already: sync, not Poll.
+		drain(s.sel.events)
+		if err := s.sync(w, true); err != nil {
 			return err
 		}
 	}

@@ -48,6 +48,22 @@ func (e *BackendError) Error() string {
 // for authzid. The returned net.Conn is a *BackendConn positioned after the
 // tagged OK. ctx bounds the whole exchange.
 func DialAuthenticated(ctx context.Context, addr string, tlsCfg *tls.Config, authzid, authcid, password string) (net.Conn, error) {
+	tc, err := dialStartTLS(ctx, addr, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := authenticate(ctx, tc, addr, authzid, authcid, password)
+	if err != nil {
+		tc.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// dialStartTLS connects to an IMAP server's plain listener and upgrades
+// with STARTTLS: the connection is then ready for AUTHENTICATE. ctx bounds
+// the exchange.
+func dialStartTLS(ctx context.Context, addr string, tlsCfg *tls.Config) (*tls.Conn, error) {
 	if tlsCfg == nil {
 		return nil, errors.New("imapfront: DialAuthenticated needs a TLS config (STARTTLS is mandatory)")
 	}
@@ -56,24 +72,17 @@ func DialAuthenticated(ctx context.Context, addr string, tlsCfg *tls.Config, aut
 	if err != nil {
 		return nil, fmt.Errorf("imapfront: connect to IMAP server %s: %w", addr, err)
 	}
-	conn, err := login(ctx, raw, addr, tlsCfg, authzid, authcid, password)
+	tc, err := startTLS(ctx, raw, addr, tlsCfg)
 	if err != nil {
 		raw.Close()
 		return nil, err
 	}
-	return conn, nil
+	return tc, nil
 }
 
-func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, authzid, authcid, password string) (*BackendConn, error) {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(30 * time.Second)
-	}
-	raw.SetDeadline(deadline)
-	// Cancelling ctx unblocks the reads below.
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+func startTLS(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config) (*tls.Conn, error) {
+	stop := bound(ctx, raw)
 	defer stop()
-
 	br := bufio.NewReader(raw)
 	greet, err := readLine(br)
 	if err != nil {
@@ -102,7 +111,15 @@ func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, a
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("imapfront: TLS handshake with %s: %w", addr, err)
 	}
-	br = bufio.NewReader(tc)
+	return tc, nil
+}
+
+// authenticate logs in on a connection past STARTTLS with AUTHENTICATE
+// PLAIN (SASL-IR) as authcid acting for authzid.
+func authenticate(ctx context.Context, tc *tls.Conn, addr, authzid, authcid, password string) (*BackendConn, error) {
+	stop := bound(ctx, tc)
+	defer stop()
+	br := bufio.NewReader(tc)
 	ir := base64.StdEncoding.EncodeToString([]byte(authzid + "\x00" + authcid + "\x00" + password))
 	if _, err := io.WriteString(tc, "p2 AUTHENTICATE PLAIN "+ir+"\r\n"); err != nil {
 		return nil, fmt.Errorf("imapfront: login to %s: %w", addr, err)
@@ -114,8 +131,22 @@ func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, a
 	if !okLine(line, "p2") {
 		return nil, &BackendError{Addr: addr, Line: line}
 	}
-	raw.SetDeadline(time.Time{})
 	return &BackendConn{Conn: tc, r: br, caps: caps}, nil
+}
+
+// bound applies ctx's deadline (30 s if none) to c and unblocks c's reads
+// when ctx is cancelled; the returned func lifts both.
+func bound(ctx context.Context, c net.Conn) func() {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(30 * time.Second)
+	}
+	c.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	return func() {
+		stop()
+		c.SetDeadline(time.Time{})
+	}
 }
 
 // tagged reads responses up to the one tagged tag, collecting the
@@ -169,12 +200,11 @@ func (ss *session) proxy(tag string, dec auth.Decision) error {
 	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.DialTimeout)
 	defer cancel()
 	me := ss.s.opts.ServerName
-	bc, err := DialAuthenticated(ctx, dec.ProxyTo, ss.s.opts.DialTLS, user, servercred.Username(me), servercred.Password(ss.s.opts.Secret, me))
+	backend, err := ss.s.dialBackend(ctx, dec.ProxyTo, user, servercred.Username(me), servercred.Password(ss.s.opts.Secret, me))
 	if err != nil {
 		ss.log.Warn("IMAP proxy to mailbox server failed", "user", user, "mailbox_server", dec.Server, "addr", dec.ProxyTo, "err", err)
 		return ss.refuse(tag, &auth.Error{Kind: auth.TempFail, Msg: "your mailbox server is not reachable; try again later"})
 	}
-	backend := bc.(*BackendConn)
 	if !ss.s.track(nil, backend) {
 		backend.Close()
 		return errors.New("server closing")

@@ -70,6 +70,10 @@ type Options struct {
 	// DialTimeout bounds connecting and logging in to a mailbox server.
 	// Default 15 seconds.
 	DialTimeout time.Duration
+	// WarmConns is how many connections per mailbox server are kept
+	// connected and past STARTTLS, ready for a proxied login (see
+	// warmPool). Default 2; negative: none.
+	WarmConns int
 }
 
 // Server is an IMAP front end. Serve and ServeTLS may run on several
@@ -85,6 +89,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	wg        sync.WaitGroup
+
+	pool *warmPool
 }
 
 // New builds a Server.
@@ -106,9 +112,14 @@ func New(opts Options) *Server {
 	if len(opts.Capabilities) == 0 {
 		opts.Capabilities = []string{"IMAP4rev1", "IMAP4rev2"}
 	}
+	if opts.WarmConns == 0 {
+		opts.WarmConns = 2
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{opts: opts, log: opts.Logger.With("component", "imapfront", "server", opts.ServerName),
+	s := &Server{opts: opts, log: opts.Logger.With("component", "imapfront", "server", opts.ServerName),
 		ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}
+	s.pool = newWarmPool(s, opts.WarmConns)
+	return s
 }
 
 // Serve accepts plain connections (port 143, STARTTLS available). It
@@ -181,6 +192,18 @@ func (s *Server) untrack(l net.Listener, c net.Conn) {
 	delete(s.conns, c)
 }
 
+// startGoroutine counts a background goroutine in wg unless the server is
+// closed; the goroutine calls wg.Done.
+func (s *Server) startGoroutine() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -204,6 +227,7 @@ func (s *Server) Close() error {
 		c.Close()
 	}
 	s.mu.Unlock()
+	s.pool.close()
 	s.wg.Wait()
 	return nil
 }

@@ -27,7 +27,8 @@ func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
 	n.Auth = auth.New(auth.Options{Directory: n.Directory, ServerName: n.Name, Secret: n.Secret,
 		LoginType: org.Access.LoginType, CrossSite: org.Access.CrossSite, Logger: n.Log})
 	// Peers use self-signed certificates by default; see imapfront.Options.DialTLS.
-	peerTLS := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	// Resumed sessions keep a full handshake off most proxied logins.
+	peerTLS := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 	if ls["imap"] != nil || ls["imaps"] != nil {
 		var err error
 		if n.IMAP, err = imapd.New(imapd.Options{ServerName: n.Name, Directory: n.Directory, Store: n.Store, Logger: n.Log}); err != nil {

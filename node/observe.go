@@ -57,6 +57,8 @@ func (o *observer) span(ctx context.Context, traceparent, name string, attrs ...
 	return o.tel.Tracer().Start(ctx, name, trace.WithAttributes(append(attrs, telemetry.KeyServer.String(o.server))...))
 }
 
+func (o *observer) Detailed() bool { return o.tel.Tracing() }
+
 func (o *observer) Receive(ctx context.Context, traceparent string, e qmgr.Event) string {
 	ctx, sp := o.span(ctx, traceparent, telemetry.SpanReceive, telemetry.MessageAttributes(o.server, e.QueueID, e.OriginID, e.MessageID)...)
 	defer sp.End()

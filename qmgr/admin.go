@@ -144,6 +144,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		}
 		if !e.running {
 			e.deleted = true
+			m.dropBodyLocked(e)
 			delete(m.msgs, id)
 			m.mu.Unlock()
 			if err := m.o.Queue.Delete(id); err != nil {

@@ -41,10 +41,13 @@ func (m *Manager) finish(ctx context.Context, e *entry, now time.Time) (bool, ti
 		if len(failed) > 0 {
 			m.log.Info("no non-delivery report: null sender or a report itself (S7)", "queue_id", e.id)
 		}
-		if err := m.o.Queue.Delete(e.id); err != nil {
-			m.log.Error("cannot remove delivered message from the queue", "queue_id", e.id, "err", err)
-			return false, now.Add(5 * time.Second)
-		}
+		// Not waited for: if a crash loses the removal, the message is
+		// attempted again, and every recipient it reached is then
+		// delivered already (the store deduplicates by origin id, a
+		// relay peer likewise) or fails again into no new report, as
+		// this message had no report due. The next ingress commit
+		// carries the removal instead of a sync of its own.
+		m.o.Queue.DeleteLater(e.id)
 		return true, time.Time{}
 	}
 	ndrID, ndrEnv, ndrBody, err := m.buildNDR(e, failed, now)
@@ -68,7 +71,9 @@ func (m *Manager) finish(ctx context.Context, e *entry, now time.Time) (bool, ti
 func (m *Manager) buildNDR(e *entry, failed []dsn.Failure, now time.Time) (string, *envelope.Envelope, []byte, error) {
 	env := e.env
 	header := []byte{}
-	if body, err := m.o.Queue.Body(e.id); err == nil {
+	if e.body != nil {
+		header = headerOf(e.body)
+	} else if body, err := m.o.Queue.Body(e.id); err == nil {
 		header = headerOf(body)
 	}
 	id := m.o.Queue.NewID()

@@ -32,7 +32,10 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 	g := m.o.LinkState.Graph()
 	params := m.o.Params()
 	expiry := time.Duration(m.o.Org.Routing.MessageExpiry)
-	var body []byte
+	// The body is read at most once per attempt, and not at all on the
+	// first attempt of a message accepted by this run (entry.body; a
+	// worker owns its running entry, so no lock is needed).
+	body := e.body
 	loadBody := func() ([]byte, error) {
 		if body != nil {
 			return body, nil
@@ -114,9 +117,17 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	case r.Stage == envelope.StageHierarchy && r.HierarchyServer != self:
 		return m.toward(env, r, r.HierarchyServer, g, now)
 	case r.Stage == envelope.StageHierarchy:
-		d = routing.Continue(snap, g, p, in, r.HierarchyStore)
+		if m.detailed() {
+			d = routing.Continue(snap, g, p, in, r.HierarchyStore)
+		} else {
+			d = routing.RouteContinue(snap, g, p, in, r.HierarchyStore)
+		}
 	default:
-		d = routing.Decide(snap, g, p, in)
+		if m.detailed() {
+			d = routing.Decide(snap, g, p, in)
+		} else {
+			d = routing.Route(snap, g, p, in) // same outcome, no explanation strings
+		}
 	}
 	if m.o.Trace != nil {
 		env.TraceParent = keep(env.TraceParent, m.o.Trace.Decision(ctx, env.TraceParent, d, time.Since(started)))
@@ -280,6 +291,8 @@ func enh(e *smtp.SMTPError) string {
 	}
 	return "5.0.0"
 }
+
+func (m *Manager) detailed() bool { return m.o.Trace != nil && m.o.Trace.Detailed() }
 
 // keep prefers a new traceparent, keeping the old one when tracing is off.
 func keep(old, tp string) string {

@@ -38,6 +38,9 @@ type Queue interface {
 	SetEnvelope(id string, env []byte) error
 	Body(id string) ([]byte, error)
 	Delete(id string) error
+	// DeleteLater removes a finished message without waiting for the
+	// disk; a crash may bring it back, to be delivered again.
+	DeleteLater(id string)
 	Scan(fn func(id string, env []byte) error) error
 }
 
@@ -86,6 +89,10 @@ type Options struct {
 // trace a message carries (its W3C traceparent) and returns the
 // traceparent to carry on, so one trace spans every hop (S8, O3).
 type Tracer interface {
+	// Detailed is true when decision spans are recorded: the queue manager
+	// then builds the full explanation (every candidate and why it was
+	// skipped) instead of taking the fast routing path.
+	Detailed() bool
 	Receive(ctx context.Context, traceparent string, e Event) (newTraceparent string)
 	Decision(ctx context.Context, traceparent string, d routing.Decision, took time.Duration) (newTraceparent string)
 	Attempt(ctx context.Context, traceparent, kind, target string, err error) (newTraceparent string)
@@ -101,8 +108,11 @@ type Manager struct {
 	work   chan *entry
 	hops   map[string]*hopHealth
 	lsSeen uint64
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
+	// bodyMem is the bytes of just-accepted bodies held for their first
+	// attempt (entry.body), bounded by maxBodyMem; under m.mu.
+	bodyMem int64
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type entry struct {
@@ -112,7 +122,15 @@ type entry struct {
 	running bool
 	deleted bool
 	again   bool // a retry or link-state change arrived while running
+	// body is the message as accepted, kept for the first attempt so it
+	// need not be read back from the queue; nil after that attempt or
+	// when maxBodyMem was reached (the queue has it either way).
+	body []byte
 }
+
+// maxBodyMem bounds the bodies kept in memory between Accept and their
+// first attempt; past it, attempts read the body from the queue.
+const maxBodyMem = 64 << 20
 
 type hopHealth struct {
 	fails      int
@@ -231,8 +249,13 @@ func (m *Manager) Accept(ctx context.Context, in *smtpd.Incoming) (string, error
 		return "", err
 	}
 	m.event(recv)
+	e := &entry{id: id, env: env, due: now}
 	m.mu.Lock()
-	m.msgs[id] = &entry{id: id, env: env, due: now}
+	if m.bodyMem+int64(cap(in.Body)) <= maxBodyMem {
+		e.body = in.Body
+		m.bodyMem += int64(cap(in.Body))
+	}
+	m.msgs[id] = e
 	m.mu.Unlock()
 	m.poke()
 	return id, nil
@@ -351,6 +374,7 @@ func (m *Manager) worker(ctx context.Context) {
 			done, due := m.process(ctx, e)
 			m.mu.Lock()
 			e.running = false
+			m.dropBodyLocked(e)
 			if done || e.deleted {
 				delete(m.msgs, e.id)
 			} else {
@@ -362,6 +386,15 @@ func (m *Manager) worker(ctx context.Context) {
 			m.mu.Unlock()
 			m.poke()
 		}
+	}
+}
+
+// dropBodyLocked releases an entry's in-memory body (after its first
+// attempt, or when it leaves the queue unattempted). Called with m.mu held.
+func (m *Manager) dropBodyLocked(e *entry) {
+	if e.body != nil {
+		m.bodyMem -= int64(cap(e.body))
+		e.body = nil
 	}
 }
 

@@ -17,7 +17,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -39,6 +41,13 @@ const (
 	// conflict with a write made outside the committer (chunked Put,
 	// PutAndDelete); it is simply rebuilt and committed again.
 	conflictRetries = 5
+	// lazyDelay is how long a DeleteLater waits for a batch to ride on
+	// before it is committed on its own (an idle queue).
+	lazyDelay = 20 * time.Millisecond
+	// lazyPerBatch bounds the lazy deletes added to one batch; lazyKick
+	// is the backlog that commits them without waiting for lazyDelay.
+	lazyPerBatch = 1024
+	lazyKick     = 256
 )
 
 type opKind uint8
@@ -47,6 +56,7 @@ const (
 	opPut opKind = iota
 	opSetEnvelope
 	opDelete
+	opFlush // no write: makes the loop commit the lazy deletes waiting
 )
 
 // request is one write waiting for the committer.
@@ -70,12 +80,87 @@ type committer struct {
 	// beforeCommit, when set (tests), runs inside each batch transaction
 	// before commit; an error fails the whole batch.
 	beforeCommit func() error
+
+	// Lazy deletes (DeleteLater): nobody waits for them, so they join the
+	// next batch instead of paying a commit of their own; a timer
+	// commits them when no batch comes. lazyIDs hides their messages
+	// from readers meanwhile.
+	lmu     sync.Mutex
+	lazy    []*request
+	lazyIDs map[string]int
+	armed   bool // a lazyDelay timer is pending
+	log     *slog.Logger
 }
 
-func newCommitter(db *badger.DB) *committer {
-	c := &committer{db: db, in: make(chan *request, 1024), end: make(chan struct{})}
+func newCommitter(db *badger.DB, log *slog.Logger) *committer {
+	c := &committer{db: db, in: make(chan *request, 1024), end: make(chan struct{}), lazyIDs: map[string]int{}, log: log}
 	go c.loop()
 	return c
+}
+
+// later queues a delete nobody waits for. It is committed with the next
+// batch, or after lazyDelay; until then deleting(id) is true. A crash
+// before that commit leaves the message queued: it is delivered again,
+// which the store's deduplication absorbs.
+func (c *committer) later(id string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return
+	}
+	c.lmu.Lock()
+	c.lazy = append(c.lazy, &request{op: opDelete, id: id, done: make(chan error, 1)})
+	c.lazyIDs[id]++
+	arm := !c.armed
+	c.armed = true
+	kick := len(c.lazy) >= lazyKick
+	c.lmu.Unlock()
+	if arm {
+		time.AfterFunc(lazyDelay, c.kick)
+	}
+	if kick {
+		c.kickLocked()
+	}
+}
+
+// kick asks the loop to commit the lazy deletes now.
+func (c *committer) kick() {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if !c.closed {
+		c.kickLocked()
+	}
+}
+
+// kickLocked sends a flush without blocking (c.mu read-locked, not
+// closed): if the channel is full, a batch is coming anyway.
+func (c *committer) kickLocked() {
+	select {
+	case c.in <- &request{op: opFlush, done: make(chan error, 1)}:
+	default:
+	}
+}
+
+// takeLazy removes up to lazyPerBatch lazy deletes for a batch and says
+// whether more remain.
+func (c *committer) takeLazy() (taken []*request, more bool) {
+	c.lmu.Lock()
+	defer c.lmu.Unlock()
+	n := min(len(c.lazy), lazyPerBatch)
+	taken = c.lazy[:n:n]
+	c.lazy = c.lazy[n:]
+	if len(c.lazy) == 0 {
+		c.lazy = nil
+		c.armed = false
+	}
+	return taken, len(c.lazy) > 0
+}
+
+// deleting reports whether id has a lazy delete not yet committed.
+func (c *committer) deleting(id string) bool {
+	c.lmu.Lock()
+	defer c.lmu.Unlock()
+	return c.lazyIDs[id] > 0
 }
 
 // do hands r to the committer and waits for its commit. If ctx ends first,
@@ -120,13 +205,27 @@ func (c *committer) close() {
 func (c *committer) loop() {
 	defer close(c.end)
 	var carry *request // the request that did not fit the previous batch
+	more := false      // lazy deletes are left over from the last batch
 	for {
 		first := carry
 		carry = nil
+		if first == nil && more {
+			first = &request{op: opFlush, done: make(chan error, 1)}
+		}
 		if first == nil {
 			r, ok := <-c.in
 			if !ok {
-				return
+				// Closing: commit the lazy deletes still waiting.
+				for {
+					lazy, left := c.takeLazy()
+					if len(lazy) > 0 {
+						c.commit(lazy)
+						c.lazyDone(lazy)
+					}
+					if !left {
+						return
+					}
+				}
 			}
 			first = r
 		}
@@ -147,8 +246,45 @@ func (c *committer) loop() {
 				break fill
 			}
 		}
-		c.commit(batch)
+		var lazy []*request
+		lazy, more = c.takeLazy()
+		if len(lazy) == 0 && onlyFlush(batch) {
+			for _, r := range batch {
+				r.done <- nil
+			}
+			continue
+		}
+		c.commit(append(batch, lazy...))
+		c.lazyDone(lazy)
 	}
+}
+
+// lazyDone forgets committed (or failed) lazy deletes; a failure is
+// logged, as nobody waits for it (the message will be delivered again).
+func (c *committer) lazyDone(rs []*request) {
+	var failed error
+	c.lmu.Lock()
+	for _, r := range rs {
+		if err := <-r.done; err != nil && failed == nil {
+			failed = err
+		}
+		if c.lazyIDs[r.id]--; c.lazyIDs[r.id] <= 0 {
+			delete(c.lazyIDs, r.id)
+		}
+	}
+	c.lmu.Unlock()
+	if failed != nil {
+		c.log.Warn("queue: removing delivered messages failed; they will be delivered again (deduplicated)", "messages", len(rs), "err", failed)
+	}
+}
+
+func onlyFlush(batch []*request) bool {
+	for _, r := range batch {
+		if r.op != opFlush {
+			return false
+		}
+	}
+	return true
 }
 
 // commit writes batch in one transaction and answers every request. A
@@ -217,8 +353,19 @@ func (c *committer) write(batch []*request) (results []error, err error) {
 }
 
 // deleteInTxn deletes a message's envelope and every body chunk in txn.
+// Most bodies are one chunk: a point lookup of chunk 1 settles that
+// without an iterator (badger builds one over every table).
 func deleteInTxn(txn *badger.Txn, id string) error {
 	if err := txn.Delete(envKey(id)); err != nil {
+		return err
+	}
+	if err := txn.Delete(chunkKey(id, 0)); err != nil {
+		return err
+	}
+	switch _, err := txn.Get(chunkKey(id, 1)); {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return nil
+	case err != nil:
 		return err
 	}
 	var keys [][]byte

@@ -37,6 +37,13 @@ const (
 	bodyPrefix = "b/"
 )
 
+// inlineValues keeps bodies up to this size in badger's LSM tree and its
+// write-ahead log rather than the value log. Queued messages live for
+// seconds: inline, a commit writes one log instead of two, and a dequeued
+// body is dropped by compaction instead of staying in a value-log file
+// nothing garbage-collects. Larger bodies (rare) still go to the value log.
+const inlineValues = 256 << 10
+
 // Queue is a durable queue in one badger database.
 type Queue struct {
 	db  *badger.DB
@@ -50,7 +57,7 @@ func Open(dir string, logger *slog.Logger) (*Queue, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := kv.Open(dir, logger)
+	db, err := kv.OpenWith(dir, logger, kv.Options{ValueThreshold: inlineValues})
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +66,7 @@ func Open(dir string, logger *slog.Logger) (*Queue, error) {
 		db.Close()
 		return nil, err
 	}
-	q.c = newCommitter(db)
+	q.c = newCommitter(db, logger)
 	return q, nil
 }
 
@@ -162,6 +169,9 @@ func (q *Queue) SetEnvelope(id string, envelope []byte) error {
 
 // Envelope returns a message's envelope.
 func (q *Queue) Envelope(id string) ([]byte, error) {
+	if q.c.deleting(id) {
+		return nil, ErrNotFound
+	}
 	var out []byte
 	err := q.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(envKey(id))
@@ -179,6 +189,9 @@ func (q *Queue) Envelope(id string) ([]byte, error) {
 
 // Body returns a message's body.
 func (q *Queue) Body(id string) ([]byte, error) {
+	if q.c.deleting(id) {
+		return nil, ErrNotFound
+	}
 	var out []byte
 	err := q.db.View(func(txn *badger.Txn) error {
 		prefix := []byte(bodyPrefix + id + "/")
@@ -209,6 +222,15 @@ func (q *Queue) Delete(id string) error {
 	return nil
 }
 
+// DeleteLater removes a delivered message without waiting for the disk:
+// the removal rides on the next commit (or one lazyDelay later), so
+// finishing a message costs no sync of its own. From now on the message is
+// invisible to Scan, Envelope and Body. A crash before that commit leaves
+// it queued, to be delivered again: only for messages whose redelivery is
+// harmless (the store deduplicates by origin id), never for an operator's
+// delete.
+func (q *Queue) DeleteLater(id string) { q.c.later(id) }
+
 func (q *Queue) deleteBody(id string) error {
 	wb := q.db.NewWriteBatch()
 	defer wb.Cancel()
@@ -234,11 +256,15 @@ func (q *Queue) Scan(fn func(id string, envelope []byte) error) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(envPrefix), PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			id := string(it.Item().Key()[len(envPrefix):])
+			if q.c.deleting(id) {
+				continue
+			}
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
 			}
-			if err := fn(string(it.Item().Key()[len(envPrefix):]), v); err != nil {
+			if err := fn(id, v); err != nil {
 				return err
 			}
 		}

@@ -74,8 +74,7 @@ func (b *bound) reach(fromRG, to int32) bool {
 	if fromRG == toRG {
 		return true
 	}
-	_, _, ok := b.g.CostByID(fromRG, toRG)
-	return ok
+	return b.g.ReachableByID(fromRG, toRG)
 }
 
 func (b *bound) minAgeString(d time.Duration) string {

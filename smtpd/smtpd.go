@@ -249,15 +249,7 @@ func (s *session) Data(r io.Reader) error {
 	if len(s.rcpts) == 0 {
 		return smtpErr(554, "5.5.1", "no valid recipients")
 	}
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			return se
-		}
-		return smtpErr(451, "4.3.0", "error reading message")
-	}
-	in, err := s.prepare(raw)
+	in, err := s.read(r)
 	if err != nil {
 		return err
 	}
@@ -272,29 +264,94 @@ func (s *session) Data(r io.Reader) error {
 		s.s.opts.Logger.Error("smtp: queueing failed", "err", err, "from", s.from)
 		return smtpErr(451, "4.3.0", "message not queued, try again later")
 	}
-	s.s.opts.Logger.Debug("smtp message queued", "queue_id", id, "from", s.from, "rcpts", len(s.rcpts), "size", len(raw))
+	s.s.opts.Logger.Debug("smtp message queued", "queue_id", id, "from", s.from, "rcpts", len(s.rcpts), "size", in.Size)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
 }
 
-// prepare parses the header, applies the trust rules for relay metadata and
-// adds Received (and a Message-ID when missing).
-func (s *session) prepare(raw []byte) (*Incoming, error) {
-	rd := bytes.NewReader(raw)
-	br := bufio.NewReader(rd)
+// countingReader counts the bytes of the message and keeps the first read
+// error, so a failure of the DATA stream (too long, connection lost) is
+// told apart from a malformed header.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// readError maps a failure of the DATA stream to its reply.
+func readError(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se
+	}
+	return smtpErr(451, "4.3.0", "error reading message")
+}
+
+// read parses the header from the DATA stream, applies the trust rules for
+// relay metadata, adds Received (and a Message-ID when missing), writes the
+// rewritten header and then reads the body straight after it: the message
+// is copied once, not read whole and then copied again behind a new header.
+func (s *session) read(r io.Reader) (*Incoming, error) {
+	cr := &countingReader{r: r}
+	br := bufio.NewReader(cr)
 	h, err := textproto.ReadHeader(br)
+	if cr.err != nil {
+		return nil, readError(cr.err)
+	}
 	if err != nil {
 		return nil, smtpErr(554, "5.6.0", "malformed message header: "+err.Error())
 	}
-	// What the header did not consume is still buffered, or not yet read
-	// from rd at all (messages longer than the buffer).
-	bodyStart := len(raw) - rd.Len() - br.Buffered()
-	in := &Incoming{From: s.from, Recipients: append([]string(nil), s.rcpts...), Principal: s.principal, Remote: s.remote, Size: int64(len(raw))}
+	in := &Incoming{From: s.from, Recipients: append([]string(nil), s.rcpts...), Principal: s.principal, Remote: s.remote}
+	if err := s.applyHeader(in, &h); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(s.bufferSize())
+	if err := textproto.WriteHeader(&buf, h); err != nil {
+		return nil, smtpErr(554, "5.6.0", "cannot rewrite header")
+	}
+	if _, err := buf.ReadFrom(br); err != nil || cr.err != nil {
+		if cr.err != nil {
+			err = cr.err
+		}
+		return nil, readError(err)
+	}
+	in.Body, in.Size = buf.Bytes(), cr.n
+	return in, nil
+}
+
+// bufferSize guesses the rewritten message's size so the body is read
+// into one allocation: the size MAIL announced (within the limit), else
+// enough for most mail; larger messages grow the buffer as they arrive.
+func (s *session) bufferSize() int {
+	const headroom, guess = 1 << 10, 16 << 10
+	size := s.size
+	if max := s.s.opts.MaxMessageBytes; max > 0 && size > max {
+		size = max
+	}
+	if size <= 0 || size > 32<<20 {
+		return guess + headroom
+	}
+	return int(size) + headroom
+}
+
+// applyHeader applies the trust rules for relay metadata to h and adds
+// Received (and a Message-ID when missing).
+func (s *session) applyHeader(in *Incoming, h *textproto.Header) error {
 	trusted := s.principal.Server != ""
 	if trusted {
 		if v := h.Get(envelope.HeaderRoute); v != "" {
 			r, err := envelope.DecodeRoute(v)
 			if err != nil {
-				return nil, smtpErr(554, "5.6.0", err.Error())
+				return smtpErr(554, "5.6.0", err.Error())
 			}
 			in.Route = &r
 		}
@@ -302,7 +359,7 @@ func (s *session) prepare(raw []byte) (*Incoming, error) {
 		for _, v := range h.Values(envelope.HeaderRcpt) {
 			rm, err := envelope.DecodeRcpt(v)
 			if err != nil {
-				return nil, smtpErr(554, "5.6.0", err.Error())
+				return smtpErr(554, "5.6.0", err.Error())
 			}
 			in.RcptMeta[strings.ToLower(rm.Addr)] = rm
 		}
@@ -320,14 +377,7 @@ func (s *session) prepare(raw []byte) (*Incoming, error) {
 		h.Set("Message-Id", in.MessageID)
 	}
 	h.Add("Received", s.received())
-	var buf bytes.Buffer
-	buf.Grow(len(raw) + 256)
-	if err := textproto.WriteHeader(&buf, h); err != nil {
-		return nil, smtpErr(554, "5.6.0", "cannot rewrite header")
-	}
-	buf.Write(raw[bodyStart:])
-	in.Body = buf.Bytes()
-	return in, nil
+	return nil
 }
 
 func (s *session) received() string {

@@ -52,12 +52,15 @@ func (s *Store) Deliver(ctx context.Context, d Delivery) (uid uint32, dup bool, 
 	if err != nil {
 		return 0, false, fmt.Errorf("deliver to %s: %w", ref, err)
 	}
-	if d.ID != "" {
+	// A body of one chunk is checked for a duplicate only inside the
+	// commit (writeGroup reads the dedup record there anyway); a longer
+	// one is checked first, so a duplicate writes no chunks ahead.
+	if d.ID != "" && len(d.Body) > chunkSize {
 		if uid, ok := s.delivered(rec.ID, d.ID); ok {
 			return uid, true, nil
 		}
 	}
-	return s.add(ctx, ref, addArgs{id: d.ID, class: d.Class, date: d.Date, body: d.Body})
+	return s.add(ctx, ref, addArgs{id: d.ID, class: d.Class, date: d.Date, body: d.Body, rec: rec})
 }
 
 func (s *Store) delivered(mbox uint64, id string) (uint32, bool) {
@@ -92,7 +95,7 @@ func (s *Store) Append(ctx context.Context, ref MailboxRef, body []byte, opts Ap
 	if err != nil {
 		return 0, 0, err
 	}
-	uid, _, err = s.add(ctx, ref, addArgs{class: opts.Class, date: opts.Date, body: body, flags: opts.Flags, viewer: opts.Viewer})
+	uid, _, err = s.add(ctx, ref, addArgs{class: opts.Class, date: opts.Date, body: body, flags: opts.Flags, viewer: opts.Viewer, rec: rec})
 	return uid, rec.UIDValidity, err
 }
 
@@ -101,6 +104,10 @@ type addArgs struct {
 	date              time.Time
 	body              []byte
 	flags             []string
+	// rec, when set, is the mailbox as the caller just read it: the first
+	// commit attempt uses it instead of reading it again (the commit
+	// re-checks it inside its transaction either way).
+	rec *mailboxRecord
 }
 
 // add writes a message: body chunks that do not fit with the records go
@@ -143,7 +150,10 @@ func (s *Store) add(ctx context.Context, ref MailboxRef, a addArgs) (uint32, boo
 	// waiting on the mailbox.
 	r := &addReq{ref: ref, msg: msg, last: last, flags: flags, viewer: a.viewer}
 	for attempt := 0; ; attempt++ {
-		rec, err := s.view(ref)
+		rec, err := a.rec, error(nil)
+		if attempt > 0 || rec == nil {
+			rec, err = s.view(ref)
+		}
 		if err != nil {
 			s.dropChunks(body, chunks-1)
 			return 0, false, err

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -19,6 +18,10 @@ type MessageInfo struct {
 	Date  time.Time
 	Class string
 	Flags []string
+
+	// Where the text is (see BodiesOf); fixed for the message's life.
+	body   uint64
+	chunks uint32
 }
 
 // Messages lists a mailbox's messages in UID order with the mailbox's own
@@ -67,7 +70,7 @@ func (s *Store) Snapshot(ctx context.Context, ref MailboxRef, viewer string) (St
 			if ref.Public() {
 				flags = priv[uid]
 			}
-			out = append(out, MessageInfo{UID: uid, Size: m.Size, Date: m.Date, Class: m.Class, Flags: flags})
+			out = append(out, MessageInfo{UID: uid, Size: m.Size, Date: m.Date, Class: m.Class, Flags: flags, body: m.Body, chunks: m.Chunks})
 			st.Messages++
 			st.Size += m.Size
 		}
@@ -103,25 +106,8 @@ func (s *Store) Body(ctx context.Context, ref MailboxRef, uid uint32) ([]byte, e
 		if err != nil {
 			return err
 		}
-		var m messageRecord
-		if err := getJSON(txn, msgKey(rec.ID, uid), &m); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return fmt.Errorf("uid %d: %w", uid, ErrNoMessage)
-			}
-			return err
-		}
-		buf := bytes.NewBuffer(make([]byte, 0, m.Size))
-		for c := uint32(0); c < m.Chunks; c++ {
-			item, err := txn.Get(bodyKey(m.Body, c))
-			if err != nil {
-				return fmt.Errorf("body chunk %d of uid %d: %w", c, uid, err)
-			}
-			if err := item.Value(func(b []byte) error { buf.Write(b); return nil }); err != nil {
-				return err
-			}
-		}
-		out = buf.Bytes()
-		return nil
+		out, err = readBody(txn, rec.ID, uid)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read message %d of %s: %w", uid, ref, err)
@@ -183,6 +169,10 @@ func (s *Store) SetFlags(ctx context.Context, ref MailboxRef, viewer string, uid
 			return nil
 		})
 		if err != nil {
+			if start > 0 {
+				// Earlier batches are committed: sessions must hear of them.
+				s.notify.publish(rec.ID, Event{Kind: EventFlags, Viewer: viewer})
+			}
 			return out, fmt.Errorf("set flags in %s: %w", ref, err)
 		}
 	}
@@ -224,6 +214,10 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 			return nil
 		})
 		if err != nil {
+			// Earlier batches are committed: sessions must hear of them.
+			for _, uid := range removed {
+				s.notify.publish(rec.ID, Event{Kind: EventExpunge, UID: uid})
+			}
 			return removed, fmt.Errorf("expunge from %s: %w", ref, err)
 		}
 		removed = append(removed, done...)

@@ -141,6 +141,13 @@ func writerOr(w io.Writer) io.Writer {
 	return w
 }
 
+// Tracing reports whether spans are recorded (an exporter is configured or
+// a provider was injected): callers skip building span-only detail when not.
+func (t *Telemetry) Tracing() bool {
+	_, isNoop := t.tp.(noop.TracerProvider)
+	return !isNoop
+}
+
 // Tracer is the tracer for pfrouter spans.
 func (t *Telemetry) Tracer() trace.Tracer { return t.tracer }
 
