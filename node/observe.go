@@ -59,7 +59,14 @@ func (o *observer) span(ctx context.Context, traceparent, name string, attrs ...
 
 func (o *observer) Detailed() bool { return o.tel.Tracing() }
 
+// With tracing off the span methods return "" at once (the message keeps
+// the traceparent it carries): no context, span or propagation work on the
+// hot path.
+
 func (o *observer) Receive(ctx context.Context, traceparent string, e qmgr.Event) string {
+	if !o.tel.Tracing() {
+		return ""
+	}
 	ctx, sp := o.span(ctx, traceparent, telemetry.SpanReceive, telemetry.MessageAttributes(o.server, e.QueueID, e.OriginID, e.MessageID)...)
 	defer sp.End()
 	return telemetry.Inject(ctx)
@@ -67,6 +74,9 @@ func (o *observer) Receive(ctx context.Context, traceparent string, e qmgr.Event
 
 func (o *observer) Decision(ctx context.Context, traceparent string, d routing.Decision, took time.Duration) string {
 	o.tel.Metrics().Decision(ctx, telemetry.Rule(d), took.Seconds())
+	if !o.tel.Tracing() {
+		return ""
+	}
 	ctx, sp := o.span(ctx, traceparent, telemetry.SpanRoute)
 	defer sp.End()
 	telemetry.RecordDecision(sp, d)
@@ -74,6 +84,9 @@ func (o *observer) Decision(ctx context.Context, traceparent string, d routing.D
 }
 
 func (o *observer) Attempt(ctx context.Context, traceparent, kind, target string, err error) string {
+	if !o.tel.Tracing() {
+		return ""
+	}
 	name := telemetry.SpanRelay
 	attrs := []attribute.KeyValue{telemetry.KeyNextHop.String(target)}
 	if kind == "deliver" {

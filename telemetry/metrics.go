@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -22,9 +23,39 @@ import (
 // pfrouter_sessions_total{proto}, pfrouter_logins_total{proto,result}.
 type Metrics struct {
 	accepted, refused, delivered, queued, deferred, expired, ndr metric.Int64Counter
-	decisions, linkChanges, sessions, logins                     metric.Int64Counter
+	linkChanges, sessions, logins                                metric.Int64Counter
 	decisionTime                                                 metric.Float64Histogram
 	queueDepth                                                   atomic.Pointer[func() int64]
+
+	// Label options are built once per (key, value): building an attribute
+	// set per measurement allocates on every message.
+	ruleMu  sync.RWMutex
+	rules   map[string]*atomic.Int64
+	sampled atomic.Uint64
+
+	optMu sync.RWMutex
+	opts  map[label]metric.MeasurementOption
+}
+
+type label struct{ key, value string }
+
+// option returns the cached measurement option for one label.
+func (m *Metrics) option(key, value string) metric.MeasurementOption {
+	l := label{key, value}
+	m.optMu.RLock()
+	o, ok := m.opts[l]
+	m.optMu.RUnlock()
+	if ok {
+		return o
+	}
+	o = metric.WithAttributeSet(attribute.NewSet(attribute.String(key, value)))
+	m.optMu.Lock()
+	if m.opts == nil {
+		m.opts = map[label]metric.MeasurementOption{}
+	}
+	m.opts[l] = o
+	m.optMu.Unlock()
+	return o
 }
 
 // decisionBuckets suit a routing decision: microseconds to a second.
@@ -45,12 +76,23 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	out.deferred = counter("pfrouter.messages.deferred", "Delivery attempts deferred for a retry.")
 	out.expired = counter("pfrouter.messages.expired", "Recipients expired in the queue.")
 	out.ndr = counter("pfrouter.messages.ndr", "Non-delivery reports generated.")
-	out.decisions = counter("pfrouter.routing.decisions", "Routing decisions, by the rule taken.")
+	// Decisions are counted in atomics and read at scrape time: an SDK
+	// measurement per decision costs more than the decision itself.
+	_, err := m.Int64ObservableCounter("pfrouter.routing.decisions", metric.WithDescription("Routing decisions, by the rule taken."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			out.ruleMu.RLock()
+			defer out.ruleMu.RUnlock()
+			for rule, n := range out.rules {
+				o.Observe(n.Load(), out.option("rule", rule))
+			}
+			return nil
+		}))
+	errs = append(errs, err)
 	out.linkChanges = counter("pfrouter.linkstate.changes", "Link-state changes applied.")
 	out.sessions = counter("pfrouter.sessions", "Client sessions opened, by protocol.")
 	out.logins = counter("pfrouter.logins", "Login attempts, by protocol and result.")
 	h, err := m.Float64Histogram("pfrouter.routing.decision.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time to compute one routing decision."), metric.WithExplicitBucketBoundaries(decisionBuckets...))
+		metric.WithDescription("Time to compute one routing decision (one decision in 16 is sampled)."), metric.WithExplicitBucketBoundaries(decisionBuckets...))
 	errs = append(errs, err)
 	out.decisionTime = h
 	_, err = m.Int64ObservableGauge("pfrouter.queue.depth", metric.WithDescription("Messages in the queue."),
@@ -73,11 +115,14 @@ func add(ctx context.Context, m *Metrics, c func(*Metrics) metric.Int64Counter, 
 	if m == nil {
 		return
 	}
-	if len(attrs) == 0 {
+	switch len(attrs) {
+	case 0:
 		c(m).Add(ctx, 1)
-		return
+	case 1:
+		c(m).Add(ctx, 1, m.option(string(attrs[0].Key), attrs[0].Value.AsString()))
+	default:
+		c(m).Add(ctx, 1, metric.WithAttributes(attrs...))
 	}
-	c(m).Add(ctx, 1, metric.WithAttributes(attrs...))
 }
 
 // Accepted counts a message accepted by SMTP.
@@ -124,8 +169,24 @@ func (m *Metrics) Decision(ctx context.Context, rule string, seconds float64) {
 	if rule == "" {
 		rule = "none"
 	}
-	m.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("rule", rule)))
-	m.decisionTime.Record(ctx, seconds)
+	m.ruleMu.RLock()
+	n := m.rules[rule]
+	m.ruleMu.RUnlock()
+	if n == nil {
+		m.ruleMu.Lock()
+		if m.rules == nil {
+			m.rules = map[string]*atomic.Int64{}
+		}
+		if n = m.rules[rule]; n == nil {
+			n = new(atomic.Int64)
+			m.rules[rule] = n
+		}
+		m.ruleMu.Unlock()
+	}
+	n.Add(1)
+	if m.sampled.Add(1)%16 == 1 {
+		m.decisionTime.Record(ctx, seconds)
+	}
 }
 
 // SetQueueDepthFunc registers what the queue-depth gauge reports; it is
