@@ -71,6 +71,9 @@ func (n *Node) startGossip(srv *config.Server) error {
 		Name: n.Name, Bind: srv.Listen.Gossip, Seeds: seeds, Secret: n.Secret,
 		Dir: filepath.Join(n.DataDir, "gossip"), Applier: gossip.ApplierFunc(n.applyRecord),
 		Logger: n.Log, OnMemberChange: n.memberChanged,
+		// Broadcasts carry a change at once; anti-entropy every 5 s repairs
+		// a lost one quickly even under load.
+		PushPullInterval: 5 * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("server %s: %w", n.Name, err)

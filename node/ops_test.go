@@ -67,7 +67,7 @@ func waitConverged(t *testing.T, c *Cluster, what string, cond func(admin.LinkSt
 	t.Helper()
 	ctx := context.Background()
 	var version uint64
-	eventually(t, 10*time.Second, what, func() (bool, string) {
+	eventually(t, 30*time.Second, what, func() (bool, string) {
 		var versions []uint64
 		for _, name := range c.Order {
 			ls, err := adminClient(t, c.Nodes[name]).LinkState(ctx)
@@ -132,7 +132,7 @@ func TestOpsStoreMinAgeR6(t *testing.T) {
 	if err := adminClient(t, c.Nodes["s1"]).AddStore(ctx, admin.StoreRequest{Server: "s2", Name: "s2-new", Kind: "public", Hierarchy: "PF"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "s2-new known everywhere with one created time", func() (bool, string) {
+	eventually(t, 30*time.Second, "s2-new known everywhere with one created time", func() (bool, string) {
 		var created time.Time
 		for _, name := range c.Order {
 			st := c.Nodes[name].Directory.Snapshot().Store("s2-new")
@@ -166,7 +166,7 @@ func TestOpsStoreMinAgeR6(t *testing.T) {
 		if _, err := adminClient(t, c.Nodes[via]).SetStoreMinAge(ctx, d); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "store_min_age "+d.String()+" everywhere", func() (bool, string) {
+		eventually(t, 30*time.Second, "store_min_age "+d.String()+" everywhere", func() (bool, string) {
 			for _, name := range c.Order {
 				if got := c.Nodes[name].Params().MinAge; got != d {
 					return false, name + " has " + got.String()
