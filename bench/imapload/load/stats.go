@@ -4,30 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"sync"
 	"time"
+
+	"pfrouter/bench/internal/latency"
 )
 
-// Latency summarizes operation latencies in milliseconds.
-type Latency struct {
-	P50 float64 `json:"p50_ms"`
-	P90 float64 `json:"p90_ms"`
-	P99 float64 `json:"p99_ms"`
-	Max float64 `json:"max_ms"`
-}
+// Latency is a latency distribution in milliseconds.
+type Latency = latency.Summary
 
-func latencyOf(d []time.Duration) Latency {
-	if len(d) == 0 {
-		return Latency{}
-	}
-	slices.Sort(d)
-	at := func(q float64) float64 { return ms(d[min(int(q*float64(len(d))), len(d)-1)]) }
-	return Latency{P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: ms(d[len(d)-1])}
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func latencyOf(d []time.Duration) Latency { return latency.Of(d) }
 
 // Result is what a run measured. For login, an operation is one
 // connect+LOGIN+LOGOUT; for the fetch modes one FETCH of the whole

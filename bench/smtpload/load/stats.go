@@ -4,34 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"time"
+
+	"pfrouter/bench/internal/latency"
 )
 
-// Latency is a latency distribution in milliseconds (nearest-rank
-// percentiles).
-type Latency struct {
-	P50 float64 `json:"p50_ms"`
-	P90 float64 `json:"p90_ms"`
-	P99 float64 `json:"p99_ms"`
-	Max float64 `json:"max_ms"`
-}
+// Latency is a latency distribution in milliseconds.
+type Latency = latency.Summary
 
-func latencyOf(d []time.Duration) Latency {
-	if len(d) == 0 {
-		return Latency{}
-	}
-	slices.Sort(d)
-	p := func(q float64) float64 {
-		i := int(q*float64(len(d))+0.999999) - 1
-		i = min(max(i, 0), len(d)-1)
-		return ms(d[i])
-	}
-	return Latency{P50: p(0.50), P90: p(0.90), P99: p(0.99), Max: ms(d[len(d)-1])}
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func latencyOf(d []time.Duration) Latency { return latency.Of(d) }
 
 // Result is what one run measured.
 type Result struct {
