@@ -18,6 +18,12 @@ func (p *Policy) admit(r Request, snap *directory.Snapshot, u *directory.User, v
 		return Decision{}, err
 	}
 	d := Decision{User: u, Server: u.Server, ViaServer: via, Mechanism: strings.ToUpper(r.Mechanism)}
+	if r.Protocol == SMTP {
+		// Submission works on any server: A5 is about mailbox sessions.
+		d.Local = u.Server == p.server
+		p.accepted(r, d)
+		return d, nil
+	}
 	if u.Server == p.server {
 		d.Local = true
 		p.accepted(r, d)
@@ -59,6 +65,9 @@ func (p *Policy) accountAllowed(r Request, u *directory.User) error {
 	case config.KindGuest:
 		return p.refused(r, refuse(Refused, "guest accounts cannot log in over POP3 or IMAP4"), "guest account", "account", u.Name)
 	case config.KindAdmin:
+		if r.Protocol == SMTP {
+			break // A4 bars the admin mailbox from POP3/IMAP4, not submission
+		}
 		return p.refused(r, refuse(Refused, "administrator mailboxes cannot be opened over POP3 or IMAP4"), "admin account", "account", u.Name)
 	}
 	if strings.EqualFold(u.Name, "anonymous") {

@@ -23,9 +23,6 @@ import (
 // server is a front end that authenticates with the auth policy, then
 // serves a local mailbox or proxies to the server that holds it.
 func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
-	org := n.Org
-	n.Auth = auth.New(auth.Options{Directory: n.Directory, ServerName: n.Name, Secret: n.Secret,
-		LoginType: org.Access.LoginType, CrossSite: org.Access.CrossSite, Logger: n.Log})
 	// Peers use self-signed certificates by default; see imapfront.Options.DialTLS.
 	// Resumed sessions keep a full handshake off most proxied logins.
 	peerTLS := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
 	"pfrouter/config"
@@ -407,5 +409,30 @@ func TestE2ELargeBodyIntact(t *testing.T) {
 		if i < 0 || string(got[i+4:]) != want {
 			t.Errorf("size %d: body altered: got %d bytes, want %d", size, len(got)-i-4, len(want))
 		}
+	}
+}
+
+// S5: SMTP AUTH goes through the login policy shared with IMAP4/POP3: a
+// user logs in over STARTTLS on any server, a wrong password gets 535.
+func TestE2ESMTPAuth(t *testing.T) {
+	c := startOrg(t, testOrg)
+	addr := c.Nodes["s1"].Org.ServerByName("s1").Listen.SMTP
+	login := func(user, pw string) error {
+		cl, err := gosmtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		return cl.Auth(sasl.NewPlainClient("", user, pw))
+	}
+	if err := login("alice", "alice-pw"); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	var se *gosmtp.SMTPError
+	if err := login("alice", "wrong"); !errors.As(err, &se) || se.Code != 535 {
+		t.Fatalf("wrong password: %v, want 535", err)
+	}
+	if err := login("dave", "dave-pw"); err != nil { // mailbox on another server (s4)
+		t.Fatalf("dave on s1: %v", err)
 	}
 }

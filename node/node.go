@@ -22,8 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"pfrouter/auth"
 	"pfrouter/config"
 	"pfrouter/directory"
@@ -212,6 +210,8 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	if err := n.startOps(ctx, ls["admin"], srv); err != nil {
 		return nil, err
 	}
+	n.Auth = auth.New(auth.Options{Directory: n.Directory, ServerName: name, Secret: n.Secret,
+		LoginType: org.Access.LoginType, CrossSite: org.Access.CrossSite, Logger: n.Log})
 	if l := ls["smtp"]; l != nil {
 		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, MaxMessageBytes: int64(org.Limits.MaxMessageSize),
 			MaxRecipients: org.Limits.MaxRecipients, MaxLineLength: org.Limits.MaxLineLength, MaxConnections: org.Limits.MaxConnections,
@@ -284,32 +284,21 @@ func (n *Node) CheckRecipient(rcpt, sender, senderUser string, size int64) *rout
 	return c
 }
 
-// Authenticate is SMTP AUTH: a server of the organization (S5) or a user.
-func (n *Node) Authenticate(ctx context.Context, username, password string) (smtpd.Principal, error) {
+// Authenticate is SMTP AUTH: a server of the organization (S5), or a user
+// checked by the same policy as IMAP4 and POP3 (passwords, rate limits).
+func (n *Node) Authenticate(ctx context.Context, username, password string, remote net.Addr, tlsOn bool) (smtpd.Principal, error) {
 	if servercred.IsServerName(username) {
 		if srv, ok := servercred.Verify(n.Secret, username, password); ok && n.Directory.Snapshot().Server(srv) != nil {
 			return smtpd.Principal{Server: srv}, nil
 		}
 		return smtpd.Principal{}, errors.New("bad server credential")
 	}
-	u := n.Directory.Snapshot().User(username)
-	if u == nil || u.Kind == config.KindGuest {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password)) // same time as a real check
-		return smtpd.Principal{}, errors.New("unknown user")
+	d, err := n.Auth.Authenticate(ctx, auth.Request{Protocol: auth.SMTP, Mechanism: auth.MechPlain,
+		Username: username, Password: password, TLS: tlsOn, Remote: remote})
+	if err != nil {
+		return smtpd.Principal{}, err
 	}
-	if !checkPassword(u, password) {
-		return smtpd.Principal{}, errors.New("bad password")
-	}
-	return smtpd.Principal{User: u.Name}, nil
-}
-
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("pfrouter-dummy"), bcrypt.MinCost)
-
-func checkPassword(u *directory.User, pw string) bool {
-	if u.PasswordHash != "" {
-		return bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(pw)) == nil
-	}
-	return u.Password != "" && subtleEq(u.Password, pw)
+	return smtpd.Principal{User: d.User.Name}, nil
 }
 
 func (n *Node) newMessageID() string {

@@ -40,9 +40,10 @@ type Checker interface {
 	CheckRecipient(rcpt, sender, senderUser string, size int64) *routing.Check
 }
 
-// Authenticator checks AUTH PLAIN credentials.
+// Authenticator checks AUTH PLAIN credentials; remote and tls let it rate
+// limit per client and apply the login type.
 type Authenticator interface {
-	Authenticate(ctx context.Context, username, password string) (Principal, error)
+	Authenticate(ctx context.Context, username, password string, remote net.Addr, tls bool) (Principal, error)
 }
 
 // Incoming is a message received and ready to queue.
@@ -203,7 +204,8 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		if identity != "" && identity != username {
 			return smtpErr(535, "5.7.8", "authorization identity must match the user")
 		}
-		p, err := s.s.opts.Auth.Authenticate(context.Background(), username, password)
+		_, tlsOn := s.conn.TLSConnectionState()
+		p, err := s.s.opts.Auth.Authenticate(context.Background(), username, password, s.conn.Conn().RemoteAddr(), tlsOn)
 		if err != nil {
 			s.s.opts.Logger.Warn("smtp auth failed", "user", username, "remote", s.remote)
 			return smtpErr(535, "5.7.8", "authentication credentials invalid")
