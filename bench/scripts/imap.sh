@@ -56,7 +56,7 @@ W=$(mktemp -d /tmp/pfimap.XXXXXX)
 chmod 755 "$W"
 PIDS=()
 
-log() { printf '== %s\n' "$*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 cleanup() {
 	local rc=$?
@@ -80,29 +80,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port, what
-	for _ in $(seq 100); do
-		if ! port_free "$1"; then return 0; fi
-		sleep 0.1
-	done
-	log "$2 did not listen on 127.0.0.1:$1"
-	return 1
-}
 port_free "$DV_PORT" || { log "port 127.0.0.1:$DV_PORT is in use; set DV_PORT"; exit 1; }
 
-# cpu_ticks PID...: user+system CPU clock ticks of the processes and of
-# their reaped children (Dovecot's master reaps its login and imap
-# processes, which then count in its cutime/cstime).
-cpu_ticks() {
-	local t=0 p
-	for p in "$@"; do
-		[ -r "/proc/$p/stat" ] || continue
-		t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13 + $14 + $15}')))
-	done
-	echo "$t"
-}
-HZ=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- build
 log "building pfrouter, imapload, smtpload into $W/bin"

@@ -41,7 +41,7 @@ chmod 755 "$W"
 PIDS=()
 POSTFIX_UP=
 
-log() { printf '== %s\n' "$*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 cleanup() {
 	local rc=$?
@@ -68,31 +68,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port, what
-	for _ in $(seq 100); do
-		if ! port_free "$1"; then return 0; fi
-		sleep 0.1
-	done
-	log "$2 did not listen on 127.0.0.1:$1"
-	return 1
-}
 for p in $PF_PORT $PX_PORT $SK_PORT; do
 	port_free "$p" || { log "port 127.0.0.1:$p is in use; stop what uses it"; exit 1; }
 done
 
-# cpu_ticks PID...: user+system CPU clock ticks of the processes and of
-# their children already reaped (Postfix's master reaps its smtpd and
-# cleanup processes, which then count in its cutime/cstime).
-cpu_ticks() {
-	local t=0 p
-	for p in "$@"; do
-		[ -r "/proc/$p/stat" ] || continue
-		t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13 + $14 + $15}')))
-	done
-	echo "$t"
-}
-HZ=$(getconf CLK_TCK)
 now() { date +%s.%N; }
 
 # ---------------------------------------------------------------- build
