@@ -111,9 +111,11 @@ func TestS2BatchFailureAnswersEveryCaller(t *testing.T) {
 	q := openT(t, dir)
 	injected := errors.New("injected disk failure")
 	var batches atomic.Int32
+	held := make(chan struct{})
 	q.c.beforeCommit = func() error {
 		if batches.Add(1) == 1 {
-			deadline := time.Now().Add(10 * time.Second)
+			close(held) // the first Put's batch is committing alone
+			deadline := time.Now().Add(30 * time.Second)
 			for len(q.c.in) < 19 && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
@@ -121,8 +123,11 @@ func TestS2BatchFailureAnswersEveryCaller(t *testing.T) {
 		return injected
 	}
 	errs := make(chan error, 20)
-	for range 20 {
-		go func() { errs <- q.Put(context.Background(), q.NewID(), []byte("e"), make([]byte, 10240)) }()
+	put := func() { errs <- q.Put(context.Background(), q.NewID(), []byte("e"), make([]byte, 10240)) }
+	go put()
+	<-held
+	for range 19 {
+		go put()
 	}
 	for range 20 {
 		if err := <-errs; !errors.Is(err, injected) {
