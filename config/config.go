@@ -164,6 +164,21 @@ type Connector struct {
 	State       string              `yaml:"state"`
 	Bridgeheads map[string][]string `yaml:"bridgeheads"`
 	OneWay      bool                `yaml:"one_way"`
+	// AllowReferrals false takes the connector out of public folder
+	// referral paths (Exchange 2003's "Do not allow public folder
+	// referrals"): a reader is never referred to a replica whose only path
+	// crosses it. Mail still flows over it. Default true.
+	AllowReferrals *bool `yaml:"allow_referrals"`
+}
+
+// ReferralsAllowed applies allow_referrals' default (true).
+func (c Connector) ReferralsAllowed() bool { return c.AllowReferrals == nil || *c.AllowReferrals }
+
+// ReferralTarget is one entry of a server's custom referral list: a server
+// readers may be referred to, and what referring there costs.
+type ReferralTarget struct {
+	Server string `yaml:"server"`
+	Cost   int    `yaml:"cost"`
 }
 
 // Listen holds a server's listener addresses; empty means not listening.
@@ -185,6 +200,11 @@ type Server struct {
 	DataDir      string  `yaml:"data_dir"`
 	TLS          TLS     `yaml:"tls"`
 	Stores       []Store `yaml:"stores"`
+	// ReferralList, when set, replaces the computed referral choice for
+	// readers on this server (Exchange 2003's custom referral list): a
+	// folder without a local replica is read from the listed server with
+	// the lowest cost that holds a replica and is not down.
+	ReferralList []ReferralTarget `yaml:"referral_list"`
 }
 
 type Store struct {

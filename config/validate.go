@@ -134,6 +134,7 @@ func (o *Org) validate() Errors {
 		if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
 			p.add(f+".tls", "cert_file and key_file go together")
 		}
+		validateReferralList(&p, f, s, servers)
 		for j, st := range s.Stores {
 			sf := fmt.Sprintf("%s.stores[%d]", f, j)
 			if st.Name == "" {
@@ -364,4 +365,27 @@ func validLocal(s string) bool {
 		}
 	}
 	return !strings.HasPrefix(s, ".") && !strings.HasSuffix(s, ".") && !strings.Contains(s, "..")
+}
+
+// validateReferralList checks a server's custom referral list: known
+// servers other than itself, each once, costs 1..100 like connectors.
+func validateReferralList(p *problems, f string, s Server, servers map[string]bool) {
+	seen := map[string]bool{}
+	for j, t := range s.ReferralList {
+		rf := fmt.Sprintf("%s.referral_list[%d]", f, j)
+		switch {
+		case t.Server == "":
+			p.add(rf+".server", "is required")
+		case !servers[t.Server]:
+			p.add(rf+".server", "server %q is not defined", t.Server)
+		case t.Server == s.Name:
+			p.add(rf+".server", "a server's own replicas are always read first; list other servers only")
+		case seen[t.Server]:
+			p.add(rf+".server", "server %q is listed twice", t.Server)
+		}
+		seen[t.Server] = true
+		if t.Cost < 1 || t.Cost > 100 {
+			p.add(rf+".cost", "%d is outside 1..100", t.Cost)
+		}
+	}
 }

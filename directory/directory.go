@@ -35,6 +35,9 @@ var (
 type Server struct {
 	Name, Site, RoutingGroup string
 	Listen                   config.Listen
+	// ReferralList is the server's custom public folder referral list
+	// (config referral_list); empty means referrals are computed.
+	ReferralList []config.ReferralTarget
 }
 
 // Store is a public or mailbox store on a server.
@@ -168,7 +171,7 @@ func New(org *config.Org, opts Options) (*Directory, error) {
 	}
 	for _, s := range org.Servers {
 		site[s.Name] = s.Site
-		if err := b.insert("servers", &Server{Name: s.Name, Site: s.Site, RoutingGroup: s.RoutingGroup, Listen: s.Listen}); err != nil {
+		if err := b.insert("servers", &Server{Name: s.Name, Site: s.Site, RoutingGroup: s.RoutingGroup, Listen: s.Listen, ReferralList: s.ReferralList}); err != nil {
 			return nil, err
 		}
 		for _, st := range s.Stores {

@@ -16,7 +16,7 @@ func FromConfig(org *config.Org) (*Table, error) {
 	conns := make([]Connector, 0, len(org.Connectors))
 	for _, c := range org.Connectors {
 		a, b := c.Between[0], c.Between[1]
-		conns = append(conns, Connector{Name: c.Name, A: a, B: b, Cost: c.Cost, Up: c.State != "down", OneWay: c.OneWay,
+		conns = append(conns, Connector{Name: c.Name, A: a, B: b, Cost: c.Cost, Up: c.State != "down", OneWay: c.OneWay, NoReferrals: !c.ReferralsAllowed(),
 			BridgeheadsA: c.Bridgeheads[a], BridgeheadsB: c.Bridgeheads[b]})
 	}
 	return New(rgs, servers, conns)

@@ -30,6 +30,9 @@ type Connector struct {
 	Cost   int    `json:"cost"`
 	Up     bool   `json:"up"`
 	OneWay bool   `json:"one_way,omitempty"`
+	// NoReferrals takes the connector out of public folder referral paths
+	// (config allow_referrals: false); see Graph.Referrals.
+	NoReferrals bool `json:"no_referrals,omitempty"`
 	// BridgeheadsA and BridgeheadsB are the servers that send and receive
 	// over the connector on each side, in preference order.
 	BridgeheadsA []string `json:"bridgeheads_a"`
@@ -270,7 +273,7 @@ func (t *Table) publish() {
 	g.adj = make([][]edge, len(g.rgNames))
 	for _, n := range names {
 		c := t.connectors[n]
-		ci := conn{name: c.Name, a: g.rgIndex[c.A], b: g.rgIndex[c.B], cost: int32(c.Cost)}
+		ci := conn{name: c.Name, a: g.rgIndex[c.A], b: g.rgIndex[c.B], cost: int32(c.Cost), noReferrals: c.NoReferrals}
 		ci.bhA = firstLive(c.BridgeheadsA, g.down)
 		ci.bhB = firstLive(c.BridgeheadsB, g.down)
 		g.conns = append(g.conns, ci)
@@ -310,6 +313,9 @@ type Graph struct {
 	conns    []conn
 	adj      [][]edge
 	spt      []sptSlot
+
+	referrals     sync.Once
+	referralGraph *Graph
 }
 
 type conn struct {
@@ -317,6 +323,8 @@ type conn struct {
 	a, b     int32
 	cost     int32
 	bhA, bhB string // first live bridgehead per side, "" if none
+	// noReferrals: not usable by Referrals' graph.
+	noReferrals bool
 }
 
 type edge struct{ to, cost, conn int32 }
@@ -639,4 +647,38 @@ func appendRoute(l []string, s string) []string {
 		return l
 	}
 	return append(l, s)
+}
+
+// Referrals is the graph public folder referrals use: this one without the
+// connectors that forbid referrals (NoReferrals), so a replica reachable
+// only across such a connector is unreachable for readers (issue 13). It is
+// built once per Graph, on first use; the result shares this graph's
+// version and servers.
+func (g *Graph) Referrals() *Graph {
+	g.referrals.Do(func() {
+		filtered := false
+		for _, c := range g.conns {
+			if c.noReferrals {
+				filtered = true
+				break
+			}
+		}
+		if !filtered {
+			g.referralGraph = g
+			return
+		}
+		r := &Graph{version: g.version, rgNames: g.rgNames, rgIndex: g.rgIndex, serverRG: g.serverRG, down: g.down, conns: g.conns,
+			adj: make([][]edge, len(g.adj)), spt: make([]sptSlot, len(g.rgNames))}
+		for i, es := range g.adj {
+			for _, e := range es {
+				if !g.conns[e.conn].noReferrals {
+					r.adj[i] = append(r.adj[i], e)
+				}
+			}
+		}
+		r.referralGraph = r
+		r.referrals.Do(func() {})
+		g.referralGraph = r
+	})
+	return g.referralGraph
 }

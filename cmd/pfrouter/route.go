@@ -10,15 +10,16 @@ import (
 
 	"pfrouter/directory"
 	"pfrouter/linkstate"
+	"pfrouter/referral"
 	"pfrouter/routing"
 )
 
 func routeCmd() *cobra.Command {
-	var cfg, at, to, now, from, user string
-	var asJSON bool
+	var cfg, at, to, now, from, user, folder string
+	var asJSON, read bool
 	c := &cobra.Command{
-		Use:   "route --at SERVER --to ADDRESS",
-		Short: "Explain where a message for ADDRESS received by SERVER goes, and why (SPEC O2)",
+		Use:   "route --at SERVER (--to ADDRESS | --read --folder PATH)",
+		Short: "Explain where a message for ADDRESS received by SERVER goes, or (--read) which replica a reader on SERVER is referred to, and why (SPEC O2)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			org, err := loadOrg(cfg)
@@ -36,6 +37,9 @@ func routeCmd() *cobra.Command {
 			} else if org.ServerByName(at) == nil {
 				return &exitError{2, fmt.Errorf("--at: server %q is not defined in %s", at, org.Path)}
 			}
+			if read != (to == "") {
+				return &exitError{2, fmt.Errorf("give either --to ADDRESS or --read --folder PATH")}
+			}
 			dir, err := directory.New(org, directory.Options{Now: func() time.Time { return t }})
 			if err != nil {
 				return &exitError{1, err}
@@ -43,6 +47,9 @@ func routeCmd() *cobra.Command {
 			ls, err := linkstate.FromConfig(org)
 			if err != nil {
 				return &exitError{1, err}
+			}
+			if read {
+				return routeRead(dir.Snapshot(), ls.Graph(), at, folder, asJSON)
 			}
 			d := routing.Decide(dir.Snapshot(), ls.Graph(), routing.Params{
 				MinAge: org.Routing.EffectiveMinAge(), HopLimit: org.Routing.HopLimit, Spread: org.Routing.Spread,
@@ -63,8 +70,29 @@ func routeCmd() *cobra.Command {
 	c.Flags().StringVar(&from, "from", "", "envelope sender (for accept_from/reject_from)")
 	c.Flags().StringVar(&user, "user", "", "authenticated submitter (default: Anonymous)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	c.MarkFlagRequired("to")
+	c.Flags().BoolVar(&read, "read", false, "explain the public folder referral of a reader on --at instead of mail routing")
+	c.Flags().StringVar(&folder, "folder", "", "public folder path for --read, e.g. /Sales")
 	return c
+}
+
+// routeRead explains which replica a reader on server at reads folder
+// path from (issue 13).
+func routeRead(snap *directory.Snapshot, g *linkstate.Graph, at, path string, asJSON bool) error {
+	if path == "" {
+		return &exitError{2, fmt.Errorf("--read needs --folder PATH")}
+	}
+	f := referral.FolderByPath(snap, path)
+	if f == nil {
+		return &exitError{2, fmt.Errorf("--folder: no public folder %q", path)}
+	}
+	d := referral.Decide(snap, g, at, f, nil)
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(d)
+	}
+	d.WriteText(os.Stdout)
+	return nil
 }
 
 func checkCmd() *cobra.Command {
