@@ -115,7 +115,7 @@ func (o *Org) validate() Errors {
 				continue
 			}
 			lf := f + ".listen." + l.key
-			host, port, err := net.SplitHostPort(l.addr)
+			_, port, err := net.SplitHostPort(l.addr)
 			if err != nil {
 				p.add(lf, "%q is not host:port", l.addr)
 				continue
@@ -126,7 +126,6 @@ func (o *Org) validate() Errors {
 				}
 				listens[l.addr] = lf
 			}
-			_ = host
 		}
 		if s.Listen.SMTP == "" {
 			p.add(f+".listen.smtp", "every server needs an SMTP listener (servers relay to each other over it)")
@@ -250,7 +249,7 @@ func (o *Org) validate() Errors {
 			}
 		}
 		seen := map[string]bool{}
-		for j, r := range fo.Replicas {
+		for _, r := range fo.Replicas {
 			rf := fmt.Sprintf("%s.replicas", f)
 			st, ok := stores[r]
 			switch {
@@ -264,7 +263,6 @@ func (o *Org) validate() Errors {
 				p.add(rf, "store %q is listed twice", r)
 			}
 			seen[r] = true
-			_ = j
 		}
 		for _, l := range []struct {
 			key  string

@@ -10,9 +10,9 @@
 // records go out as memberlist broadcasts; push/pull anti-entropy
 // (LocalState/MergeRemoteState) lets a server that was down catch up.
 // Winning records are persisted in the server's data directory and
-// re-applied on start. The node package owns the Applier that turns a
-// record into a linkstate/directory/tunables change, and the admin API
-// calls node, which calls Publish.
+// re-applied on start. Package changes owns the Applier that turns a
+// record into a linkstate/directory/tunables change and publishes the
+// operator's changes; node wires the two together.
 package gossip
 
 import (

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"pfrouter/auth"
+	"pfrouter/changes"
 	"pfrouter/config"
 	"pfrouter/directory"
 	"pfrouter/imapd"
@@ -31,7 +32,6 @@ import (
 	"pfrouter/queue"
 	"pfrouter/relay"
 	"pfrouter/routing"
-	"pfrouter/servercred"
 	"pfrouter/smtpd"
 	"pfrouter/store"
 	"pfrouter/telemetry"
@@ -127,6 +127,7 @@ type Node struct {
 	AdminExtra map[string]http.Handler
 
 	ops       opsState // gossip, admin API, reload (ops.go)
+	changes   *changes.Manager
 	listeners Listeners
 	minAge    atomic.Int64
 	relay     *relay.Client
@@ -207,6 +208,8 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { n.Qmgr.Close(); n.relay.Close(); return nil })
+	n.changes = changes.New(changes.Options{Server: name, Directory: n.Directory, LinkState: n.LinkState, Logger: n.Log,
+		SetMinAge: func(d time.Duration) { n.minAge.Store(int64(d)) }, Changed: n.Qmgr.LinkStateChanged})
 	if err := n.startOps(ctx, ls["admin"], srv); err != nil {
 		return nil, err
 	}
@@ -215,7 +218,9 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	if l := ls["smtp"]; l != nil {
 		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, MaxMessageBytes: int64(org.Limits.MaxMessageSize),
 			MaxRecipients: org.Limits.MaxRecipients, MaxLineLength: org.Limits.MaxLineLength, MaxConnections: org.Limits.MaxConnections,
-			TLSConfig: tlsCfg, Checker: n, Acceptor: n.Qmgr, Auth: n, Logger: n.Log, NewMessageID: n.newMessageID})
+			TLSConfig: tlsCfg, Acceptor: n.Qmgr, Logger: n.Log, NewMessageID: n.newMessageID,
+			Checker: smtpd.DirectoryChecker{Directory: n.Directory, Refused: func(code string) { tel.Metrics().Refused(context.Background(), code) }},
+			Auth:    smtpd.OrgAuthenticator{Secret: n.Secret, Directory: n.Directory, Users: n.Auth}})
 		n.serve("smtp", func() error { return n.SMTP.Serve(l) })
 		n.closers = append(n.closers, func(ctx context.Context) error {
 			// Sessions in progress get a grace period; idle sessions
@@ -274,32 +279,6 @@ func (n *Node) Params() routing.Params {
 
 // SetStoreMinAge changes store_min_age for the next decisions.
 func (n *Node) SetStoreMinAge(d time.Duration) { n.minAge.Store(int64(d)); n.Qmgr.LinkStateChanged() }
-
-// CheckRecipient is smtpd's RCPT-time check (S1, R11, R15, R17).
-func (n *Node) CheckRecipient(rcpt, sender, senderUser string, size int64) *routing.Check {
-	_, c := routing.CheckRecipient(n.Directory.Snapshot(), routing.Input{Recipient: rcpt, Sender: sender, SenderUser: senderUser, Size: size})
-	if c != nil {
-		n.Telemetry.Metrics().Refused(context.Background(), c.Code)
-	}
-	return c
-}
-
-// Authenticate is SMTP AUTH: a server of the organization (S5), or a user
-// checked by the same policy as IMAP4 and POP3 (passwords, rate limits).
-func (n *Node) Authenticate(ctx context.Context, username, password string, remote net.Addr, tlsOn bool) (smtpd.Principal, error) {
-	if servercred.IsServerName(username) {
-		if srv, ok := servercred.Verify(n.Secret, username, password); ok && n.Directory.Snapshot().Server(srv) != nil {
-			return smtpd.Principal{Server: srv}, nil
-		}
-		return smtpd.Principal{}, errors.New("bad server credential")
-	}
-	d, err := n.Auth.Authenticate(ctx, auth.Request{Protocol: auth.SMTP, Mechanism: auth.MechPlain,
-		Username: username, Password: password, TLS: tlsOn, Remote: remote})
-	if err != nil {
-		return smtpd.Principal{}, err
-	}
-	return smtpd.Principal{User: d.User.Name}, nil
-}
 
 func (n *Node) newMessageID() string {
 	domain := "localhost"

@@ -36,9 +36,6 @@ type opsState struct {
 	ctx    context.Context
 	gossip *gossip.Node
 
-	// applyMu orders record applications against a reload's swap, so a
-	// change arriving during a reload is not lost.
-	applyMu sync.Mutex
 	// reloadMu makes reloads one at a time.
 	reloadMu sync.Mutex
 	// routing is the routing section in force after a reload (nil: the
@@ -46,15 +43,6 @@ type opsState struct {
 	routing atomic.Pointer[config.Routing]
 	// org is the config in force after a reload (nil: n.Org).
 	org atomic.Pointer[config.Org]
-
-	memberMu    sync.Mutex
-	maintenance map[string]bool // server -> in maintenance (gossip records)
-	dead        map[string]bool // server -> declared dead by memberlist
-
-	// Without gossip: local records and clock.
-	localMu    sync.Mutex
-	localClock uint64
-	localRecs  map[string]gossip.Record
 }
 
 // startOps starts gossip (when listen.gossip is set) and the admin API
@@ -136,13 +124,13 @@ func (o *Operator) SetStoreMinAge(ctx context.Context, d time.Duration, by strin
 	if d < 0 {
 		return &admin.FieldError{Field: "store_min_age", Msg: "must be >= 0"}
 	}
-	return o.n.publish(gossip.KindStoreMinAge, "", minAgeValue{StoreMinAge: d.String(), By: by})
+	return o.n.changes.SetStoreMinAge(d, by)
 }
 
 // LinkState is this server's view: connectors, servers and the gossip
 // version (equal on converged servers).
 func (o *Operator) LinkState() admin.LinkState {
-	return admin.LinkState{Version: o.n.stateVersion(), Connectors: o.n.LinkState.Connectors(), Servers: o.n.LinkState.Servers()}
+	return admin.LinkState{Version: o.n.changes.Version(), Connectors: o.n.LinkState.Connectors(), Servers: o.n.LinkState.Servers()}
 }
 
 func (o *Operator) connector(name string) (linkstate.Connector, error) {
@@ -162,7 +150,7 @@ func (o *Operator) SetConnectorCost(ctx context.Context, name string, cost int, 
 	if err != nil {
 		return err
 	}
-	return o.n.publish(gossip.KindConnector, name, connectorValue{Cost: cost, Up: c.Up, By: by})
+	return o.n.changes.SetConnector(name, cost, c.Up, by)
 }
 
 // SetConnectorState marks a connector up or down everywhere (R10, O1).
@@ -171,7 +159,7 @@ func (o *Operator) SetConnectorState(ctx context.Context, name string, up bool, 
 	if err != nil {
 		return err
 	}
-	return o.n.publish(gossip.KindConnector, name, connectorValue{Cost: c.Cost, Up: up, By: by})
+	return o.n.changes.SetConnector(name, c.Cost, up, by)
 }
 
 // SetServerMaintenance takes a server out of routing (down) or back (R6b,
@@ -180,7 +168,7 @@ func (o *Operator) SetServerMaintenance(ctx context.Context, server string, down
 	if o.n.Directory.Snapshot().Server(server) == nil {
 		return fmt.Errorf("server %q: %w", server, admin.ErrNotFound)
 	}
-	return o.n.publish(gossip.KindServer, server, serverValue{Down: down, By: by})
+	return o.n.changes.SetServerMaintenance(server, down, by)
 }
 
 // AddStore adds a store on every server; its created time is the time of
@@ -200,7 +188,7 @@ func (o *Operator) AddStore(ctx context.Context, server, name, kind, hierarchy s
 	if kind == config.StoreMailbox {
 		hierarchy = ""
 	}
-	return o.n.publish(gossip.KindStore, name, storeValue{Server: server, Name: name, Kind: kind, Hierarchy: hierarchy})
+	return o.n.changes.AddStore(server, name, kind, hierarchy, "")
 }
 
 // AddReplica makes a public store hold a replica of a folder everywhere.
@@ -217,7 +205,7 @@ func (o *Operator) AddReplica(ctx context.Context, hierarchy, path, store string
 	case st.Kind != config.StorePublic || st.Hierarchy != hierarchy:
 		return &admin.FieldError{Field: "store", Msg: fmt.Sprintf("store %q does not hold hierarchy %q", store, hierarchy)}
 	}
-	return o.n.publish(gossip.KindReplica, key+"|"+store, replicaValue{Hierarchy: hierarchy, Folder: path, Store: store})
+	return o.n.changes.AddReplica(hierarchy, path, store, "")
 }
 
 // Route explains the decision for rcpt made at server at ("" is this

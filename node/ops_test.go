@@ -189,7 +189,7 @@ func TestOpsStoreMinAgeR6(t *testing.T) {
 	}
 }
 
-// R10, issue item 5: a post waiting because its only path is down goes out
+// R10: a post waiting because its only path is down goes out
 // as soon as a connector comes up through the admin API; retry_initial is
 // an hour, so only the immediate reroute can deliver it in time.
 func TestOpsConnectorUpReroutesQueuedAtOnceR10(t *testing.T) {
@@ -391,8 +391,8 @@ func TestOpsApplierIgnoresForeignOriginR13b(t *testing.T) {
 	t.Parallel()
 	c := startOrg(t, testOrg) // no gossip, no admin listener
 	s1 := c.Nodes["s1"]
-	raw, _ := json.Marshal(connectorValue{Cost: 99, Up: false, By: "evil"})
-	if err := s1.applyRecord(gossip.Record{Kind: gossip.KindConnector, Key: "ab", Origin: "intruder", Version: 7, At: time.Now(), Value: raw}); err != nil {
+	raw, _ := json.Marshal(map[string]any{"cost": 99, "up": false, "by": "evil"})
+	if err := s1.changes.Apply(gossip.Record{Kind: gossip.KindConnector, Key: "ab", Origin: "intruder", Version: 7, At: time.Now(), Value: raw}); err != nil {
 		t.Fatal(err)
 	}
 	if cn, _ := s1.LinkState.Connector("ab"); cn.Cost != 10 || !cn.Up {

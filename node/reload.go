@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"pfrouter/config"
 	"pfrouter/directory"
 	"pfrouter/examples"
-	"pfrouter/gossip"
 	"pfrouter/linkstate"
 )
 
@@ -61,41 +59,14 @@ func (n *Node) Reload(ctx context.Context) error {
 		return fmt.Errorf("config reload refused: link state: %w", err)
 	}
 
-	n.ops.applyMu.Lock()
-	minAge := org.Routing.EffectiveMinAge()
-	for _, r := range n.records() {
-		if dir.Snapshot().Server(r.Origin) == nil {
-			continue
-		}
-		if r.Kind == gossip.KindStoreMinAge {
-			var v minAgeValue
-			if err := json.Unmarshal(r.Value, &v); err == nil {
-				if d, err := time.ParseDuration(v.StoreMinAge); err == nil && d >= 0 {
-					minAge = d
-				}
-			}
-			continue
-		}
-		if err := n.applyTo(dir, ls, r, false); err != nil {
-			// A runtime change the new config contradicts (a connector
-			// removed, say): the config wins, the record stays for peers.
-			n.Log.Warn("config reload: runtime change no longer applies", "kind", r.Kind, "key", r.Key, "origin", r.Origin, "err", err)
-		}
-	}
-	// Servers down now (failure detection, maintenance, failed hops) stay
-	// down: a reload does not make a dead server reachable.
-	for _, s := range n.LinkState.Servers() {
-		if s.Down {
-			ls.SetServerDown(s.Name, true)
-		}
-	}
-	r := org.Routing
-	n.ops.routing.Store(&r)
-	n.minAge.Store(int64(minAge))
-	n.Directory.Replace(dir)
-	n.LinkState.Replace(ls)
-	n.ops.org.Store(org)
-	n.ops.applyMu.Unlock()
+	n.changes.Reapply(dir, ls, org.Routing.EffectiveMinAge(), func(minAge time.Duration) {
+		r := org.Routing
+		n.ops.routing.Store(&r)
+		n.minAge.Store(int64(minAge))
+		n.Directory.Replace(dir)
+		n.LinkState.Replace(ls)
+		n.ops.org.Store(org)
+	})
 
 	n.Qmgr.LinkStateChanged()
 	n.Log.Info("config reloaded", "path", org.Path, "servers", len(org.Servers), "connectors", len(org.Connectors),

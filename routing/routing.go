@@ -103,8 +103,9 @@ type Decision struct {
 	Code             string   `json:"code,omitempty"` // enhanced status code (RFC 3463)
 	Reason           string   `json:"reason,omitempty"`
 	LinkStateVersion uint64   `json:"linkstate_version"`
-	// ReplicaStep names the server on which step 2 runs in production: the
-	// hierarchy store's. The queue manager sends the message there first.
+	// HierarchyServer is the server of the hierarchy store step 1 chose:
+	// step 2 runs there in production, so the queue manager sends the
+	// message there first.
 	HierarchyServer string `json:"hierarchy_server,omitempty"`
 }
 

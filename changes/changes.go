@@ -1,0 +1,362 @@
+// Package changes owns one server's runtime changes (SPEC O1): connector
+// costs and states (R9, R10), server maintenance (R6b, R10), the store
+// minimum age (R6), and stores and replicas added while running. It turns
+// an operator's change into a gossip record, publishes it through the
+// gossip member (or applies it locally, with a local clock, on a server
+// without listen.gossip), and applies every winning record to the server's
+// directory and link-state table. It also feeds memberlist's failure
+// detection into link state.
+//
+// Neighbours: gossip carries the records between servers and never looks
+// inside them; directory and linkstate hold the state the records change;
+// node wires a Manager into a server and the admin API calls it through
+// node.Operator; a config reload rebuilds the state with Reapply.
+package changes
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"pfrouter/directory"
+	"pfrouter/gossip"
+	"pfrouter/linkstate"
+)
+
+// Record values, one per gossip kind. A connector record carries its whole
+// runtime state (cost and up), since only the newest record per connector
+// survives: a cost change must not forget an earlier state change.
+type connectorValue struct {
+	Cost int    `json:"cost"`
+	Up   bool   `json:"up"`
+	By   string `json:"by,omitempty"`
+}
+
+type serverValue struct {
+	Down bool   `json:"down"`
+	By   string `json:"by,omitempty"`
+}
+
+type minAgeValue struct {
+	StoreMinAge string `json:"store_min_age"`
+	By          string `json:"by,omitempty"`
+}
+
+type storeValue struct {
+	Server    string `json:"server"`
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Hierarchy string `json:"hierarchy,omitempty"`
+	By        string `json:"by,omitempty"`
+}
+
+type replicaValue struct {
+	Hierarchy string `json:"hierarchy"`
+	Folder    string `json:"folder"`
+	Store     string `json:"store"`
+	By        string `json:"by,omitempty"`
+}
+
+// Options configure a Manager.
+type Options struct {
+	// Server is this server's name (the origin of local records).
+	Server    string
+	Directory *directory.Directory
+	LinkState *linkstate.Table
+	Logger    *slog.Logger
+	// SetMinAge applies a store_min_age record to the live server.
+	SetMinAge func(time.Duration)
+	// Changed is called after a record or a member change was applied:
+	// queued messages waiting for a route are routed again now, not at
+	// their next retry (R10).
+	Changed func()
+}
+
+// Manager applies and publishes one server's runtime changes. It is the
+// gossip.Applier of the server's gossip member.
+type Manager struct {
+	o   Options
+	log *slog.Logger
+
+	// applyMu orders record applications against a reload's swap, so a
+	// change arriving during a reload is not lost.
+	applyMu sync.Mutex
+
+	memberMu    sync.Mutex
+	maintenance map[string]bool // server -> in maintenance (gossip records)
+	dead        map[string]bool // server -> declared dead by memberlist
+
+	gossipMu sync.RWMutex
+	g        *gossip.Node
+
+	// Without gossip: local records and clock.
+	localMu    sync.Mutex
+	localClock uint64
+	localRecs  map[string]gossip.Record
+}
+
+// New returns a Manager that applies changes locally until SetGossip.
+func New(o Options) *Manager {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.SetMinAge == nil {
+		o.SetMinAge = func(time.Duration) {}
+	}
+	if o.Changed == nil {
+		o.Changed = func() {}
+	}
+	return &Manager{o: o, log: o.Logger, maintenance: map[string]bool{}, dead: map[string]bool{}}
+}
+
+// SetGossip makes g carry the changes from now on. gossip.Start re-applies
+// the persisted records through Apply before it returns, so call SetGossip
+// with its result.
+func (m *Manager) SetGossip(g *gossip.Node) {
+	m.gossipMu.Lock()
+	m.g = g
+	m.gossipMu.Unlock()
+}
+
+func (m *Manager) gossip() *gossip.Node {
+	m.gossipMu.RLock()
+	defer m.gossipMu.RUnlock()
+	return m.g
+}
+
+// SetConnector publishes a connector's cost and state (R9, R10).
+func (m *Manager) SetConnector(name string, cost int, up bool, by string) error {
+	return m.publish(gossip.KindConnector, name, connectorValue{Cost: cost, Up: up, By: by})
+}
+
+// SetServerMaintenance publishes a server's maintenance state (R6b, R10).
+func (m *Manager) SetServerMaintenance(server string, down bool, by string) error {
+	return m.publish(gossip.KindServer, server, serverValue{Down: down, By: by})
+}
+
+// SetStoreMinAge publishes store_min_age (R6).
+func (m *Manager) SetStoreMinAge(d time.Duration, by string) error {
+	return m.publish(gossip.KindStoreMinAge, "", minAgeValue{StoreMinAge: d.String(), By: by})
+}
+
+// AddStore publishes a new store; its created time is the record's time,
+// the same on every server (R6).
+func (m *Manager) AddStore(server, name, kind, hierarchy, by string) error {
+	return m.publish(gossip.KindStore, name, storeValue{Server: server, Name: name, Kind: kind, Hierarchy: hierarchy, By: by})
+}
+
+// AddReplica publishes a new replica of a folder in a public store.
+func (m *Manager) AddReplica(hierarchy, folder, store, by string) error {
+	key := directory.FolderKey(hierarchy, folder) + "|" + store
+	return m.publish(gossip.KindReplica, key, replicaValue{Hierarchy: hierarchy, Folder: folder, Store: store, By: by})
+}
+
+// publish makes a change everywhere: through gossip when it runs, else
+// locally with a local clock. The change is applied here before publish
+// returns, so the next routing decision on this server uses it.
+func (m *Manager) publish(kind, key string, value any) error {
+	if g := m.gossip(); g != nil {
+		_, err := g.Publish(kind, key, value)
+		return err
+	}
+	raw, err := json.Marshal(value)
+	if err != nil {
+		return err
+	}
+	m.localMu.Lock()
+	defer m.localMu.Unlock()
+	m.localClock++
+	r := gossip.Record{Kind: kind, Key: key, Origin: m.o.Server, Version: m.localClock, At: time.Now().UTC(), Value: raw}
+	if err := m.Apply(r); err != nil {
+		m.localClock--
+		return err
+	}
+	if m.localRecs == nil {
+		m.localRecs = map[string]gossip.Record{}
+	}
+	m.localRecs[kind+"\x00"+key] = r
+	return nil
+}
+
+// Records are the winning runtime changes, oldest first (a store before a
+// replica that names it).
+func (m *Manager) Records() []gossip.Record {
+	var out []gossip.Record
+	if g := m.gossip(); g != nil {
+		out = g.Records()
+	} else {
+		m.localMu.Lock()
+		for _, r := range m.localRecs {
+			out = append(out, r)
+		}
+		m.localMu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out
+}
+
+// Version is the runtime-change version: the gossip version (the highest
+// record version this server holds), equal on every server that has
+// converged; without gossip, the local clock.
+func (m *Manager) Version() uint64 {
+	if g := m.gossip(); g != nil {
+		return g.Version()
+	}
+	m.localMu.Lock()
+	defer m.localMu.Unlock()
+	return m.localClock
+}
+
+// Apply is the gossip Applier. Records from a server that is not in the
+// organization are ignored (logged): link-state data is accepted only from
+// servers of the organization (R13b).
+func (m *Manager) Apply(r gossip.Record) error {
+	if m.o.Directory.Snapshot().Server(r.Origin) == nil {
+		m.log.Warn("gossip: record from a server outside the organization ignored", "kind", r.Kind, "key", r.Key, "origin", r.Origin)
+		return nil
+	}
+	m.applyMu.Lock()
+	err := m.applyTo(m.o.Directory, m.o.LinkState, r, true)
+	m.applyMu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.log.Info("runtime change applied", "kind", r.Kind, "key", r.Key, "origin", r.Origin, "version", r.Version)
+	m.o.Changed()
+	return nil
+}
+
+// Reapply rebuilds runtime state on a fresh directory and link-state table
+// built from a reloaded config: every record whose origin is still in the
+// organization is applied on top, servers down now stay down (a reload
+// does not make a dead server reachable), and swap is called with the
+// store_min_age in force (minAge unless a record set it) while no record
+// can be applied, so a change arriving during a reload is not lost.
+func (m *Manager) Reapply(dir *directory.Directory, ls *linkstate.Table, minAge time.Duration, swap func(minAge time.Duration)) {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	for _, r := range m.Records() {
+		if dir.Snapshot().Server(r.Origin) == nil {
+			continue
+		}
+		if r.Kind == gossip.KindStoreMinAge {
+			if d, err := parseMinAge(r); err == nil {
+				minAge = d
+			}
+			continue
+		}
+		if err := m.applyTo(dir, ls, r, false); err != nil {
+			// A runtime change the new config contradicts (a connector
+			// removed, say): the config wins, the record stays for peers.
+			m.log.Warn("config reload: runtime change no longer applies", "kind", r.Kind, "key", r.Key, "origin", r.Origin, "err", err)
+		}
+	}
+	for _, s := range m.o.LinkState.Servers() {
+		if s.Down {
+			ls.SetServerDown(s.Name, true)
+		}
+	}
+	swap(minAge)
+}
+
+func parseMinAge(r gossip.Record) (time.Duration, error) {
+	var v minAgeValue
+	if err := json.Unmarshal(r.Value, &v); err != nil {
+		return 0, fmt.Errorf("store_min_age: bad value: %w", err)
+	}
+	d, err := time.ParseDuration(v.StoreMinAge)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("store_min_age %q is not a duration >= 0", v.StoreMinAge)
+	}
+	return d, nil
+}
+
+// applyTo applies one record to a directory and a link-state table: the
+// live ones, or (reload) fresh ones about to be swapped in. live says
+// whether server-level tunables (store_min_age) change too.
+func (m *Manager) applyTo(dir *directory.Directory, ls *linkstate.Table, r gossip.Record, live bool) error {
+	by := r.Origin
+	switch r.Kind {
+	case gossip.KindConnector:
+		var v connectorValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("connector %q: bad value: %w", r.Key, err)
+		}
+		if v.By != "" {
+			by = v.By + " via " + r.Origin
+		}
+		if v.Cost != 0 {
+			if _, err := ls.SetCost(r.Key, v.Cost, by, r.At); err != nil {
+				return err
+			}
+		}
+		_, err := ls.SetUp(r.Key, v.Up, by, r.At)
+		return err
+	case gossip.KindServer:
+		var v serverValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("server %q: bad value: %w", r.Key, err)
+		}
+		m.memberMu.Lock()
+		m.maintenance[r.Key] = v.Down
+		down := v.Down || m.dead[r.Key]
+		m.memberMu.Unlock()
+		_, err := ls.SetServerDown(r.Key, down)
+		return err
+	case gossip.KindStoreMinAge:
+		d, err := parseMinAge(r)
+		if err != nil {
+			return err
+		}
+		if live {
+			m.o.SetMinAge(d)
+		}
+		return nil
+	case gossip.KindStore:
+		var v storeValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("store %q: bad value: %w", r.Key, err)
+		}
+		if old := dir.Snapshot().Store(v.Name); old != nil {
+			// Re-applied after a reload, or the same record twice: the
+			// store is there already. Anything else is a real conflict.
+			if old.Server == v.Server && old.Kind == v.Kind {
+				return nil
+			}
+			return fmt.Errorf("store %q already exists on server %s", v.Name, old.Server)
+		}
+		// created is the record's time, so every server agrees on the
+		// store's age (R6).
+		_, err := dir.AddStore(directory.Store{Name: v.Name, Kind: v.Kind, Server: v.Server, Hierarchy: v.Hierarchy, Created: r.At, Synced: true})
+		return err
+	case gossip.KindReplica:
+		var v replicaValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("replica %q: bad value: %w", r.Key, err)
+		}
+		return dir.AddReplica(v.Hierarchy, v.Folder, v.Store)
+	}
+	m.log.Warn("gossip: record of an unknown kind ignored (a newer server?)", "kind", r.Kind, "key", r.Key, "origin", r.Origin)
+	return nil
+}
+
+// MemberChanged feeds memberlist's failure detection into link state: a
+// dead server is unreachable for routing, and a connector whose
+// bridgeheads on one side are all dead carries nothing (R10); linkstate
+// works that out from the server states. A server in maintenance stays
+// down when it comes back alive.
+func (m *Manager) MemberChanged(server string, alive bool) {
+	m.memberMu.Lock()
+	m.dead[server] = !alive
+	down := !alive || m.maintenance[server]
+	m.memberMu.Unlock()
+	if _, err := m.o.LinkState.SetServerDown(server, down); err != nil {
+		m.log.Warn("gossip: member change for a server not in link state", "member", server, "alive", alive, "err", err)
+		return
+	}
+	m.log.Info("link state: server reachability changed by failure detection", "member", server, "alive", alive, "down", down)
+	m.o.Changed()
+}

@@ -1,0 +1,146 @@
+package pop3d
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"pfrouter/auth"
+	"pfrouter/servercred"
+	"pfrouter/store"
+)
+
+// Policy decides logins; *auth.Policy satisfies it.
+type Policy interface {
+	Authenticate(ctx context.Context, r auth.Request) (auth.Decision, error)
+}
+
+// FrontOptions configure a Front.
+type FrontOptions struct {
+	// Server is this server's name; Secret the organization secret. A
+	// proxied login authenticates to the mailbox server with the server
+	// credential derived from both (A5).
+	Server, Secret string
+	Policy         Policy
+	// Store holds the mailboxes of this server.
+	Store *store.Store
+	// PeerTLS is the client TLS configuration for connections to other
+	// servers' POP3 ports.
+	PeerTLS *tls.Config
+	Logger  *slog.Logger
+}
+
+// Front is the Authenticator of a pfrouter server: the auth policy decides
+// (A2–A4); a mailbox on this server opens its Inbox from the store, one
+// session at a time (RFC 1939 exclusive access, A6); a mailbox elsewhere is
+// proxied to the server that holds it (A5).
+type Front struct {
+	o     FrontOptions
+	mu    sync.Mutex
+	locks map[string]bool // user -> maildrop held by a session
+}
+
+// NewFront returns the server's POP3 Authenticator.
+func NewFront(o FrontOptions) *Front {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Front{o: o, locks: map[string]bool{}}
+}
+
+// Authenticate implements Authenticator.
+func (f *Front) Authenticate(ctx context.Context, req AuthRequest) (Result, error) {
+	mech := auth.MechUser
+	if req.Mechanism == "PLAIN" {
+		mech = auth.MechPlain
+	}
+	d, err := f.o.Policy.Authenticate(ctx, auth.Request{Protocol: auth.POP3, Mechanism: mech, AuthzID: req.AuthzID,
+		Username: req.Username, Password: req.Password, TLS: req.TLS, Remote: req.Remote})
+	if err != nil {
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			return Result{}, &AuthError{Code: ae.POP3Code(), Msg: ae.Msg}
+		}
+		return Result{}, &AuthError{Code: "SYS/TEMP", Msg: "authentication unavailable, try again later"}
+	}
+	if !d.Local {
+		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		conn, err := DialAuthenticated(dctx, d.ProxyTo, f.o.PeerTLS, d.User.Name, servercred.Username(f.o.Server), servercred.Password(f.o.Secret, f.o.Server))
+		if err != nil {
+			f.o.Logger.Warn("pop3 proxy to mailbox server failed", "user", d.User.Name, "server", d.Server, "err", err)
+			return Result{}, &AuthError{Code: "SYS/TEMP", Msg: "mailbox server " + d.Server + " unavailable, try again later"}
+		}
+		return Result{User: d.User.Name, Proxy: conn}, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.locks[d.User.Name] {
+		return Result{}, &AuthError{Code: "IN-USE", Msg: "maildrop already locked by another session"}
+	}
+	f.locks[d.User.Name] = true
+	ref := store.MailboxRef{Store: d.User.MailboxStore, User: d.User.Name, Name: "INBOX"}
+	return Result{User: d.User.Name, Maildrop: &storeMaildrop{f: f, user: d.User.Name, st: f.o.Store, ref: ref}}, nil
+}
+
+// storeMaildrop is a user's Inbox in the message store (A6).
+type storeMaildrop struct {
+	f    *Front
+	user string
+	st   *store.Store
+	ref  store.MailboxRef
+	once sync.Once
+}
+
+func (m *storeMaildrop) Messages(ctx context.Context) ([]MessageInfo, error) {
+	msgs, err := m.st.Messages(ctx, m.ref)
+	if err != nil && !errors.Is(err, store.ErrNoMailbox) {
+		return nil, err
+	}
+	out := make([]MessageInfo, len(msgs))
+	for i, mi := range msgs {
+		out[i] = MessageInfo{UID: strconv.FormatUint(uint64(mi.UID), 10), Size: mi.Size}
+	}
+	return out, nil
+}
+
+func (m *storeMaildrop) Open(ctx context.Context, uid string) (io.ReadCloser, error) {
+	u, err := strconv.ParseUint(uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("bad uid %q", uid)
+	}
+	b, err := m.st.Body(ctx, m.ref, uint32(u))
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (m *storeMaildrop) Delete(ctx context.Context, uids []string) error {
+	us := make([]uint32, 0, len(uids))
+	for _, s := range uids {
+		u, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return fmt.Errorf("bad uid %q", s)
+		}
+		us = append(us, uint32(u))
+	}
+	_, err := m.st.Expunge(ctx, m.ref, us)
+	return err
+}
+
+func (m *storeMaildrop) Close() error {
+	m.once.Do(func() {
+		m.f.mu.Lock()
+		delete(m.f.locks, m.user)
+		m.f.mu.Unlock()
+	})
+	return nil
+}

@@ -1,0 +1,60 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"pfrouter/auth"
+	"pfrouter/directory"
+	"pfrouter/routing"
+	"pfrouter/servercred"
+)
+
+// DirectoryChecker is the Checker of a pfrouter server: the routing
+// package's RCPT-time checks (S1, R11, R15, R17) on the directory as it is
+// now. Refused, when set, is told each refusal's code (for metrics).
+type DirectoryChecker struct {
+	Directory *directory.Directory
+	Refused   func(code string)
+}
+
+// CheckRecipient implements Checker.
+func (c DirectoryChecker) CheckRecipient(rcpt, sender, senderUser string, size int64) *routing.Check {
+	_, chk := routing.CheckRecipient(c.Directory.Snapshot(), routing.Input{Recipient: rcpt, Sender: sender, SenderUser: senderUser, Size: size})
+	if chk != nil && c.Refused != nil {
+		c.Refused(chk.Code)
+	}
+	return chk
+}
+
+// UserAuthenticator decides logins; *auth.Policy satisfies it.
+type UserAuthenticator interface {
+	Authenticate(ctx context.Context, r auth.Request) (auth.Decision, error)
+}
+
+// OrgAuthenticator is the Authenticator of a pfrouter server: a server of
+// the organization proves itself with the credential derived from the
+// organization secret (S5); a user is checked by the same policy as IMAP4
+// and POP3 (passwords, login type, rate limits).
+type OrgAuthenticator struct {
+	Secret    string
+	Directory *directory.Directory
+	Users     UserAuthenticator
+}
+
+// Authenticate implements Authenticator.
+func (a OrgAuthenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr, tlsOn bool) (Principal, error) {
+	if servercred.IsServerName(username) {
+		if srv, ok := servercred.Verify(a.Secret, username, password); ok && a.Directory.Snapshot().Server(srv) != nil {
+			return Principal{Server: srv}, nil
+		}
+		return Principal{}, errors.New("bad server credential")
+	}
+	d, err := a.Users.Authenticate(ctx, auth.Request{Protocol: auth.SMTP, Mechanism: auth.MechPlain,
+		Username: username, Password: password, TLS: tlsOn, Remote: remote})
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{User: d.User.Name}, nil
+}
