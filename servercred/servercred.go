@@ -1,9 +1,15 @@
 // Package servercred is how pfrouter servers prove to each other that they
-// belong to the organization (SPEC S5, R13b, A5): a server logs in to a peer
-// (SMTP relay, IMAP/POP3 proxying) as "server:<name>" with a password that is
-// an HMAC of its name under the organization's shared secret. Peers verify it
-// with the same secret. A client without the secret cannot compute it, so
-// routing metadata and proxied logins are trusted only from servers.
+// belong to the organization (SPEC S5, R13b, A5). The organization secret
+// deterministically derives an organization CA (Org); each server gets a
+// fresh certificate from it at start-up (Identity). Every server-to-server
+// connection is TLS 1.3 in which both sides present such a certificate and
+// verify the other's (ClientTLS, ServerTLS, WrapServerTLS), so nothing a peer
+// receives can be replayed elsewhere. PeerServer tells a listener which
+// server is on the other end; callers (node, smtpd, auth) still check that
+// the server is in the directory.
+//
+// The HMAC password (Password, Verify) is the previous mechanism and is kept
+// only until its last callers are gone.
 package servercred
 
 import (
