@@ -7,7 +7,7 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"pfrouter/internal/imapserver"
 	"github.com/emersion/go-message/textproto"
 
 	"pfrouter/store"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"pfrouter/internal/imapserver"
 
 	"pfrouter/store"
 )

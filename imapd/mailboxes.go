@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"pfrouter/internal/imapserver"
 
 	"pfrouter/store"
 )

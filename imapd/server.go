@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"pfrouter/internal/imapserver"
 
 	"pfrouter/directory"
 	"pfrouter/store"

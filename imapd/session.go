@@ -5,7 +5,7 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"pfrouter/internal/imapserver"
 
 	"pfrouter/store"
 )
