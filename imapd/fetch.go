@@ -7,9 +7,9 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
-	"pfrouter/internal/imapserver"
 	"github.com/emersion/go-message/textproto"
 
+	"pfrouter/internal/imapserver"
 	"pfrouter/store"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"pfrouter/internal/imapserver"
 
+	"pfrouter/internal/imapserver"
 	"pfrouter/store"
 )
 

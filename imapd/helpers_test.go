@@ -1,12 +1,14 @@
 package imapd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +53,7 @@ folders:
   - {path: /Drop, hierarchy: Public Folders, replicas: [s1-pub], permissions: {Default: Contributor}}
   - {path: /Secret, hierarchy: Public Folders, replicas: [s1-pub], permissions: {Default: None, alice: Owner}}
   - {path: /Remote, hierarchy: Public Folders, replicas: [s2-pub]}
+  - {path: /Small, hierarchy: Public Folders, replicas: [s1-pub], max_message_size: 1KB}
 users:
   - {name: alice, addresses: [alice@test.example], mailbox_store: s1-mbx, password: alice-pw}
   - {name: bob, addresses: [bob@test.example], mailbox_store: s1-mbx, password: bob-pw}
@@ -64,11 +67,34 @@ type env struct {
 	srv   *Server
 	addr  string
 	data  string
+	opts  Options     // extra server options (limits, spool directory)
+	logs  *syncBuffer // the server's log
+}
+
+// syncBuffer is a log sink tests can read while the server writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, Options{}) }
+
+// newEnvWith starts a server with opts' limits and spool directory.
+func newEnvWith(t *testing.T, opts Options) *env {
 	t.Helper()
 	org, err := config.Parse([]byte(testOrg), "org.yaml", ".")
 	if err != nil {
@@ -78,7 +104,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: d, data: t.TempDir()}
+	e := &env{t: t, dir: d, data: t.TempDir(), opts: opts, logs: &syncBuffer{}}
 	e.start()
 	t.Cleanup(e.stop)
 	return e
@@ -91,7 +117,10 @@ func (e *env) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{ServerName: "s1", Directory: e.dir, Store: st, Logger: quiet()})
+	opts := e.opts
+	opts.ServerName, opts.Directory, opts.Store = "s1", e.dir, st
+	opts.Logger = slog.New(slog.NewTextHandler(e.logs, nil))
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestListSpecialUseAndNamespaceA8(t *testing.T) {
 	}
 	// "%" lists one level.
 	top := listNames(t, c, "Public Folders/", "%")
-	if _, ok := top["Public Folders/Open"]; !ok || len(top) != 5 {
+	if _, ok := top["Public Folders/Open"]; !ok || len(top) != 6 {
 		t.Errorf(`LIST "Public Folders/" "%%" = %v`, top)
 	}
 	ns, err := c.Namespace().Wait()

@@ -1,15 +1,16 @@
 package imapd
 
 import (
-	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"pfrouter/internal/imapserver"
 
+	"pfrouter/internal/imapserver"
 	"pfrouter/store"
 )
 
@@ -337,7 +338,11 @@ func (s *session) subRef(name string) store.MailboxRef {
 
 // readLiteral reads an APPEND literal.
 func readLiteral(r imap.LiteralReader) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, r.Size()))
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
+	buf := make([]byte, r.Size())
+	// ReadFull: a literal cut off by a closed connection is an error,
+	// never a shorter message.
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, fmt.Errorf("receive literal: %w", err)
+	}
+	return buf, nil
 }

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"pfrouter/internal/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 
+	"pfrouter/internal/imapserver"
 	"pfrouter/store"
 )
 

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"pfrouter/internal/imapserver"
 
+	"pfrouter/internal/imapserver"
 	"pfrouter/store"
 )
 

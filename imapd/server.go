@@ -14,13 +14,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"pfrouter/internal/imapserver"
 
 	"pfrouter/directory"
+	"pfrouter/internal/imapserver"
 	"pfrouter/store"
 )
 
@@ -30,7 +31,17 @@ type Options struct {
 	Directory  *directory.Directory // users, folders, permissions, replicas, stores on this server
 	Store      *store.Store
 	Logger     *slog.Logger
+	// MaxAppendSize bounds an APPEND (a public folder's own, smaller
+	// limit wins). Default DefaultMaxAppendSize; the node passes the
+	// organization's max_message_size so IMAP accepts what SMTP accepts.
+	MaxAppendSize int64
+	// SpoolDir holds APPEND literals larger than spoolThreshold while
+	// they arrive. Default os.TempDir().
+	SpoolDir string
 }
+
+// DefaultMaxAppendSize is the SMTP default maximum message size.
+const DefaultMaxAppendSize = 35 << 20
 
 // Server serves IMAP sessions of this server's users.
 type Server struct {
@@ -38,6 +49,9 @@ type Server struct {
 	dir   *directory.Directory
 	store *store.Store
 	log   *slog.Logger
+
+	maxAppend int64
+	spoolDir  string
 
 	imap   *imapserver.Server
 	handed *chanListener // ServeConn's connections
@@ -62,6 +76,15 @@ func New(opts Options) (*Server, error) {
 		store:  opts.Store,
 		log:    opts.Logger.With("component", "imapd", "server", opts.ServerName),
 		handed: newChanListener(),
+
+		maxAppend: opts.MaxAppendSize,
+		spoolDir:  opts.SpoolDir,
+	}
+	if s.maxAppend <= 0 {
+		s.maxAppend = DefaultMaxAppendSize
+	}
+	if s.spoolDir == "" {
+		s.spoolDir = os.TempDir()
 	}
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,

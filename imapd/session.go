@@ -5,8 +5,8 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
-	"pfrouter/internal/imapserver"
 
+	"pfrouter/internal/imapserver"
 	"pfrouter/store"
 )
 

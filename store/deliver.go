@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -99,11 +100,28 @@ func (s *Store) Append(ctx context.Context, ref MailboxRef, body []byte, opts Ap
 	return uid, rec.UIDValidity, err
 }
 
+// AppendFrom is Append for a body read from r, exactly size bytes: the
+// body goes to the store one chunk at a time, so a large message (IMAP
+// APPEND spooled to a file) never sits whole in memory. A short read
+// stores nothing.
+func (s *Store) AppendFrom(ctx context.Context, ref MailboxRef, r io.Reader, size int64, opts AppendOptions) (uid uint32, uidValidity uint32, err error) {
+	ref = ref.normalize()
+	rec, err := s.view(ref)
+	if err != nil {
+		return 0, 0, err
+	}
+	uid, _, err = s.add(ctx, ref, addArgs{class: opts.Class, date: opts.Date, src: r, size: size, flags: opts.Flags, viewer: opts.Viewer, rec: rec})
+	return uid, rec.UIDValidity, err
+}
+
 type addArgs struct {
 	id, class, viewer string
 	date              time.Time
 	body              []byte
-	flags             []string
+	// src and size replace body for a streamed message (AppendFrom).
+	src   io.Reader
+	size  int64
+	flags []string
 	// rec, when set, is the mailbox as the caller just read it: the first
 	// commit attempt uses it instead of reading it again (the commit
 	// re-checks it inside its transaction either way).
@@ -125,21 +143,48 @@ func (s *Store) add(ctx context.Context, ref MailboxRef, a addArgs) (uint32, boo
 	if err != nil {
 		return 0, false, fmt.Errorf("allocate body id: %w", err)
 	}
-	chunks := uint32((len(a.body) + chunkSize - 1) / chunkSize)
+	size := int64(len(a.body))
+	if a.src != nil {
+		size = a.size
+	}
+	chunks := uint32((size + chunkSize - 1) / chunkSize)
 	if chunks == 0 {
 		chunks = 1
 	}
+	// part returns chunk c: a slice of body, or the next bytes of src.
+	var buf []byte
+	part := func(c uint32) ([]byte, error) {
+		start, end := int64(c)*chunkSize, min(int64(c+1)*chunkSize, size)
+		if a.src == nil {
+			return a.body[start:end], nil
+		}
+		buf = make([]byte, end-start) // fresh: badger keeps the slice until commit
+		if _, err := io.ReadFull(a.src, buf); err != nil {
+			return nil, fmt.Errorf("read message body: %w", err)
+		}
+		return buf, nil
+	}
 	for c := uint32(0); c+1 < chunks; c++ {
 		if err := ctx.Err(); err != nil {
+			s.dropChunks(body, c)
 			return 0, false, err
 		}
-		part := a.body[int(c)*chunkSize : int(c+1)*chunkSize]
-		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(bodyKey(body, c), part) }); err != nil {
+		p, err := part(c)
+		if err != nil {
+			s.dropChunks(body, c)
+			return 0, false, err
+		}
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(bodyKey(body, c), p) }); err != nil {
+			s.dropChunks(body, c)
 			return 0, false, fmt.Errorf("write body chunk %d of %s: %w", c, ref, err)
 		}
 	}
-	last := a.body[int(chunks-1)*chunkSize:]
-	msg := messageRecord{Size: int64(len(a.body)), Date: a.date.UTC(), Class: a.class, Body: body, Chunks: chunks, ID: a.id}
+	last, err := part(chunks - 1)
+	if err != nil {
+		s.dropChunks(body, chunks-1)
+		return 0, false, err
+	}
+	msg := messageRecord{Size: size, Date: a.date.UTC(), Class: a.class, Body: body, Chunks: chunks, ID: a.id}
 	flags := NormalizeFlags(a.flags)
 	if !ref.Public() {
 		msg.Flags = flags

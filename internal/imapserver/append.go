@@ -68,13 +68,25 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
 		appendLimit = int64(appendLimitSession.AppendLimit())
 	}
+	if s, ok := c.session.(SessionMailboxAppendLimit); ok && c.state != imap.ConnStateNotAuthenticated {
+		appendLimit = s.MailboxAppendLimit(mailbox)
+	}
 
 	if lit.Size() > appendLimit {
-		return &imap.Error{
+		tooBig := &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,
-			Text: fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit),
+			Text: fmt.Sprintf("Messages are limited to %v bytes in this mailbox", appendLimit),
 		}
+		if nonSync {
+			// The client is sending the literal anyway; reading it
+			// would cost what the limit protects, and not reading it
+			// would take its bytes for commands: answer and hang up.
+			c.writeStatusResp(tag, (*imap.StatusResponse)(tooBig))
+			c.state = imap.ConnStateLogout
+			return c.Bye("APPEND literal too big, closing")
+		}
+		return tooBig
 	}
 	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
 		return err
@@ -91,13 +103,14 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 
 	data, appendErr := c.session.Append(mailbox, lit, &options)
 	if _, discardErr := io.Copy(io.Discard, lit); discardErr != nil {
-		return err
+		// The literal was cut off: the connection is gone.
+		return discardErr
 	}
 	if dataExt != "" && !dec.ExpectSpecial(')') {
 		return dec.Err()
 	}
 	if !dec.ExpectCRLF() {
-		return err
+		return dec.Err()
 	}
 	if appendErr != nil {
 		return appendErr

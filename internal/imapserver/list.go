@@ -206,7 +206,13 @@ func readListMailbox(dec *imapwire.Decoder) (string, error) {
 			return "", dec.Err()
 		}
 	}
-	return utf7.Decode(mailbox)
+	// A pattern that is not valid modified UTF-7 (imaptest's "atoms"
+	// sends &'+,-. bare) is matched as it stands: it names no mailbox,
+	// so LIST answers OK with nothing, as Dovecot does.
+	if decoded, err := utf7.Decode(mailbox); err == nil {
+		return decoded, nil
+	}
+	return mailbox, nil
 }
 
 func isListChar(ch byte) bool {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"github.com/emersion/go-imap/v2"
-	"pfrouter/internal/imapserver/imapwire"
 	"github.com/emersion/go-sasl"
+	"pfrouter/internal/imapserver/imapwire"
 )
 
 var errAuthFailed = &imap.Error{
@@ -123,4 +123,16 @@ type SessionAppendLimit interface {
 	// AppendLimit returns the maximum size in bytes that can be uploaded to
 	// this server in an APPEND command.
 	AppendLimit() uint32
+}
+
+// SessionMailboxAppendLimit is an IMAP session whose APPEND limit depends
+// on the target mailbox (pfrouter: a public folder's size limit). It is
+// asked before the continuation request, so an oversized synchronizing
+// literal is refused without the client sending it.
+type SessionMailboxAppendLimit interface {
+	Session
+
+	// MailboxAppendLimit returns the maximum message size in bytes for an
+	// APPEND to mailbox.
+	MailboxAppendLimit(mailbox string) int64
 }

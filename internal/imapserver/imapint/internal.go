@@ -24,7 +24,7 @@ func DecodeDateTime(dec *imapwire.Decoder) (time.Time, error) {
 	}
 	t, err := time.Parse(DateTimeLayout, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("in date-time: %v", err) // TODO: use imapwire.DecodeExpectError?
+		return time.Time{}, &imapwire.DecoderExpectError{Message: fmt.Sprintf("in date-time: %v", err)}
 	}
 	return t, err
 }
@@ -47,7 +47,7 @@ func ExpectDate(dec *imapwire.Decoder) (time.Time, error) {
 	}
 	t, err := time.Parse(DateLayout, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("in date: %v", err) // use imapwire.DecodeExpectError?
+		return time.Time{}, &imapwire.DecoderExpectError{Message: fmt.Sprintf("in date: %v", err)}
 	}
 	return t, nil
 }
@@ -85,6 +85,11 @@ func ExpectFlag(dec *imapwire.Decoder) (imap.Flag, error) {
 	var name string
 	if !dec.ExpectAtom(&name) {
 		return "", fmt.Errorf("in flag: %w", dec.Err())
+	}
+	// NIL is the nil atom, never a keyword (imaptest: STORE +FLAGS (NIL)
+	// must not create one).
+	if !isSystem && strings.EqualFold(name, "NIL") {
+		return "", &imapwire.DecoderExpectError{Message: "NIL is not a flag"}
 	}
 	if isSystem {
 		name = "\\" + name

@@ -471,7 +471,7 @@ func (dec *Decoder) List(f func() error) (isList bool, err error) {
 	}()
 
 	if dec.listDepth >= maxListDepth {
-		return false, fmt.Errorf("imapwire: exceeded max depth")
+		return false, &DecoderExpectError{Message: "parentheses nested too deeply"}
 	}
 
 	for {
@@ -517,11 +517,15 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 		*ptr = "INBOX"
 		return true
 	}
-	name, err := utf7.Decode(name)
-	if err == nil {
-		*ptr = name
+	if strings.ContainsRune(name, 0) {
+		return dec.returnErr(&DecoderExpectError{Message: "mailbox name contains NUL"})
 	}
-	return dec.returnErr(err)
+	decoded, err := utf7.Decode(name)
+	if err != nil {
+		return dec.returnErr(&DecoderExpectError{Message: fmt.Sprintf("mailbox name %q is not valid modified UTF-7", name)})
+	}
+	*ptr = decoded
+	return true
 }
 
 func (dec *Decoder) ExpectUID(ptr *imap.UID) bool {
@@ -545,7 +549,7 @@ func (dec *Decoder) ExpectNumSet(kind NumKind, ptr *imap.NumSet) bool {
 	}
 	numSet, err := imapnum.ParseSet(s)
 	if err != nil {
-		return dec.returnErr(err)
+		return dec.returnErr(&DecoderExpectError{Message: err.Error()})
 	}
 
 	switch kind {
@@ -604,10 +608,13 @@ func (dec *Decoder) LiteralReader() (lit *LiteralReader, nonSync, ok bool) {
 		return nil, false, false
 	}
 	dec.literal = true
+	// The CRLF just read ends the literal's prefix, not the command:
+	// DiscardLine after a failed command must still read to its end.
+	dec.crlf = false
 	lit = &LiteralReader{
 		dec:  dec,
 		size: size,
-		r:    io.LimitReader(dec.r, size),
+		r:    &exactReader{r: dec.r, left: size},
 	}
 	return lit, nonSync, true
 }
@@ -641,6 +648,32 @@ func (lit *LiteralReader) Read(b []byte) (int, error) {
 	n, err := lit.r.Read(b)
 	if err == io.EOF {
 		lit.cancel()
+	}
+	return n, err
+}
+
+// exactReader reads exactly left bytes: a connection that ends before
+// reports io.ErrUnexpectedEOF, so a cut-off literal (an APPEND whose
+// client went away) is never taken for a complete, shorter one.
+type exactReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (er *exactReader) Read(b []byte) (int, error) {
+	if er.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(b)) > er.left {
+		b = b[:er.left]
+	}
+	n, err := er.r.Read(b)
+	er.left -= int64(n)
+	if err == io.EOF {
+		if er.left > 0 {
+			return n, io.ErrUnexpectedEOF
+		}
+		err = nil
 	}
 	return n, err
 }
