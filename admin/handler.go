@@ -222,9 +222,9 @@ func (h *handler) setMinAge(w http.ResponseWriter, r *http.Request) {
 		badField(w, "store_min_age", "required (a duration such as 24h, or 0 to disable the age check)")
 		return
 	}
-	d, err := time.ParseDuration(strings.TrimSpace(*body.StoreMinAge))
-	if err != nil || d < 0 {
-		badField(w, "store_min_age", fmt.Sprintf("%q is not a duration >= 0 (such as 24h or 90m)", *body.StoreMinAge))
+	d, err := ParseStoreMinAge(*body.StoreMinAge)
+	if err != nil {
+		h.fail(w, r, err)
 		return
 	}
 	if err := h.ops.SetStoreMinAge(r.Context(), d, by(r)); err != nil {
@@ -257,18 +257,17 @@ func (h *handler) connectorCost(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &body) {
 		return
 	}
-	const msg = "must be an integer 1–100"
 	num, ok := body.Cost.(json.Number)
 	if !ok {
-		badField(w, "cost", msg)
+		badField(w, "cost", costMsg)
 		return
 	}
-	cost, err := num.Int64()
-	if err != nil || cost < 1 || cost > 100 {
-		badField(w, "cost", msg)
+	cost, err := ParseCost(num.String())
+	if err != nil {
+		h.fail(w, r, err)
 		return
 	}
-	if err := h.ops.SetConnectorCost(r.Context(), name, int(cost), by(r)); err != nil {
+	if err := h.ops.SetConnectorCost(r.Context(), name, cost, by(r)); err != nil {
 		h.fail(w, r, err)
 		return
 	}

@@ -65,6 +65,7 @@ type QueueRecipient struct {
 	State       string    `json:"state"` // e.g. pending, deferred, delivered, failed
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	Reason      string    `json:"reason,omitempty"`
+	NextHop     string    `json:"next_hop,omitempty"` // server it was last routed towards
 }
 
 // ErrNotFound is wrapped by Ops errors about an unknown object (404).

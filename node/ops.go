@@ -13,6 +13,7 @@ import (
 
 	"pfrouter/admin"
 	"pfrouter/config"
+	"pfrouter/console"
 	"pfrouter/directory"
 	"pfrouter/gossip"
 	"pfrouter/linkstate"
@@ -67,8 +68,16 @@ func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Se
 	if n.AdminExtra == nil {
 		n.AdminExtra = AdminHandlers{}
 	}
-	h := admin.NewHandler(n.Operator(), token, n.AdminExtra, n.Log)
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	con, err := n.newConsole()
+	if err != nil {
+		return fmt.Errorf("server %s: %w", n.Name, err)
+	}
+	// The console logs in with its own form and session cookie; every other
+	// path is the bearer-token API.
+	mux := http.NewServeMux()
+	mux.Handle("/", admin.NewHandler(n.Operator(), token, n.AdminExtra, n.Log))
+	mux.Handle(console.Prefix, con)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.serve("admin", func() error {
 		if err := hs.Serve(adminL); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -78,6 +87,29 @@ func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Se
 	n.closers = append(n.closers, func(ctx context.Context) error { return hs.Shutdown(ctx) })
 	n.Log.Info("admin API listening", "addr", adminL.Addr().String(), "gossip", n.gossipAddr())
 	return nil
+}
+
+// newConsole builds the web console on the admin listener. It reaches
+// every server (this one included) through its admin API, the admin
+// listener being plain HTTP like the CLI's calls.
+func (n *Node) newConsole() (*console.Console, error) {
+	return console.New(console.Config{
+		Self: n.Name,
+		Servers: func() []console.Server {
+			org := n.CurrentOrg()
+			out := make([]console.Server, 0, len(org.Servers))
+			for _, s := range org.Servers {
+				cs := console.Server{Name: s.Name, RoutingGroup: s.RoutingGroup}
+				if s.Listen.Admin != "" {
+					cs.AdminURL = "http://" + s.Listen.Admin
+				}
+				out = append(out, cs)
+			}
+			return out
+		},
+		Directory: n.Directory.Snapshot,
+		Logger:    n.Log,
+	})
 }
 
 func (n *Node) gossipAddr() string {
@@ -229,7 +261,7 @@ func queueItem(it qmgr.Item) admin.QueueItem {
 	out := admin.QueueItem{ID: it.ID, MessageID: it.MessageID, From: it.From, Arrived: it.Arrived, Size: it.Size,
 		Recipients: make([]admin.QueueRecipient, 0, len(it.Recipients))}
 	for _, r := range it.Recipients {
-		out.Recipients = append(out.Recipients, admin.QueueRecipient{Addr: r.Addr, State: r.State, NextAttempt: r.NextAttempt, Reason: r.Reason})
+		out.Recipients = append(out.Recipients, admin.QueueRecipient{Addr: r.Addr, State: r.State, NextAttempt: r.NextAttempt, Reason: r.Reason, NextHop: r.NextHop})
 	}
 	return out
 }

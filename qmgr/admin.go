@@ -38,6 +38,9 @@ type ItemRecipient struct {
 	State       string
 	NextAttempt time.Time
 	Reason      string
+	// NextHop is the server the recipient was last routed towards ("" for
+	// local delivery or before routing).
+	NextHop string
 }
 
 // List returns every queued message, by queue id.
@@ -75,7 +78,7 @@ func itemOf(e *entry) Item {
 			it.Recipients = append(it.Recipients, ItemRecipient{Addr: r.Addr, State: "in-flight"})
 			continue
 		}
-		ir := ItemRecipient{Addr: r.Addr, State: r.State, Reason: r.Reason}
+		ir := ItemRecipient{Addr: r.Addr, State: r.State, Reason: r.Reason, NextHop: r.NextHop}
 		if r.State == envelope.Pending {
 			switch {
 			case r.Waiting:

@@ -1,0 +1,302 @@
+package console
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"pfrouter/admin"
+	"pfrouter/directory"
+	"pfrouter/tracking"
+)
+
+// This file turns admin API answers into what the pages show. It is pure:
+// no I/O, table-tested.
+
+// Topology is the map's data, served as JSON to the page's script and
+// rendered as tables for the page itself.
+type Topology struct {
+	Self       string      `json:"self"`
+	Version    uint64      `json:"version"`
+	Groups     []Group     `json:"groups"`
+	Connectors []Connector `json:"connectors"`
+	Error      string      `json:"error,omitempty"`
+}
+
+// Group is a routing group with its servers.
+type Group struct {
+	Name    string       `json:"name"`
+	Servers []ServerNode `json:"servers"`
+}
+
+// ServerNode is one server on the map.
+type ServerNode struct {
+	Name       string `json:"name"`
+	Down       bool   `json:"down"`
+	Cause      string `json:"cause,omitempty"`
+	Bridgehead bool   `json:"bridgehead,omitempty"`
+	Self       bool   `json:"self,omitempty"`
+}
+
+// Connector is one edge of the map.
+type Connector struct {
+	Name         string   `json:"name"`
+	A            string   `json:"a"`
+	B            string   `json:"b"`
+	Cost         int      `json:"cost"`
+	Up           bool     `json:"up"`
+	OneWay       bool     `json:"one_way,omitempty"`
+	Cause        string   `json:"cause,omitempty"`
+	BridgeheadsA []string `json:"bridgeheads_a"`
+	BridgeheadsB []string `json:"bridgeheads_b"`
+	ChangedBy    string   `json:"changed_by,omitempty"`
+	ChangedAt    string   `json:"changed_at,omitempty"`
+}
+
+// causeOf finds why a connector or server is down in its JSON form. The
+// link-state types gain a cause field as hop health, maintenance and
+// member death report theirs; reading the JSON keeps the console working
+// with and without it.
+func causeOf(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return ""
+	}
+	for _, k := range []string{"cause", "down_cause", "reason", "down_reason"} {
+		switch x := m[k].(type) {
+		case string:
+			if x != "" {
+				return x
+			}
+		case map[string]any:
+			if s := describe(x); s != "" {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+// describe flattens a structured cause ({"kind":"hop-health","detail":...})
+// into one line.
+func describe(m map[string]any) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if s, ok := m[k].(string); ok && s != "" {
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, ": ")
+}
+
+// buildTopology groups servers by routing group; groups named only by a
+// connector still appear.
+func buildTopology(self string, ls admin.LinkState) Topology {
+	t := Topology{Self: self, Version: ls.Version, Groups: []Group{}, Connectors: []Connector{}}
+	bridge := map[string]bool{}
+	idx := map[string]int{}
+	group := func(name string) int {
+		if i, ok := idx[name]; ok {
+			return i
+		}
+		idx[name] = len(t.Groups)
+		t.Groups = append(t.Groups, Group{Name: name, Servers: []ServerNode{}})
+		return idx[name]
+	}
+	for _, c := range ls.Connectors {
+		for _, s := range c.BridgeheadsA {
+			bridge[s] = true
+		}
+		for _, s := range c.BridgeheadsB {
+			bridge[s] = true
+		}
+		cc := Connector{Name: c.Name, A: c.A, B: c.B, Cost: c.Cost, Up: c.Up, OneWay: c.OneWay,
+			BridgeheadsA: nonNil(c.BridgeheadsA), BridgeheadsB: nonNil(c.BridgeheadsB), ChangedBy: c.ChangedBy}
+		if !c.ChangedAt.IsZero() {
+			cc.ChangedAt = c.ChangedAt.UTC().Format(time.RFC3339)
+		}
+		if !c.Up {
+			cc.Cause = causeOf(c)
+		}
+		t.Connectors = append(t.Connectors, cc)
+	}
+	for _, s := range ls.Servers {
+		i := group(s.RoutingGroup)
+		n := ServerNode{Name: s.Name, Down: s.Down, Bridgehead: bridge[s.Name], Self: s.Name == self}
+		if s.Down {
+			n.Cause = causeOf(s)
+		}
+		t.Groups[i].Servers = append(t.Groups[i].Servers, n)
+	}
+	for _, c := range ls.Connectors {
+		group(c.A)
+		group(c.B)
+	}
+	sort.SliceStable(t.Groups, func(i, j int) bool { return t.Groups[i].Name < t.Groups[j].Name })
+	for i := range t.Groups {
+		sort.Slice(t.Groups[i].Servers, func(a, b int) bool { return t.Groups[i].Servers[a].Name < t.Groups[i].Servers[b].Name })
+	}
+	sort.SliceStable(t.Connectors, func(i, j int) bool { return t.Connectors[i].Name < t.Connectors[j].Name })
+	return t
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// QueueSummary is one server's queue at a glance.
+type QueueSummary struct {
+	Server  string
+	Error   string
+	Items   []admin.QueueItem
+	ByState []Count // recipients by delivery state
+	ByHop   []Count // undelivered recipients by next hop
+	Oldest  *admin.QueueItem
+}
+
+// Count is a label and how many.
+type Count struct {
+	Label string
+	N     int
+}
+
+func summarizeQueue(server string, items []admin.QueueItem) QueueSummary {
+	q := QueueSummary{Server: server, Items: items}
+	states, hops := map[string]int{}, map[string]int{}
+	for i := range items {
+		it := &items[i]
+		if q.Oldest == nil || it.Arrived.Before(q.Oldest.Arrived) {
+			q.Oldest = it
+		}
+		for _, r := range it.Recipients {
+			states[r.State]++
+			if r.State == "delivered" || r.State == "failed" {
+				continue
+			}
+			hop := r.NextHop
+			if hop == "" {
+				hop = "(not routed yet / local)"
+			}
+			hops[hop]++
+		}
+	}
+	q.ByState, q.ByHop = counts(states), counts(hops)
+	return q
+}
+
+func counts(m map[string]int) []Count {
+	out := make([]Count, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, Count{k, m[k]})
+	}
+	return out
+}
+
+// Step is one row of a message's timeline.
+type Step struct {
+	Time      time.Time
+	Server    string
+	Kind      string
+	QueueID   string
+	MessageID string
+	Recipient string
+	Details   []KV
+}
+
+// KV is one detail of a step.
+type KV struct{ K, V string }
+
+// Timeline is a message's path across servers.
+type Timeline struct {
+	Steps []Step
+	// Servers is the order in which servers saw the message (consecutive
+	// repeats folded), drawn as the route on the map.
+	Servers     []string
+	MessageIDs  []string
+	Unreachable []KV
+}
+
+// detailOrder puts the decision's main facts first; the rest follow by name.
+var detailOrder = []string{"rule", "store", "folder", "skipped", "path", "next_hop", "cost", "code", "reason"}
+
+func buildTimeline(res tracking.Result) Timeline {
+	tl := Timeline{}
+	seenID := map[string]bool{}
+	for _, e := range res.Events {
+		st := Step{Time: e.Time, Server: e.Server, Kind: e.Kind, QueueID: e.QueueID, MessageID: e.MessageID, Recipient: e.Recipient}
+		done := map[string]bool{}
+		for _, k := range detailOrder {
+			if v, ok := e.Details[k]; ok {
+				st.Details = append(st.Details, KV{k, v})
+				done[k] = true
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(e.Details)) {
+			if !done[k] {
+				st.Details = append(st.Details, KV{k, e.Details[k]})
+			}
+		}
+		tl.Steps = append(tl.Steps, st)
+		if n := len(tl.Servers); e.Server != "" && (n == 0 || tl.Servers[n-1] != e.Server) {
+			tl.Servers = append(tl.Servers, e.Server)
+		}
+		if e.MessageID != "" && !seenID[e.MessageID] {
+			seenID[e.MessageID] = true
+			tl.MessageIDs = append(tl.MessageIDs, e.MessageID)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(res.Unreachable)) {
+		tl.Unreachable = append(tl.Unreachable, KV{k, res.Unreachable[k]})
+	}
+	return tl
+}
+
+// FolderReplicas is one folder with the stores holding its replicas.
+type FolderReplicas struct {
+	Hierarchy, Path string
+	MailEnabled     bool
+	Replicas        []ReplicaLoc
+}
+
+// ReplicaLoc is where one replica lives.
+type ReplicaLoc struct {
+	Store, Server, RoutingGroup string
+	// Synced is whether the store's copy of the hierarchy is complete (R12).
+	Synced bool
+}
+
+func buildReplicas(snap *directory.Snapshot) []FolderReplicas {
+	if snap == nil {
+		return nil
+	}
+	var out []FolderReplicas
+	for _, f := range snap.Folders() {
+		fr := FolderReplicas{Hierarchy: f.Hierarchy, Path: f.Path, MailEnabled: f.MailEnabled}
+		for _, r := range snap.Replicas(f.Key) {
+			loc := ReplicaLoc{Store: r.Store}
+			if st := snap.Store(r.Store); st != nil {
+				loc.Server, loc.RoutingGroup, loc.Synced = st.Server, st.RoutingGroup, st.Synced
+			}
+			fr.Replicas = append(fr.Replicas, loc)
+		}
+		sort.Slice(fr.Replicas, func(i, j int) bool { return fr.Replicas[i].Store < fr.Replicas[j].Store })
+		out = append(out, fr)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hierarchy != out[j].Hierarchy {
+			return out[i].Hierarchy < out[j].Hierarchy
+		}
+		return out[i].Path < out[j].Path
+	})
+	return out
+}

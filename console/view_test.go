@@ -1,0 +1,164 @@
+package console
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"pfrouter/admin"
+	"pfrouter/linkstate"
+	"pfrouter/tracking"
+)
+
+func TestBuildTopology(t *testing.T) {
+	ls := admin.LinkState{Version: 9,
+		Connectors: []linkstate.Connector{
+			{Name: "bc", A: "rg-b", B: "rg-c", Cost: 5, Up: false, BridgeheadsA: []string{"s2"}},
+			{Name: "ab", A: "rg-a", B: "rg-b", Cost: 10, Up: true, BridgeheadsA: []string{"s1"}, BridgeheadsB: []string{"s2"}},
+		},
+		Servers: []linkstate.Server{{Name: "s2", RoutingGroup: "rg-b"}, {Name: "s1", RoutingGroup: "rg-a", Down: true}, {Name: "s3", RoutingGroup: "rg-a"}},
+	}
+	top := buildTopology("s1", ls)
+	if top.Version != 9 || top.Self != "s1" {
+		t.Fatalf("version/self: %+v", top)
+	}
+	// rg-c has no server but a connector names it: it is on the map.
+	var names []string
+	for _, g := range top.Groups {
+		names = append(names, g.Name)
+	}
+	if len(names) != 3 || names[0] != "rg-a" || names[2] != "rg-c" {
+		t.Fatalf("groups %v", names)
+	}
+	a := top.Groups[0].Servers
+	if len(a) != 2 || a[0].Name != "s1" || !a[0].Self || !a[0].Down || !a[0].Bridgehead || a[1].Bridgehead {
+		t.Fatalf("rg-a servers %+v", a)
+	}
+	if top.Connectors[0].Name != "ab" || top.Connectors[1].BridgeheadsB == nil {
+		t.Fatalf("connectors %+v", top.Connectors)
+	}
+}
+
+func TestCauseOf(t *testing.T) {
+	type withCause struct {
+		Up    bool   `json:"up"`
+		Cause string `json:"cause"`
+	}
+	type structured struct {
+		Cause map[string]string `json:"cause"`
+	}
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{linkstate.Connector{Name: "x"}, ""},
+		{withCause{Cause: "hop-health: 3 failures"}, "hop-health: 3 failures"},
+		{structured{Cause: map[string]string{"kind": "maintenance", "by": "ops"}}, "ops: maintenance"},
+		{make(chan int), ""},
+	} {
+		if got := causeOf(tc.v); got != tc.want {
+			t.Errorf("causeOf(%#v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
+
+func TestSummarizeQueue(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	items := []admin.QueueItem{
+		{ID: "b", Arrived: t0.Add(time.Hour), Recipients: []admin.QueueRecipient{{State: "deferred", NextHop: "ex3"}, {State: "delivered", NextHop: "ex3"}}},
+		{ID: "a", Arrived: t0, Recipients: []admin.QueueRecipient{{State: "waiting"}, {State: "deferred", NextHop: "ex3"}}},
+	}
+	q := summarizeQueue("ex1", items)
+	if q.Oldest == nil || q.Oldest.ID != "a" {
+		t.Fatalf("oldest %+v", q.Oldest)
+	}
+	wantStates := []Count{{"deferred", 2}, {"delivered", 1}, {"waiting", 1}}
+	if len(q.ByState) != 3 || q.ByState[0] != wantStates[0] || q.ByState[1] != wantStates[1] || q.ByState[2] != wantStates[2] {
+		t.Fatalf("by state %v", q.ByState)
+	}
+	// Delivered recipients have no next hop left to count.
+	if len(q.ByHop) != 2 || q.ByHop[0] != (Count{"(not routed yet / local)", 1}) || q.ByHop[1] != (Count{"ex3", 2}) {
+		t.Fatalf("by hop %v", q.ByHop)
+	}
+	if e := summarizeQueue("ex2", nil); e.Oldest != nil || len(e.ByState) != 0 {
+		t.Fatalf("empty queue %+v", e)
+	}
+}
+
+func TestBuildTimeline(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	res := tracking.Result{Events: []tracking.Event{
+		{Time: t0, Server: "ex1", Kind: "received", MessageID: "<m@x>"},
+		{Time: t0.Add(1), Server: "ex1", Kind: "routed", MessageID: "<m@x>", Details: map[string]string{"zz": "1", "reason": "r", "rule": "R2"}},
+		{Time: t0.Add(2), Server: "ex3", Kind: "relayed", MessageID: "<m@x>"},
+		{Time: t0.Add(3), Server: "ex4", Kind: "delivered", MessageID: "<m@x>"},
+		{Time: t0.Add(4), Server: "ex1", Kind: "ndr", MessageID: "<dsn@x>"},
+	}, Unreachable: map[string]string{"ex2": "timed out"}}
+	tl := buildTimeline(res)
+	if got := tl.Servers; len(got) != 4 || got[0] != "ex1" || got[1] != "ex3" || got[3] != "ex1" {
+		t.Fatalf("servers %v", got)
+	}
+	if d := tl.Steps[1].Details; len(d) != 3 || d[0].K != "rule" || d[1].K != "reason" || d[2].K != "zz" {
+		t.Fatalf("details order %v", d)
+	}
+	if len(tl.MessageIDs) != 2 || len(tl.Unreachable) != 1 || tl.Unreachable[0] != (KV{"ex2", "timed out"}) {
+		t.Fatalf("ids %v unreachable %v", tl.MessageIDs, tl.Unreachable)
+	}
+}
+
+func TestSessionsExpire(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := newSessions(time.Minute, time.Hour, func() time.Time { return now })
+	ss := s.create("tok")
+	req := func() *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/console/", nil)
+		r.AddCookie(&http.Cookie{Name: cookieName, Value: ss.id})
+		return r
+	}
+	if s.get(req()) != ss {
+		t.Fatal("fresh session not found")
+	}
+	for range 70 { // used every 59 s: idle never reached, but the hour is
+		now = now.Add(59 * time.Second)
+		if s.get(req()) == nil && now.Sub(ss.created) <= time.Hour {
+			t.Fatalf("session ended early at %s", now.Sub(ss.created))
+		}
+	}
+	if s.get(req()) != nil {
+		t.Fatal("session outlived its maximum age")
+	}
+	ss = s.create("tok")
+	now = now.Add(61 * time.Second)
+	if s.get(req()) != nil {
+		t.Fatal("idle session still alive")
+	}
+	if ss.id == s.create("tok").id || len(ss.csrf) < 40 {
+		t.Fatal("ids not random/long enough")
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		origin, referer string
+		want            bool
+	}{
+		{"http://h:1", "", true},
+		{"http://evil", "", false},
+		{"null", "", false},
+		{"", "http://h:1/console/settings", true},
+		{"", "http://evil/console/", false},
+		{"", "", false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "http://h:1/console/logout", nil)
+		if tc.origin != "" {
+			r.Header.Set("Origin", tc.origin)
+		}
+		if tc.referer != "" {
+			r.Header.Set("Referer", tc.referer)
+		}
+		if got := sameOrigin(r); got != tc.want {
+			t.Errorf("Origin %q Referer %q: %v, want %v", tc.origin, tc.referer, got, tc.want)
+		}
+	}
+}
