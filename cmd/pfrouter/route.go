@@ -19,7 +19,7 @@ func routeCmd() *cobra.Command {
 	var asJSON, read bool
 	c := &cobra.Command{
 		Use:   "route --at SERVER (--to ADDRESS | --read --folder PATH)",
-		Short: "Explain where a message for ADDRESS received by SERVER goes, or (--read) which replica a reader on SERVER is referred to, and why (SPEC O2)",
+		Short: "Explain where a message for ADDRESS received by SERVER goes, or (--read) which replica a reader on SERVER is referred to, and why (rule O2, docs/rules.md)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			org, err := loadOrg(cfg)

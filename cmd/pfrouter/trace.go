@@ -20,7 +20,7 @@ func traceCmd() *cobra.Command {
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "trace MESSAGE-ID|QUEUE-ID",
-		Short: "Follow a message across every server: each step in time order, with the rule, store, path and reason (SPEC O4)",
+		Short: "Follow a message across every server: each step in time order, with the rule, store, path and reason (rule O4, docs/rules.md)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			org, err := loadOrg(cfg)
