@@ -284,16 +284,33 @@ func Load(path string) (*Org, error) {
 // Parse is Load on bytes; name is used in error messages and dir resolves
 // relative paths.
 func Parse(data []byte, name, dir string) (*Org, error) {
-	org, lines, err := decode(data, name)
+	org, lines, errs, err := decode(data, name)
 	if err != nil {
 		return nil, err
 	}
 	org.Path, org.Dir, org.lines = name, dir, lines
 	org.applyDefaults()
-	if errs := org.validate(); len(errs) > 0 {
+	// A value that did not decode was left empty: validation would only
+	// repeat it as "is required", so its findings under that field go.
+	for _, v := range org.validate() {
+		if !under(v.Field, errs) {
+			errs = append(errs, v)
+		}
+	}
+	if len(errs) > 0 {
 		return nil, errs.withLines(name, lines)
 	}
 	return org, nil
+}
+
+// under reports whether field is one of errs' fields or inside one.
+func under(field string, errs Errors) bool {
+	for _, e := range errs {
+		if field == e.Field || strings.HasPrefix(field, e.Field+".") || strings.HasPrefix(field, e.Field+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // EffectiveMinAge is store_min_age with its default applied.

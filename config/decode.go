@@ -1,9 +1,9 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,27 +12,196 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// decode parses YAML strictly (unknown keys are errors) and records the line
-// of every field path so validation errors can name it.
-func decode(data []byte, name string) (*Org, *lineIndex, error) {
+// decode parses YAML and checks it against the Org schema: every unknown
+// key and every value of the wrong type is reported with its field path and
+// line (with the nearest known key for a typo), all in one pass. A bad value
+// is left at its zero value so that the rest of the file still decodes and
+// validates; a YAML syntax error stops at once.
+func decode(data []byte, name string) (*Org, *lineIndex, Errors, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(root.Content) == 0 {
+		return nil, nil, nil, fmt.Errorf("%s: the organization file is empty", name)
 	}
 	lines := &lineIndex{m: map[string]int{}}
-	if len(root.Content) > 0 {
-		lines.walk(root.Content[0], "")
-	}
+	lines.walk(root.Content[0], "")
+	var errs Errors
+	checkSchema(root.Content[0], reflect.TypeFor[Org](), "", &errs)
 	org := &Org{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(org); err != nil {
-		if errors.Is(err, errEOF) || err.Error() == "EOF" {
-			return nil, nil, fmt.Errorf("%s: the organization file is empty", name)
-		}
-		return nil, nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	if err := root.Decode(org); err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	return org, lines, nil
+	return org, lines, errs, nil
+}
+
+var (
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	timeType        = reflect.TypeFor[time.Time]()
+)
+
+// checkSchema walks node n, which should hold a value of type t at field
+// path, and reports unknown keys and undecodable values. A bad value is
+// replaced by null in the tree so the whole document still decodes.
+func checkSchema(n *yaml.Node, t reflect.Type, path string, errs *Errors) {
+	if n.Kind == yaml.AliasNode || n.Tag == "!!null" {
+		return // aliases are the decoder's (it refuses recursive ones)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	bad := func(line int, field, format string, args ...any) {
+		*errs = append(*errs, FieldError{Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	leaf := func() {
+		v := reflect.New(t)
+		if err := n.Decode(v.Interface()); err != nil {
+			bad(n.Line, path, "%s", valueProblem(n, t, err))
+			*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+		}
+	}
+	custom := reflect.PointerTo(t).Implements(unmarshalerType)
+	switch {
+	case t == timeType, custom && !(t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode):
+		leaf()
+	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			bad(n.Line, path, "expected a mapping (key: value), got %s", describe(n))
+			*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+			return
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			fp := k.Value
+			if path != "" {
+				fp = path + "." + k.Value
+			}
+			ft, ok := fields[k.Value]
+			if !ok {
+				msg := "unknown key"
+				if s := nearest(k.Value, fields); s != "" {
+					msg += " (did you mean " + s + "?)"
+				}
+				bad(k.Line, fp, "%s", msg)
+				continue
+			}
+			checkSchema(v, ft, fp, errs)
+		}
+	case t.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			bad(n.Line, path, "expected a list, got %s", describe(n))
+			*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+			return
+		}
+		for i, c := range n.Content {
+			checkSchema(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
+		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			bad(n.Line, path, "expected a mapping (key: value), got %s", describe(n))
+			*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			checkSchema(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value, errs)
+		}
+	default:
+		leaf()
+	}
+}
+
+// yamlFields maps a struct's YAML keys to their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "-" || !f.IsExported() {
+			continue
+		}
+		if tag == "" {
+			tag = strings.ToLower(f.Name)
+		}
+		out[tag] = f.Type
+	}
+	return out
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+// valueProblem says why a value does not fit its field, in the user's
+// terms rather than Go's.
+func valueProblem(n *yaml.Node, t reflect.Type, err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		// Our own unmarshalers (durations, sizes) say what they want;
+		// drop the "line N:" they add, the caller prints the line.
+		msg := err.Error()
+		if strings.HasPrefix(msg, "line ") {
+			if i := strings.Index(msg, ": "); i > 0 {
+				msg = msg[i+2:]
+			}
+		}
+		return msg
+	}
+	want := "a " + t.Kind().String()
+	switch {
+	case t == timeType:
+		want = "a time (RFC 3339, e.g. 2025-01-10T09:00:00Z)"
+	case t.Kind() == reflect.Bool:
+		want = "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		want = "a whole number"
+	case t.Kind() == reflect.String:
+		want = "a string"
+	}
+	return fmt.Sprintf("%s is not %s", describe(n), want)
+}
+
+// nearest is the known key closest to a misspelt one, or "" when none is
+// close enough to be a likely typo.
+func nearest(key string, known map[string]reflect.Type) string {
+	best, bestD := "", 0
+	for k := range known {
+		d := editDistance(strings.ToLower(key), k)
+		if best == "" || d < bestD || d == bestD && k < best {
+			best, bestD = k, d
+		}
+	}
+	if best == "" || bestD > max(2, len(key)/3) {
+		return ""
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 var errEOF = errors.New("EOF")
@@ -128,7 +297,9 @@ func (es Errors) Error() string {
 func (es Errors) withLines(file string, l *lineIndex) Errors {
 	for i := range es {
 		es[i].File = file
-		es[i].Line = l.line(es[i].Field)
+		if es[i].Line == 0 {
+			es[i].Line = l.line(es[i].Field)
+		}
 	}
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
 	return es

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 
 	"pfrouter/permissions"
@@ -70,8 +71,12 @@ func (o *Org) validate() Errors {
 	if !oneOf(o.Telemetry.Traces, "none", "stdout", "otlp") {
 		p.add("telemetry.traces", "%q is not none, stdout or otlp", o.Telemetry.Traces)
 	}
-	if o.Telemetry.Traces == "otlp" && o.Telemetry.Endpoint == "" {
-		p.add("telemetry.endpoint", "is required when traces is otlp")
+	if o.Telemetry.Traces == "otlp" {
+		if o.Telemetry.Endpoint == "" {
+			p.add("telemetry.endpoint", "is required when traces is otlp (e.g. http://127.0.0.1:4318)")
+		} else if u, err := url.Parse(o.Telemetry.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("telemetry.endpoint", "%q is not an http(s)://host:port URL of an OTLP/HTTP collector", o.Telemetry.Endpoint)
+		}
 	}
 	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
 		p.add("tls", "cert_file and key_file go together")
@@ -104,11 +109,17 @@ func (o *Org) validate() Errors {
 	for i, s := range o.Servers {
 		f := fmt.Sprintf("servers[%d]", i)
 		serverRG[s.Name] = s.RoutingGroup
-		if s.Site == "" || !sites[s.Site] {
-			p.add(f+".site", "site %q is not defined in sites", s.Site)
+		switch {
+		case s.Site == "":
+			p.add(f+".site", "is required: the site the server is in (one of sites: %s)", listOf(o.Sites, func(x Site) string { return x.Name }))
+		case !sites[s.Site]:
+			p.add(f+".site", "site %q is not defined in sites (%s)", s.Site, listOf(o.Sites, func(x Site) string { return x.Name }))
 		}
-		if s.RoutingGroup == "" || !rgs[s.RoutingGroup] {
-			p.add(f+".routing_group", "routing group %q is not defined in routing_groups", s.RoutingGroup)
+		switch {
+		case s.RoutingGroup == "":
+			p.add(f+".routing_group", "is required: the routing group the server is in (one of routing_groups: %s)", listOf(o.RoutingGroups, func(x RoutingGroup) string { return x.Name }))
+		case !rgs[s.RoutingGroup]:
+			p.add(f+".routing_group", "routing group %q is not defined in routing_groups (%s)", s.RoutingGroup, listOf(o.RoutingGroups, func(x RoutingGroup) string { return x.Name }))
 		}
 		for _, l := range []struct{ key, addr string }{{"smtp", s.Listen.SMTP}, {"imap", s.Listen.IMAP}, {"imaps", s.Listen.IMAPS}, {"pop3", s.Listen.POP3}, {"pop3s", s.Listen.POP3S}, {"admin", s.Listen.Admin}, {"gossip", s.Listen.Gossip}} {
 			if l.addr == "" {
@@ -316,6 +327,19 @@ func (o *Org) validate() Errors {
 		}
 	}
 	return Errors(p)
+}
+
+// listOf names the elements of a list for a message, "none defined" when
+// it is empty.
+func listOf[T any](xs []T, name func(T) string) string {
+	if len(xs) == 0 {
+		return "none defined"
+	}
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = name(x)
+	}
+	return strings.Join(out, ", ")
 }
 
 // names checks that each element has a unique, non-empty name.

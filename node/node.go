@@ -137,7 +137,7 @@ type Node struct {
 }
 
 // Start brings up server name of org on the listeners Bind opened.
-func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Options) (n *Node, err error) {
+func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Options) (_ *Node, err error) {
 	srv := org.ServerByName(name)
 	if srv == nil {
 		return nil, fmt.Errorf("server %q is not defined in the organization", name)
@@ -145,15 +145,16 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	n = &Node{Name: name, Org: org, listeners: ls, Log: o.Logger.With("server", name)}
+	// n is not the named result: the closers below refer to it, and a
+	// failed start returns nil without clearing it.
+	n := &Node{Name: name, Org: org, listeners: ls, Log: o.Logger.With("server", name)}
 	n.DataDir = org.DataDir(srv, o.BaseDir)
 	if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server %s: data directory: %w", name, err)
 	}
-	started := n // a failed start returns nil: close what was opened
 	defer func() {
-		if err != nil {
-			started.Close(context.Background())
+		if err != nil { // close what was opened
+			n.Close(context.Background())
 		}
 	}()
 	// Without secret or secret_file, the servers of one process share a
