@@ -116,6 +116,9 @@ func (p *Policy) serverLogin(ctx context.Context, r Request) (Decision, error) {
 	if r.AuthzID == "" {
 		return Decision{}, p.refused(r, refuse(AuthFailed, "a server login must name the user it acts for"), "server login without authorization identity", "via", peer)
 	}
+	if err := p.checkLock(ctx, r, r.Client); err != nil {
+		return Decision{}, err
+	}
 	snap := p.snapshot()
 	if snap == nil {
 		return Decision{}, p.refused(r, refuse(TempFail, "directory not available"), "no directory")

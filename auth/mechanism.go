@@ -71,9 +71,11 @@ func (p *Policy) SASLMechanisms(tls bool) []string {
 	return out
 }
 
-// Check applies what needs no credentials — the client's rate limit and the
-// login type (A2) — so a protocol can refuse a mechanism before the client
-// sends a password. A refusal is an *Error and is logged.
+// Check applies what needs no credentials — the login type (A2) — so a
+// protocol can refuse a mechanism before the client sends a password. A
+// refusal is an *Error and is logged. The failed-login lockout waits for
+// Authenticate: until the credentials arrive, a front end proxying for a
+// user cannot be told from a client, and its own address is never locked.
 func (p *Policy) Check(ctx context.Context, proto Protocol, mech string, tls bool, remote net.Addr) error {
-	return p.precheck(ctx, proto, mech, tls, remote, "")
+	return p.precheck(ctx, proto, mech, tls, nil, "")
 }

@@ -66,6 +66,12 @@ type Request struct {
 	AuthzID, Username, Password string
 	TLS                         bool
 	Remote                      net.Addr
+	// Client is, for a server login (a front end proxying a session it
+	// accepted), the address of that session's client as the front end
+	// reports it. The failed-login lockout of a proxied login applies to
+	// it, never to the front end's own address (Remote); it is ignored
+	// unless the server credential is valid.
+	Client net.Addr
 }
 
 // Decision is an accepted login.
@@ -93,6 +99,7 @@ type Policy struct {
 	lim    *limiter
 	delay  time.Duration
 	scram  *scramStore
+	pw     *passwords
 	wait   func(ctx context.Context, d time.Duration) // the failure delay; tests record it
 }
 
@@ -124,6 +131,7 @@ func New(opts Options) *Policy {
 		p.delay = opts.FailureDelay
 	}
 	p.scram = newSCRAMStore(opts.SCRAMIterations)
+	p.pw = newPasswords()
 	p.wait = sleepCtx
 	p.SetAccess(config.Access{LoginType: opts.LoginType, CrossSite: opts.CrossSite})
 	if opts.Directory != nil {
@@ -137,6 +145,7 @@ func New(opts Options) *Policy {
 func (p *Policy) SetDirectory(d *directory.Directory) {
 	p.dir.Store(d)
 	p.scram.preload(d.Snapshot())
+	p.pw.learn(d.Snapshot())
 }
 
 // SetAccess changes the login type and cross-site policy at runtime.
@@ -183,7 +192,13 @@ func lookupUser(snap *directory.Snapshot, name string) *directory.User {
 // Authenticate decides a login with a password mechanism. A refusal is an
 // *Error; every refusal is logged.
 func (p *Policy) Authenticate(ctx context.Context, r Request) (Decision, error) {
-	if err := p.precheck(ctx, r.Protocol, r.Mechanism, r.TLS, r.Remote, r.Username); err != nil {
+	// A server login is locked out by its client's address once the
+	// credential is verified (serverLogin), not by the front end's.
+	lockBy := r.Remote
+	if isServerLogin(r.Username) {
+		lockBy = nil
+	}
+	if err := p.precheck(ctx, r.Protocol, r.Mechanism, r.TLS, lockBy, r.Username); err != nil {
 		return Decision{}, err
 	}
 	if !plainMechanism(r.Mechanism) {
@@ -197,7 +212,7 @@ func (p *Policy) Authenticate(ctx context.Context, r Request) (Decision, error) 
 		return Decision{}, p.refused(r, refuse(TempFail, "directory not available"), "no directory")
 	}
 	u := lookupUser(snap, r.Username)
-	if !checkPassword(u, r.Password) {
+	if !p.pw.check(u, r.Password) {
 		reason := "wrong password"
 		if u == nil {
 			reason = "unknown user"
@@ -218,10 +233,8 @@ func (p *Policy) Authenticate(ctx context.Context, r Request) (Decision, error) 
 // type (A2).
 func (p *Policy) precheck(ctx context.Context, proto Protocol, mech string, tls bool, remote net.Addr, user string) error {
 	r := Request{Protocol: proto, Mechanism: mech, TLS: tls, Remote: remote, Username: user}
-	if locked, until := p.lim.locked(clientKey(remote)); locked {
-		p.sleep(ctx, p.delay)
-		return p.refused(r, refuse(RateLimited, "too many failed logins from your address; try again later"),
-			"client locked out", "until", until)
+	if err := p.checkLock(ctx, r, remote); err != nil {
+		return err
 	}
 	if !knownMechanism(mech) {
 		return p.refused(r, refuse(AuthFailed, "unsupported mechanism %q", mech), "unsupported mechanism")
@@ -232,6 +245,17 @@ func (p *Policy) precheck(ctx context.Context, proto Protocol, mech string, tls 
 			msg = "plain-text passwords need TLS; use STARTTLS or SCRAM-SHA-256"
 		}
 		return p.refused(r, refuse(PrivacyRequired, "%s", msg), "login type forbids this mechanism", "login_type", p.access().LoginType)
+	}
+	return nil
+}
+
+// checkLock refuses a login from a locked-out client address (nil: not
+// limited).
+func (p *Policy) checkLock(ctx context.Context, r Request, client net.Addr) error {
+	if locked, until := p.lim.locked(clientKey(client)); locked {
+		p.sleep(ctx, p.delay)
+		return p.refused(r, refuse(RateLimited, "too many failed logins from your address; try again later"),
+			"client locked out", "until", until, "client", addrString(client))
 	}
 	return nil
 }

@@ -113,6 +113,11 @@ type Routing struct {
 type Access struct {
 	CrossSite string `yaml:"cross_site"`
 	LoginType string `yaml:"login_type"`
+	// MaxConnectionsPerIP and MaxConnectionsPerUser cap IMAP and POP3
+	// sessions per client address and per user on each server (0: 100
+	// and 50; -1: no cap). POP3 allows one session per maildrop anyway.
+	MaxConnectionsPerIP   int `yaml:"max_connections_per_ip"`
+	MaxConnectionsPerUser int `yaml:"max_connections_per_user"`
 }
 
 // TLS names a certificate and key; empty means a self-signed certificate

@@ -132,6 +132,7 @@ type feOpts struct {
 	name, loginType, crossSite string
 	dir                        *directory.Directory
 	listener                   net.Listener // plain listener opened before the directory was written
+	perIP, perUser             int          // connection caps (0: defaults)
 }
 
 func startFrontend(t *testing.T, o feOpts) *frontend {
@@ -143,7 +144,7 @@ func startFrontend(t *testing.T, o feOpts) *frontend {
 		CrossSite: o.crossSite, Logger: logger, FailureDelay: -1})
 	local := newFakeLocal(o.name)
 	srv := New(Options{ServerName: o.name, Policy: pol, Local: local, TLSConfig: serverTLS, Secret: "org-secret",
-		Logger: logger, DialTLS: &tls.Config{InsecureSkipVerify: true}})
+		Logger: logger, DialTLS: &tls.Config{InsecureSkipVerify: true}, MaxConnsPerIP: o.perIP, MaxConnsPerUser: o.perUser})
 	l := o.listener
 	if l == nil {
 		l = listen(t)

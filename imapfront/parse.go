@@ -13,7 +13,8 @@ import (
 // any user name and password, small enough that a stranger cannot make us
 // buffer much.
 const (
-	maxLine     = 8192
+	// maxLine is 64 KiB as in Dovecot: imaptest's "id" sends a 30 KB ID.
+	maxLine     = 64 << 10
 	maxLiteral  = 8192
 	maxLiterals = 8
 )

@@ -121,7 +121,13 @@ func authenticate(ctx context.Context, tc *tls.Conn, addr, authzid, authcid, pas
 	defer stop()
 	br := bufio.NewReader(tc)
 	ir := base64.StdEncoding.EncodeToString([]byte(authzid + "\x00" + authcid + "\x00" + password))
-	if _, err := io.WriteString(tc, "p2 AUTHENTICATE PLAIN "+ir+"\r\n"); err != nil {
+	login := "p2 AUTHENTICATE PLAIN " + ir + "\r\n"
+	if client, ok := ctx.Value(clientKey{}).(net.Addr); ok {
+		// The mailbox server locks out failed logins by this address,
+		// not by ours (auth.Request.Client).
+		login = idLine("p1", client) + login
+	}
+	if _, err := io.WriteString(tc, login); err != nil {
 		return nil, fmt.Errorf("imapfront: login to %s: %w", addr, err)
 	}
 	line, caps, err := tagged(br, "p2")
@@ -200,6 +206,7 @@ func (ss *session) proxy(tag string, dec auth.Decision) error {
 	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.DialTimeout)
 	defer cancel()
 	me := ss.s.opts.ServerName
+	ctx = context.WithValue(ctx, clientKey{}, ss.conn.RemoteAddr())
 	backend, err := ss.s.dialBackend(ctx, dec.ProxyTo, user, servercred.Username(me), servercred.Password(ss.s.opts.Secret, me))
 	if err != nil {
 		ss.log.Warn("IMAP proxy to mailbox server failed", "user", user, "mailbox_server", dec.Server, "addr", dec.ProxyTo, "err", err)

@@ -91,7 +91,7 @@ func (ss *session) authPlain(tag string, ir *string) error {
 		return ss.badCommand(tag, "malformed PLAIN response")
 	}
 	dec, err := ss.s.opts.Policy.Authenticate(ss.s.ctx, auth.Request{Protocol: auth.IMAP, Mechanism: auth.MechPlain,
-		AuthzID: string(parts[0]), Username: string(parts[1]), Password: string(parts[2]), TLS: ss.tls, Remote: ss.conn.RemoteAddr()})
+		AuthzID: string(parts[0]), Username: string(parts[1]), Password: string(parts[2]), TLS: ss.tls, Remote: ss.conn.RemoteAddr(), Client: ss.client})
 	if err != nil {
 		return ss.refuse(tag, err)
 	}

@@ -17,12 +17,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
 	"pfrouter/auth"
+	"pfrouter/internal/connlimit"
 )
 
 // Local serves an already-authenticated IMAP session on conn; imapd.Server
@@ -70,6 +72,11 @@ type Options struct {
 	// DialTimeout bounds connecting and logging in to a mailbox server.
 	// Default 15 seconds.
 	DialTimeout time.Duration
+	// MaxConnsPerIP and MaxConnsPerUser cap open sessions from one client
+	// IP (counted until login; a peer server's proxied sessions stop
+	// counting against its address once it has logged in) and of one user.
+	// 0: the connlimit defaults; < 0: no limit.
+	MaxConnsPerIP, MaxConnsPerUser int
 	// WarmConns is how many connections per mailbox server are kept
 	// connected and past STARTTLS, ready for a proxied login (see
 	// warmPool). Default 2; negative: none.
@@ -91,6 +98,7 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	pool *warmPool
+	lim  *connlimit.Limiter
 }
 
 // New builds a Server.
@@ -119,6 +127,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, log: opts.Logger.With("component", "imapfront", "server", opts.ServerName),
 		ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}
 	s.pool = newWarmPool(s, opts.WarmConns)
+	s.lim = connlimit.New(opts.MaxConnsPerIP, opts.MaxConnsPerUser)
 	return s
 }
 
@@ -165,9 +174,25 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 			defer s.wg.Done()
 			defer s.untrack(nil, conn)
 			defer conn.Close()
-			newSession(s, conn, implicitTLS).run()
+			release, ok := s.lim.IP(conn.RemoteAddr())
+			if !ok {
+				s.refuseConn(conn)
+				return
+			}
+			ss := newSession(s, conn, implicitTLS)
+			ss.releaseIP = release
+			defer ss.releaseSlots()
+			ss.run()
 		}()
 	}
+}
+
+// refuseConn turns away a connection over the per-IP cap with a BYE
+// greeting (RFC 9051 7.1.5).
+func (s *Server) refuseConn(conn net.Conn) {
+	s.log.Warn("too many connections from one address", "remote", conn.RemoteAddr().String(), "limit", s.opts.MaxConnsPerIP)
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, "* BYE [UNAVAILABLE] Too many connections from your address, try again later\r\n")
 }
 
 func (s *Server) track(l net.Listener, c net.Conn) bool {

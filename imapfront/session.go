@@ -29,6 +29,38 @@ type session struct {
 	bad    int
 	failed int
 	done   bool // the connection was handed over or must close
+	// client is the address a front end proxying this session reported
+	// in ID (x-originating-ip/-port); auth trusts it only if the login
+	// that follows is a verified server login.
+	client net.Addr
+
+	releaseIP, releaseUser func() // connection-cap slots held (nil: none)
+}
+
+func (ss *session) releaseSlots() {
+	for _, f := range []func(){ss.releaseIP, ss.releaseUser} {
+		if f != nil {
+			f()
+		}
+	}
+}
+
+// admitUser takes a slot of the per-user cap for an accepted login; a
+// peer server's proxied session gives back its address's slot (its
+// sessions count against their users, not against the front end's IP).
+func (ss *session) admitUser(dec auth.Decision) bool {
+	release, ok := ss.s.lim.User(dec.User.Name)
+	if !ok {
+		ss.log.Warn("too many sessions for one user", "user", dec.User.Name, "limit", ss.s.opts.MaxConnsPerUser)
+		ss.writef("* BYE [UNAVAILABLE] Too many sessions for this user, try again later")
+		return false
+	}
+	ss.releaseUser = release
+	if dec.ViaServer != "" && ss.releaseIP != nil {
+		ss.releaseIP()
+		ss.releaseIP = nil
+	}
+	return true
 }
 
 func newSession(s *Server, conn net.Conn, implicitTLS bool) *session {
@@ -139,6 +171,7 @@ func (ss *session) dispatch(cmd command) error {
 		ss.done = true
 		return ss.writef("* BYE pfrouter "+ss.s.opts.ServerName+" logging out", cmd.Tag+" OK LOGOUT completed")
 	case "ID":
+		ss.client = originatingAddr(cmd.Args)
 		return ss.writef(`* ID ("name" "pfrouter")`, cmd.Tag+" OK ID completed")
 	case "STARTTLS":
 		return ss.startTLS(cmd)
@@ -187,7 +220,7 @@ func (ss *session) login(cmd command) error {
 		return ss.badCommand(cmd.Tag, "LOGIN needs a user name and a password")
 	}
 	dec, err := ss.s.opts.Policy.Authenticate(ss.s.ctx, auth.Request{Protocol: auth.IMAP, Mechanism: auth.MechLogin,
-		Username: cmd.Args[0], Password: cmd.Args[1], TLS: ss.tls, Remote: ss.conn.RemoteAddr()})
+		Username: cmd.Args[0], Password: cmd.Args[1], TLS: ss.tls, Remote: ss.conn.RemoteAddr(), Client: ss.client})
 	if err != nil {
 		return ss.refuse(cmd.Tag, err)
 	}
@@ -220,6 +253,10 @@ func oneLine(s string) string { return strings.NewReplacer("\r", " ", "\n", " ")
 // here either way.
 func (ss *session) loggedIn(tag string, dec auth.Decision) error {
 	user := dec.User.Name
+	if !ss.admitUser(dec) {
+		ss.done = true
+		return errors.New("per-user session cap reached")
+	}
 	if dec.Local {
 		if ss.s.opts.Local == nil {
 			return ss.refuse(tag, errors.New("no local IMAP server configured"))

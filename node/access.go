@@ -24,7 +24,8 @@ func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
 			return err
 		}
 		front := imapfront.New(imapfront.Options{ServerName: n.Name, Policy: meteredPolicy{n.Auth, n.Telemetry.Metrics()}, Local: n.IMAP, TLSConfig: tlsCfg,
-			Secret: n.Secret, Logger: n.Log, DialTLS: peerTLS})
+			Secret: n.Secret, Logger: n.Log, DialTLS: peerTLS,
+			MaxConnsPerIP: n.Org.Access.MaxConnectionsPerIP, MaxConnsPerUser: n.Org.Access.MaxConnectionsPerUser})
 		if l := ls["imap"]; l != nil {
 			n.serve("imap", func() error { return front.Serve(l) })
 		}
@@ -37,7 +38,8 @@ func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
 		pa := pop3d.NewFront(pop3d.FrontOptions{Server: n.Name, Secret: n.Secret, Policy: meteredPolicy{n.Auth, n.Telemetry.Metrics()},
 			Store: n.Store, PeerTLS: peerTLS, Logger: n.Log})
 		mk := func(cfg *tls.Config) (*pop3d.Server, error) {
-			return pop3d.New(pop3d.Options{Hostname: n.Name, TLSConfig: cfg, Auth: pa, Logger: n.Log, PlaintextAllowed: n.Auth.PlainAllowed})
+			return pop3d.New(pop3d.Options{Hostname: n.Name, TLSConfig: cfg, Auth: pa, Logger: n.Log, PlaintextAllowed: n.Auth.PlainAllowed,
+				MaxConnsPerIP: n.Org.Access.MaxConnectionsPerIP})
 		}
 		if l := ls["pop3"]; l != nil {
 			s, err := mk(tlsCfg)

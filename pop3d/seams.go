@@ -35,6 +35,11 @@ type Options struct {
 	// sent to the Authenticator. nil: always allowed (the Authenticator
 	// still sees AuthRequest.TLS and may refuse).
 	PlaintextAllowed func(tlsActive bool) bool
+	// MaxConnsPerIP caps open sessions from one client IP; the one over
+	// it is answered "-ERR [SYS/TEMP]" and closed. (One session per user
+	// is the maildrop lock: "-ERR [IN-USE]".) 0: connlimit's default;
+	// < 0: no limit.
+	MaxConnsPerIP int
 }
 
 // AuthRequest is one login attempt.

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"pfrouter/internal/connlimit"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -32,6 +34,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	wg        sync.WaitGroup
+	lim       *connlimit.Limiter // per-IP session cap
 }
 
 // New checks opts, fills in defaults and returns a Server.
@@ -63,6 +66,7 @@ func New(opts Options) (*Server, error) {
 		cancel:    cancel,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
+		lim:       connlimit.New(opts.MaxConnsPerIP, -1),
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -64,6 +65,15 @@ var handlers = map[string]struct {
 }
 
 func (s *Server) serveConn(c net.Conn) {
+	release, ok := s.lim.IP(c.RemoteAddr())
+	if !ok {
+		s.log.Warn("too many connections from one address", "remote", c.RemoteAddr().String(), "limit", s.opts.MaxConnsPerIP)
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n")
+		c.Close()
+		return
+	}
+	defer release()
 	ss := &session{
 		srv:  s,
 		ctx:  s.ctx,
