@@ -123,6 +123,9 @@ func (p *Policy) serverLogin(ctx context.Context, r Request) (Decision, error) {
 	if snap == nil {
 		return Decision{}, p.refused(r, refuse(TempFail, "directory not available"), "no directory")
 	}
+	if name, ok := strings.CutPrefix(r.AuthzID, ReferralPrefix); ok {
+		return p.referralLogin(r, snap, name, peer)
+	}
 	u := lookupUser(snap, r.AuthzID)
 	if u == nil {
 		return Decision{}, p.refused(r, refuse(AuthFailed, "invalid credentials"), "server login for an unknown user", "via", peer, "authzid", r.AuthzID)

@@ -86,6 +86,9 @@ type Decision struct {
 	// (it is proxying a session it accepted); "" for a direct login.
 	ViaServer string
 	Mechanism string
+	// PublicOnly marks a peer server's public folder referral session
+	// (ReferralAuthzID): served here (Local), public folders only.
+	PublicOnly bool
 }
 
 // Policy decides logins. It is safe for concurrent use.

@@ -14,6 +14,8 @@ import (
 type preauthConn struct {
 	net.Conn
 	user string
+	// publicOnly: a peer server's referral session (ServeReferral).
+	publicOnly bool
 
 	mu        sync.Mutex
 	greeted   bool // the greeting line has been swallowed

@@ -80,6 +80,9 @@ func needsBody(o *imap.FetchOptions) bool {
 }
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+	if s.rsel != nil {
+		return s.remoteFetch(w, numSet, options)
+	}
 	m := s.sel
 	ctx := context.Background()
 	// The responses go out in few large writes; the tagged reply follows
@@ -263,6 +266,9 @@ func writeLiteral(wc writeCloser, b []byte) error {
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	if s.rsel != nil {
+		return s.remoteStore(w, numSet, flags, options)
+	}
 	m := s.sel
 	if m.readOnly {
 		return errNo(imap.ResponseCodeCannot, "Mailbox is read-only")

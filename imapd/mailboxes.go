@@ -25,9 +25,12 @@ type listEntry struct {
 // public root and the visible public folders, with missing parents added
 // as \Noselect so every level can be browsed with "%".
 func (s *session) mailboxes(ctx context.Context) ([]listEntry, error) {
-	infos, err := s.srv.store.ListMailboxes(ctx, s.mailboxStore, s.user)
-	if err != nil {
-		return nil, err
+	var infos []store.MailboxInfo
+	if !s.publicOnly {
+		var err error
+		if infos, err = s.srv.store.ListMailboxes(ctx, s.mailboxStore, s.user); err != nil {
+			return nil, err
+		}
 	}
 	byName := map[string]*listEntry{}
 	add := func(e listEntry) {
@@ -53,7 +56,7 @@ func (s *session) mailboxes(ctx context.Context) ([]listEntry, error) {
 	snap := s.srv.dir.Snapshot()
 	add(listEntry{name: publicRoot, noSelect: true})
 	for _, f := range s.publicFolders(snap) {
-		add(listEntry{name: publicName(f.Path), noSelect: s.localReplica(snap, f) == ""})
+		add(listEntry{name: publicName(f.Path), noSelect: !s.readable(snap, f)})
 	}
 	out := make([]listEntry, 0, len(byName))
 	for _, e := range byName {
@@ -88,9 +91,11 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if err != nil {
 		return err
 	}
-	subs, err := s.srv.store.Subscribed(ctx, s.mailboxStore, s.user)
-	if err != nil {
-		return err
+	var subs []string
+	if !s.publicOnly {
+		if subs, err = s.srv.store.Subscribed(ctx, s.mailboxStore, s.user); err != nil {
+			return err
+		}
 	}
 	subscribed := map[string]bool{}
 	for _, n := range subs {
@@ -173,6 +178,9 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	}
 	if !t.canRead() {
 		return nil, errNoPerm("No permission to read " + t.name)
+	}
+	if t.remote {
+		return s.remoteStatus(t, options)
 	}
 	ctx := context.Background()
 	if t.public {

@@ -33,6 +33,9 @@ func (s *session) insertable(name string) (*target, error) {
 	if !t.canInsert() {
 		return nil, errNoPerm("No permission to post to " + t.name)
 	}
+	if t.remote {
+		return t, nil
+	}
 	ctx := context.Background()
 	if t.public {
 		if err := s.srv.store.EnsureMailbox(ctx, t.ref, ""); err != nil {
@@ -48,6 +51,9 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	t, err := s.insertable(mailbox)
 	if err != nil {
 		return nil, err
+	}
+	if t.remote {
+		return s.remoteAppend(t, r, options)
 	}
 	opts := store.AppendOptions{Date: options.Time, Viewer: s.user}
 	for _, f := range options.Flags {
@@ -124,9 +130,15 @@ func (m *selected) liveUIDs(idx []int) []uint32 {
 
 func (s *session) copyTo(numSet imap.NumSet, dest string) (*imap.CopyData, []uint32, error) {
 	m := s.sel
+	if s.rsel != nil {
+		return nil, nil, errRemoteCopy
+	}
 	t, err := s.insertable(dest)
 	if err != nil {
 		return nil, nil, err
+	}
+	if t.remote {
+		return nil, nil, errRemoteCopy
 	}
 	uids := m.liveUIDs(m.pick(numSet))
 	res, err := s.srv.store.Copy(context.Background(), m.t.ref, t.ref, s.user, uids)
@@ -148,6 +160,9 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
 	m := s.sel
+	if s.rsel != nil {
+		return errRemoteCopy
+	}
 	if m.readOnly {
 		return errNo(imap.ResponseCodeCannot, "Mailbox is read-only")
 	}
@@ -187,6 +202,9 @@ func (s *session) announceExpunged(uids []uint32, write func(seq uint32) error) 
 }
 
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if s.rsel != nil {
+		return s.remoteExpunge(w, uids)
+	}
 	m := s.sel
 	// CLOSE also lands here and must succeed, so a read-only mailbox, or a
 	// public folder the user may not delete from, expunges nothing.

@@ -26,7 +26,10 @@ type target struct {
 	public   bool
 	folder   *directory.Folder // public folders only
 	rights   permissions.Rights
-	noSelect bool // the public root, a folder without a local replica, or a missing parent
+	noSelect bool // the public root, a folder no replica can be read from, or a missing parent
+	// remote: a public folder without a local replica, read by referral
+	// from a replica server (remotesel.go).
+	remote bool
 }
 
 // canRead says whether the user may select the mailbox and read messages.
@@ -89,6 +92,9 @@ func (s *session) resolve(name string) (*target, error) {
 		name = "INBOX"
 	}
 	if name != publicRoot && !strings.HasPrefix(name, publicPrefix) {
+		if s.publicOnly {
+			return nil, errNonExistent(name) // a referral session has no personal folders
+		}
 		if name == "" || strings.HasPrefix(name, string(delim)) || strings.HasSuffix(name, string(delim)) || strings.Contains(name, "//") {
 			return nil, errNonExistent(name)
 		}
@@ -104,8 +110,11 @@ func (s *session) resolve(name string) (*target, error) {
 			t := &target{name: name, public: true, folder: f, rights: folderRights(f, s.user)}
 			if st := s.localReplica(snap, f); st != "" {
 				t.ref = store.MailboxRef{Store: st, Name: f.Path}
+			} else if ok, why := s.referable(f); ok {
+				t.remote = true
 			} else {
 				t.noSelect = true
+				s.srv.log.Info("public folder cannot be selected", "user", s.user, "folder", f.Path, "reason", why)
 			}
 			return t, nil
 		}

@@ -16,6 +16,9 @@ import (
 )
 
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	if s.rsel != nil {
+		return s.remoteSearch(kind, criteria, options)
+	}
 	m := s.sel
 	s.staticCriteria(criteria)
 	var (

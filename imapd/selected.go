@@ -44,9 +44,13 @@ func (m *selected) seqOf(uid uint32) uint32 {
 
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.unselect()
+	s.unselectRemote()
 	t, err := s.resolve(name)
 	if err != nil {
 		return nil, err
+	}
+	if t.remote {
+		return s.selectRemote(t, options)
 	}
 	if t.noSelect {
 		return nil, errNo(imap.ResponseCodeCannot, "Mailbox cannot be selected: "+t.name)
@@ -132,6 +136,7 @@ func (s *session) claimRecent(ctx context.Context, m *selected) error {
 
 func (s *session) Unselect() error {
 	s.unselect()
+	s.unselectRemote()
 	return nil
 }
 
@@ -145,6 +150,9 @@ func (s *session) unselect() {
 // Poll reports changes made by others since the client last heard:
 // EXPUNGE (when allowed) first, then EXISTS (and RECENT), then FETCH FLAGS.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.rsel != nil {
+		return s.remotePoll(w, allowExpunge)
+	}
 	if s.sel == nil {
 		return nil
 	}
@@ -285,6 +293,9 @@ const idleFallback = 30 * time.Second
 // Idle pushes changes as they happen: the store's notifier wakes it within
 // milliseconds of a delivery (SPEC A9).
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if s.rsel != nil {
+		return s.remoteIdle(w, stop)
+	}
 	if s.sel == nil {
 		<-stop
 		return nil

@@ -38,6 +38,10 @@ type Options struct {
 	// SpoolDir holds APPEND literals larger than spoolThreshold while
 	// they arrive. Default os.TempDir().
 	SpoolDir string
+	// Referrals, when set, makes public folders without a local replica
+	// readable by referral to a replica server (issue 13); nil keeps them
+	// \Noselect.
+	Referrals Referrer
 }
 
 // DefaultMaxAppendSize is the SMTP default maximum message size.
@@ -52,6 +56,8 @@ type Server struct {
 
 	maxAppend int64
 	spoolDir  string
+	referrals Referrer
+	remotes   *remotePool
 
 	imap   *imapserver.Server
 	handed *chanListener // ServeConn's connections
@@ -85,6 +91,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.spoolDir == "" {
 		s.spoolDir = os.TempDir()
+	}
+	if opts.Referrals != nil {
+		s.referrals, s.remotes = opts.Referrals, newRemotePool(opts.Referrals)
 	}
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,
@@ -124,6 +133,20 @@ func (s *Server) ServeConn(conn net.Conn, user string) error {
 	return nil
 }
 
+// ServeReferral serves a peer server's referral session for user (issue
+// 13): the front end verified the peer and the user; only the "Public
+// Folders/" namespace exists, whatever server holds the user's mailbox,
+// and the user's rights apply as in any session. It returns when the
+// session ends.
+func (s *Server) ServeReferral(conn net.Conn, user string) error {
+	pc := &preauthConn{Conn: conn, user: user, publicOnly: true, done: make(chan struct{})}
+	if err := s.handed.hand(pc); err != nil {
+		return err
+	}
+	<-pc.done
+	return nil
+}
+
 // ServeLogin serves plain IMAP on l: clients log in with LOGIN (or
 // AUTHENTICATE PLAIN), checked by check. It returns when l is closed.
 func (s *Server) ServeLogin(l net.Listener, check func(user, pass string) error) error {
@@ -153,6 +176,9 @@ func (s *Server) Close() error {
 			l.wait(2 * time.Second)
 		}
 		err = s.imap.Close()
+		if s.remotes != nil {
+			s.remotes.close()
+		}
 	})
 	return err
 }
@@ -176,7 +202,7 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	sess := &session{srv: s, conn: c}
 	switch nc := c.NetConn().(type) {
 	case *preauthConn:
-		if err := sess.start(nc.user); err != nil {
+		if err := sess.startAs(nc.user, nc.publicOnly); err != nil {
 			return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Mailbox unavailable"}
 		}
 		return sess, &imapserver.GreetingData{PreAuth: true}, nil

@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -21,6 +22,10 @@ type session struct {
 	user         string
 	mailboxStore string
 	sel          *selected
+	// publicOnly: a referral session for a user whose mailbox is on
+	// another server; only "Public Folders/" exists (issue 13).
+	publicOnly bool
+	rsel       *remoteSel // the selected folder when it is referred
 }
 
 var _ imapserver.SessionIMAP4rev2 = (*session)(nil)
@@ -32,6 +37,20 @@ var defaultMailboxes = []store.MailboxInfo{
 	{Name: "Drafts", SpecialUse: string(imap.MailboxAttrDrafts)},
 	{Name: "Trash", SpecialUse: string(imap.MailboxAttrTrash)},
 	{Name: "Junk", SpecialUse: string(imap.MailboxAttrJunk)},
+}
+
+// startAs binds a handed-over session: the user's own, or (publicOnly) a
+// peer server's referral session for a user whose mailbox is elsewhere.
+func (s *session) startAs(user string, publicOnly bool) error {
+	if !publicOnly {
+		return s.start(user)
+	}
+	if s.srv.dir.Snapshot().User(user) == nil {
+		return fmt.Errorf("imapd: unknown user %q", user)
+	}
+	s.user, s.publicOnly = user, true
+	s.srv.log.Debug("imap referral session", "user", user)
+	return nil
 }
 
 // start binds the session to an authenticated user.
@@ -78,6 +97,7 @@ func (s *session) Login(username, password string) error {
 
 func (s *session) Close() error {
 	s.unselect()
+	s.unselectRemote()
 	return nil
 }
 

@@ -266,8 +266,19 @@ func (ss *session) loggedIn(tag string, dec auth.Decision) error {
 		}
 		ss.done = true
 		ss.conn.SetDeadline(time.Time{})
-		ss.log.Info("IMAP session handed over", "user", user, "via", dec.ViaServer, "tls", ss.tls)
-		if err := ss.s.opts.Local.ServeConn(handoverConn(ss.conn, ss.br), user); err != nil {
+		ss.log.Info("IMAP session handed over", "user", user, "via", dec.ViaServer, "tls", ss.tls, "referral", dec.PublicOnly)
+		serve := ss.s.opts.Local.ServeConn
+		if dec.PublicOnly {
+			// A peer server's public folder referral session (issue 13).
+			r, ok := ss.s.opts.Local.(interface {
+				ServeReferral(conn net.Conn, user string) error
+			})
+			if !ok {
+				return errors.New("imapfront: referral session refused: no referral server configured")
+			}
+			serve = r.ServeReferral
+		}
+		if err := serve(handoverConn(ss.conn, ss.br), user); err != nil {
 			ss.log.Debug("local session ended", "user", user, "err", err)
 		}
 		return nil

@@ -20,7 +20,8 @@ func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
 	if ls["imap"] != nil || ls["imaps"] != nil {
 		var err error
 		if n.IMAP, err = imapd.New(imapd.Options{ServerName: n.Name, Directory: n.Directory, Store: n.Store, Logger: n.Log,
-			MaxAppendSize: int64(n.Org.Limits.MaxMessageSize)}); err != nil {
+			MaxAppendSize: int64(n.Org.Limits.MaxMessageSize),
+			Referrals:     &referrer{n: n, tls: peerTLS}}); err != nil {
 			return err
 		}
 		front := imapfront.New(imapfront.Options{ServerName: n.Name, Policy: meteredPolicy{n.Auth, n.Telemetry.Metrics()}, Local: n.IMAP, TLSConfig: tlsCfg,
