@@ -47,7 +47,38 @@ type Recipient struct {
 	Code            string    `json:"code,omitempty"`
 	Reason          string    `json:"reason,omitempty"`
 	NextHop         string    `json:"next_hop,omitempty"`
+	// Visits are the servers this recipient left, each with the stage and
+	// destination it was routed toward there: what R14 compares against.
+	Visits []Visit `json:"visits,omitempty"`
 }
+
+// Visit is one pass of a recipient through a server (R14): the server it
+// left, the stage it was in when it left, and the destination of that
+// stage (the hierarchy store in stage hierarchy, the target store in
+// stage target). A route may pass a server twice (a1, a2, a1, b1: first
+// toward the hierarchy store, then toward the replica); it is a loop only
+// when a recipient comes back to a server in the same stage for the same
+// destination.
+type Visit struct {
+	Server string `json:"server"`
+	Stage  string `json:"stage,omitempty"`
+	Dest   string `json:"dest,omitempty"`
+}
+
+// Dest is the destination of the recipient's current stage (see Visit).
+func (r *Recipient) Dest() string {
+	switch r.Stage {
+	case StageHierarchy:
+		return r.HierarchyStore
+	case StageTarget:
+		return r.Store
+	}
+	return ""
+}
+
+// maxVisits bounds the visits a recipient header may carry; the hop limit
+// (at most 1000) ends a message long before.
+const maxVisits = 1000
 
 // Envelope is what the queue stores beside the body.
 type Envelope struct {
@@ -167,6 +198,10 @@ func EncodeRcpt(r Recipient) string {
 	if len(r.Excluded) > 0 {
 		v.Set("excl", strings.Join(r.Excluded, ","))
 	}
+	for _, vi := range r.Visits {
+		// Each part is escaped so that names may hold the separator.
+		v.Add("via", url.QueryEscape(vi.Server)+":"+vi.Stage+":"+url.QueryEscape(vi.Dest))
+	}
 	return v.Encode()
 }
 
@@ -196,6 +231,27 @@ func DecodeRcpt(s string) (Recipient, error) {
 	}
 	if e := v.Get("excl"); e != "" {
 		r.Excluded = strings.Split(e, ",")
+	}
+	vias := v["via"]
+	if len(vias) > maxVisits {
+		return Recipient{}, fmt.Errorf("bad %s: %d visits, more than %d", HeaderRcpt, len(vias), maxVisits)
+	}
+	for _, via := range vias {
+		parts := strings.Split(via, ":")
+		if len(parts) != 3 {
+			return Recipient{}, fmt.Errorf("bad %s: via %q is not server:stage:destination", HeaderRcpt, via)
+		}
+		srv, err1 := url.QueryUnescape(parts[0])
+		dest, err2 := url.QueryUnescape(parts[2])
+		if err1 != nil || err2 != nil || srv == "" {
+			return Recipient{}, fmt.Errorf("bad %s: via %q", HeaderRcpt, via)
+		}
+		switch parts[1] {
+		case StageNew, StageHierarchy, StageTarget:
+		default:
+			return Recipient{}, fmt.Errorf("bad %s: via %q: unknown stage", HeaderRcpt, via)
+		}
+		r.Visits = append(r.Visits, Visit{Server: srv, Stage: parts[1], Dest: dest})
 	}
 	return r, nil
 }

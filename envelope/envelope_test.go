@@ -24,13 +24,17 @@ func TestRcptRoundTrip(t *testing.T) {
 		{Addr: "a;b=c@x.example", State: Pending},
 		{Addr: "s@x.example", Stage: StageHierarchy, HierarchyStore: "p1", HierarchyServer: "s1", Excluded: []string{"p0"}, State: Pending},
 		{Addr: "s@x.example", Stage: StageTarget, Server: "s2", Store: "p2", State: Pending},
+		// R14: a route through a1 twice, once per stage; names holding the separators survive.
+		{Addr: "s@x.example", Stage: StageTarget, Server: "b1", Store: "b1-pub", State: Pending, Visits: []Visit{
+			{Server: "a1", Stage: StageHierarchy, Dest: "a2-pub"}, {Server: "a2", Stage: StageTarget, Dest: "b1-pub"}, {Server: "odd:name,x", Stage: StageNew}}},
 	} {
 		got, err := DecodeRcpt(EncodeRcpt(r))
 		if err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("got %+v, %v; want %+v", got, err, r)
 		}
 	}
-	for _, bad := range []string{"", "stage=target&rcpt=a@b", "rcpt=a@b&stage=weird", "rcpt=a@b&stage=hierarchy&hstore=x"} {
+	for _, bad := range []string{"", "stage=target&rcpt=a@b", "rcpt=a@b&stage=weird", "rcpt=a@b&stage=hierarchy&hstore=x",
+		"rcpt=a@b&via=a1", "rcpt=a@b&via=a1:weird:x", "rcpt=a@b&via=:target:x", "rcpt=a@b&via=a%251:target:%zz"} {
 		if _, err := DecodeRcpt(bad); err == nil {
 			t.Errorf("DecodeRcpt(%q) accepted", bad)
 		}
@@ -41,6 +45,7 @@ func TestRcptRoundTrip(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(EncodeRoute(Route{OriginID: "o", Hops: 1, Visited: []string{"a"}}))
 	f.Add(EncodeRcpt(Recipient{Addr: "a@b", Stage: StageTarget, Server: "s", Store: "t"}))
+	f.Add(EncodeRcpt(Recipient{Addr: "a@b", Stage: StageTarget, Server: "s", Store: "t", Visits: []Visit{{Server: "a", Stage: StageTarget, Dest: "t"}}}))
 	f.Add("v=1&origin=%00&hops=1&first=99999999999999")
 	f.Fuzz(func(t *testing.T, s string) {
 		if r, err := DecodeRoute(s); err == nil {

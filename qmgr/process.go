@@ -3,6 +3,7 @@ package qmgr
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,13 +48,6 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 		body = b
 		return body, nil
 	}
-	looped := ""
-	switch {
-	case containsServer(env.Visited, m.o.Server):
-		looped = "routing loop detected: " + m.o.Server + " has already handled this message (R14)"
-	case params.HopLimit > 0 && env.Hops > params.HopLimit:
-		looped = fmt.Sprintf("hop limit of %d exceeded (R14)", params.HopLimit)
-	}
 	forward := map[string][]int{}
 	var local []int
 	for i := range env.Recipients {
@@ -61,8 +55,10 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 		if r.State != envelope.Pending || r.NextAttempt.After(now) && !r.Waiting {
 			continue
 		}
-		if looped != "" {
-			m.fail(env, r, "5.4.6", looped)
+		// R14 for every recipient, also those this server only forwards
+		// (stage target), which never reach a routing decision here.
+		if c := routing.LoopCheck(params, loopInput(m.o.Server, env, r)); c != nil {
+			m.fail(env, r, c.Code, c.Reason)
 			continue
 		}
 		if expiry > 0 && now.Sub(env.FirstSeen) > expiry {
@@ -107,8 +103,9 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 // decide updates a recipient's routing state and says what to do with it.
 func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *linkstate.Graph, p routing.Params, env *envelope.Envelope, r *envelope.Recipient, now time.Time) action {
 	self := m.o.Server
-	in := routing.Input{At: self, Recipient: r.Addr, Sender: env.From, SenderUser: env.SenderUser, Size: env.Size,
-		MessageID: env.MessageID, Hops: env.Hops, Visited: env.Visited, Excluded: r.Excluded, Now: now}
+	in := loopInput(self, env, r)
+	in.Recipient, in.Sender, in.SenderUser, in.Size = r.Addr, env.From, env.SenderUser, env.Size
+	in.MessageID, in.Excluded, in.Now = env.MessageID, r.Excluded, now
 	var d routing.Decision
 	started := time.Now()
 	switch {
@@ -149,6 +146,12 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	}
 	r.Stage, r.HierarchyStore, r.HierarchyServer = envelope.StageHierarchy, d.Step1.Store, d.HierarchyServer
 	return m.toward(env, r, d.HierarchyServer, g, now)
+}
+
+// loopInput is what R14 looks at: the hop count, the recipient's stage as
+// it is on this server, and where it was before.
+func loopInput(self string, env *envelope.Envelope, r *envelope.Recipient) routing.Input {
+	return routing.Input{At: self, Hops: env.Hops, Stage: r.Stage, Dest: r.Dest(), Visits: r.Visits}
 }
 
 // toward is local delivery or the next hop towards a server (R13).
@@ -246,6 +249,9 @@ func (m *Manager) relay(ctx context.Context, snap *directory.Snapshot, env *enve
 	for k, i := range idx {
 		r := env.Recipients[i]
 		rcpts[k] = r.Addr
+		// R14: the next server learns that this recipient left here in
+		// this stage for this destination.
+		r.Visits = append(slices.Clip(r.Visits), envelope.Visit{Server: m.o.Server, Stage: r.Stage, Dest: r.Dest()})
 		hdr.WriteString(envelope.HeaderRcpt + ": " + envelope.EncodeRcpt(r) + "\r\n")
 	}
 	if env.TraceParent != "" {
@@ -307,15 +313,6 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
-}
-
-func containsServer(l []string, s string) bool {
-	for _, v := range l {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (m *Manager) fail(env *envelope.Envelope, r *envelope.Recipient, code, reason string) {

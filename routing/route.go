@@ -25,7 +25,7 @@ func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Dec
 	x := snap.Index()
 	b := bind(x, g)
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
-	if c := loopCheck(p, in); c != nil {
+	if c := LoopCheck(p, in); c != nil {
 		return d.fail(c)
 	}
 	fi, ui, c := checkIndexed(x, in)
@@ -91,7 +91,7 @@ func RouteContinue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in In
 	x := snap.Index()
 	b := bind(x, g)
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
-	if c := loopCheck(p, in); c != nil {
+	if c := LoopCheck(p, in); c != nil {
 		return d.fail(c)
 	}
 	fi, ui, c := checkIndexed(x, Input{Recipient: in.Recipient, Sender: in.Sender, SenderUser: in.SenderUser, Size: in.Size})

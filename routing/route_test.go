@@ -10,6 +10,7 @@ import (
 
 	"pfrouter/config"
 	"pfrouter/directory"
+	"pfrouter/envelope"
 	"pfrouter/examples"
 	"pfrouter/linkstate"
 	"pfrouter/routing"
@@ -285,7 +286,7 @@ func TestRouteMatchesDecideContoso(t *testing.T) {
 			carried = stores[r.IntN(len(stores))]
 		}
 		if r.IntN(20) == 0 {
-			in.Visited = []string{in.At} // R14
+			in.Visits = []envelope.Visit{{Server: in.At}} // R14: back before any decision
 		}
 		compare(t, cov, dir.Snapshot(), table.Graph(), pp, in, carried, fmt.Sprint("step ", i))
 	}

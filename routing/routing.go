@@ -14,11 +14,13 @@ package routing
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"pfrouter/directory"
+	"pfrouter/envelope"
 	"pfrouter/hierarchy"
 	"pfrouter/linkstate"
 	"pfrouter/permissions"
@@ -51,10 +53,15 @@ type Input struct {
 	SenderUser string
 	Size       int64  // message size in bytes, 0 if not known yet
 	MessageID  string // spreads equal-cost load (R9 spread mode)
-	Hops       int    // server hops so far (R14)
-	Visited    []string
-	Excluded   []string // hierarchy stores that did not know the folder (R12)
-	Now        time.Time
+	Hops       int    // server hops so far, counted like Received headers (R14)
+	// Stage and Dest are the recipient's routing stage as it arrived at At
+	// and that stage's destination (envelope.Recipient.Dest), and Visits
+	// the servers it left before: R14 compares them.
+	Stage    string
+	Dest     string
+	Visits   []envelope.Visit
+	Excluded []string // hierarchy stores that did not know the folder (R12)
+	Now      time.Time
 }
 
 // Step1 explains the hierarchy-store choice.
@@ -208,7 +215,7 @@ func domainOf(addr string) string {
 // 1 there, with the store excluded, if that store does not know the folder).
 func Decide(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Decision {
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
-	if c := loopCheck(p, in); c != nil {
+	if c := LoopCheck(p, in); c != nil {
 		return d.fail(c)
 	}
 	res, c := CheckRecipient(snap, in)
@@ -337,14 +344,32 @@ func decideUser(snap *directory.Snapshot, g *linkstate.Graph, d Decision, u *dir
 	return d
 }
 
-func loopCheck(p Params, in Input) *Check {
-	if slices.Contains(in.Visited, in.At) {
-		return &Check{"5.4.6", "routing loop detected: " + in.At + " has already handled this message (R14)", true}
-	}
+// LoopCheck applies R14 to a recipient arriving at in.At: a message over
+// the hop limit, or a recipient that comes back to a server it already
+// left in the same stage for the same destination, is a loop. Passing a
+// server twice is not a loop in itself: step 1 may send a message from
+// bridgehead a1 to the hierarchy store's server a2, and step 2 back
+// through a1 to a replica in another routing group (a1, a2, a1, b1).
+func LoopCheck(p Params, in Input) *Check {
 	if p.HopLimit > 0 && in.Hops > p.HopLimit {
-		return &Check{"5.4.6", "hop limit exceeded (R14)", true}
+		return &Check{"5.4.6", fmt.Sprintf("hop limit of %d exceeded (R14)", p.HopLimit), true}
+	}
+	for _, v := range in.Visits {
+		if v.Server == in.At && v.Stage == in.Stage && v.Dest == in.Dest {
+			return &Check{"5.4.6", "routing loop detected: the message came back to " + in.At + " " + stageWords(in.Stage, in.Dest) + " (R14)", true}
+		}
 	}
 	return nil
+}
+
+func stageWords(stage, dest string) string {
+	switch stage {
+	case envelope.StageHierarchy:
+		return "on its way to hierarchy store " + dest
+	case envelope.StageTarget:
+		return "on its way to store " + dest
+	}
+	return "before any routing decision"
 }
 
 func (d Decision) fail(c *Check) Decision {
@@ -373,7 +398,7 @@ func appendPath(route, path []string) []string {
 func Continue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string) Decision {
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
 	// R14: every hop re-checks for loops, the hierarchy server included.
-	if c := loopCheck(p, in); c != nil {
+	if c := LoopCheck(p, in); c != nil {
 		return d.fail(c)
 	}
 	res, c := CheckRecipient(snap, Input{Recipient: in.Recipient, Sender: in.Sender, SenderUser: in.SenderUser, Size: in.Size})

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"pfrouter/envelope"
 	"pfrouter/routing"
 )
 
@@ -257,30 +258,89 @@ func TestR13OneWayConnector(t *testing.T) {
 	wantRoute(t, d, "a1", "a2", "c1", "b1", "b2")
 }
 
-// R14: a server that already handled the message, or a hop count over the
-// limit, ends in a non-delivery report.
+// R14 (corrected): a loop is a message over the hop limit, or a recipient
+// that comes back to a server in the same stage for the same destination;
+// passing a server twice on the way to different destinations is not one.
 func TestR14LoopAndHopLimit(t *testing.T) {
 	e := build(t, spec{
 		Stores:  map[string][]string{"a1": {pub("a1-pub", may)}},
 		Folders: folder("/F", "f@x.example", "a1-pub"),
 		Users:   "\n  - {name: u, addresses: [u@x.example], mailbox_store: c1-mbx, password: pw}",
 	})
+	hier := func(srv, dest string) envelope.Visit {
+		return envelope.Visit{Server: srv, Stage: envelope.StageHierarchy, Dest: dest}
+	}
+	target := func(srv, dest string) envelope.Visit {
+		return envelope.Visit{Server: srv, Stage: envelope.StageTarget, Dest: dest}
+	}
 	cases := []struct {
 		name    string
 		in      routing.Input
 		outcome routing.Outcome
 		code    string
 	}{
-		{"visited contains at", routing.Input{At: "a1", Recipient: "f@x.example", Visited: []string{"c1", "a1"}}, routing.NDR, "5.4.6"},
-		{"visited contains at, user", routing.Input{At: "a1", Recipient: "u@x.example", Visited: []string{"a1"}}, routing.NDR, "5.4.6"},
-		{"visited others only", routing.Input{At: "a1", Recipient: "f@x.example", Visited: []string{"c1", "b1"}}, routing.Deliver, ""},
+		{"a1 left toward a hierarchy store, back toward a replica (a1, a2, a1, b1)",
+			routing.Input{At: "a1", Recipient: "f@x.example", Stage: envelope.StageTarget, Dest: "b1-pub", Visits: []envelope.Visit{hier("a1", "a2-pub"), target("a2", "b1-pub")}},
+			routing.Deliver, ""},
+		{"same server, same stage, same destination",
+			routing.Input{At: "a1", Recipient: "f@x.example", Stage: envelope.StageTarget, Dest: "b1-pub", Visits: []envelope.Visit{target("a1", "b1-pub"), target("a2", "b1-pub")}},
+			routing.NDR, "5.4.6"},
+		{"same server and stage, other destination",
+			routing.Input{At: "a1", Recipient: "f@x.example", Stage: envelope.StageTarget, Dest: "b1-pub", Visits: []envelope.Visit{target("a1", "c1-pub")}},
+			routing.Deliver, ""},
+		{"same server and destination, other stage",
+			routing.Input{At: "a1", Recipient: "f@x.example", Stage: envelope.StageHierarchy, Dest: "a1-pub", Visits: []envelope.Visit{target("a1", "a1-pub")}},
+			routing.Deliver, ""},
+		{"back before any decision (new stage), user",
+			routing.Input{At: "a1", Recipient: "u@x.example", Visits: []envelope.Visit{{Server: "a1"}}},
+			routing.NDR, "5.4.6"},
+		{"other servers only",
+			routing.Input{At: "a1", Recipient: "f@x.example", Stage: envelope.StageTarget, Dest: "b1-pub", Visits: []envelope.Visit{target("c1", "b1-pub"), target("b1", "b1-pub")}},
+			routing.Deliver, ""},
 		{"at the hop limit", routing.Input{At: "a1", Recipient: "f@x.example", Hops: 30}, routing.Deliver, ""},
 		{"over the hop limit", routing.Input{At: "a1", Recipient: "f@x.example", Hops: 31}, routing.NDR, "5.4.6"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			wantOutcome(t, e.decideIn(c.in), c.outcome, c.code)
+			if got := routing.LoopCheck(e.params(), c.in); (got != nil) != (c.outcome == routing.NDR) {
+				t.Errorf("LoopCheck = %v, want a refusal %t", got, c.outcome == routing.NDR)
+			}
 		})
+	}
+}
+
+// R14 (corrected), the topology of the most common Exchange layout: the
+// bridgehead a1 is not the public folder server. Step 1 at a1 picks the
+// hierarchy store on a2, step 2 there the replica in rg-b behind a1: the
+// route passes a1 twice and is delivered, not refused as a loop, at each
+// server on the way.
+func TestR14RouteBackThroughBridgehead(t *testing.T) {
+	e := build(t, spec{
+		Stores:  map[string][]string{"a2": {pub("a2-pub", jan)}, "b1": {pub("b1-pub", may)}},
+		Folders: folder("/F", "f@x.example", "b1-pub"),
+	})
+	snap, g, p := e.dir.Snapshot(), e.table.Graph(), e.params()
+	d := e.decide("a1", "f@x.example")
+	wantStep1(t, d, "a2-pub", "routing-group")
+	wantDeliver(t, d, "b1-pub")
+	wantRoute(t, d, "a1", "a2", "a1", "b1")
+	// At a2, carried step 1; step 2 sends it back through a1.
+	visits := []envelope.Visit{{Server: "a1", Stage: envelope.StageHierarchy, Dest: "a2-pub"}}
+	d = routing.Continue(snap, g, p, routing.Input{At: "a2", Recipient: "f@x.example", Now: now, Hops: 1,
+		Stage: envelope.StageHierarchy, Dest: "a2-pub", Visits: visits}, "a2-pub")
+	wantDeliver(t, d, "b1-pub")
+	wantRoute(t, d, "a2", "a1", "b1")
+	// Back at a1 on its way to b1-pub: forwarded, not a loop.
+	visits = append(visits, envelope.Visit{Server: "a2", Stage: envelope.StageTarget, Dest: "b1-pub"})
+	if c := routing.LoopCheck(p, routing.Input{At: "a1", Hops: 2, Stage: envelope.StageTarget, Dest: "b1-pub", Visits: visits}); c != nil {
+		t.Fatalf("a1 refuses the returning message: %v", c)
+	}
+	// Were a1 to send it to a2 again (link state disagreeing), it would
+	// come back to a1 a second time in stage target for b1-pub: a loop.
+	visits = append(visits, envelope.Visit{Server: "a1", Stage: envelope.StageTarget, Dest: "b1-pub"}, envelope.Visit{Server: "a2", Stage: envelope.StageTarget, Dest: "b1-pub"})
+	if c := routing.LoopCheck(p, routing.Input{At: "a1", Hops: 4, Stage: envelope.StageTarget, Dest: "b1-pub", Visits: visits}); c == nil || c.Code != "5.4.6" {
+		t.Fatalf("real loop not refused: %v", c)
 	}
 }
 
@@ -305,7 +365,8 @@ func TestContinueCarriedChoice(t *testing.T) {
 	}
 	wantRoute(t, d, "c1", "d1")
 
-	d = routing.Continue(snap, g, p, routing.Input{At: "c1", Recipient: "f@x.example", Now: now, Visited: []string{"c1"}}, "c1-pub")
+	back := []envelope.Visit{{Server: "c1", Stage: envelope.StageHierarchy, Dest: "c1-pub"}}
+	d = routing.Continue(snap, g, p, routing.Input{At: "c1", Recipient: "f@x.example", Now: now, Stage: envelope.StageHierarchy, Dest: "c1-pub", Visits: back}, "c1-pub")
 	wantOutcome(t, d, routing.NDR, "5.4.6")
 
 	if err := e.dir.SetSynced("c1-pub", false); err != nil {

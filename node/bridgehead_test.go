@@ -1,0 +1,98 @@
+package node
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"pfrouter/routing"
+	"pfrouter/store"
+)
+
+// bridgeheadOrg is the most common Exchange layout: routing group rg-a has
+// the bridgehead a1 and the public folder server a2, rg-b the replica on
+// b1. ab1 (a1|b1) is the cheap connector, ab2 (a2|b1) the dear one.
+const bridgeheadOrg = `
+organization: Bridge
+domains: [bridge.example]
+secret: bridge-secret-0123456789abcdef0123
+routing: {store_min_age: 0, retry_initial: 200ms, retry_max: 1s}
+routing_groups: [{name: rg-a}, {name: rg-b}]
+sites: [{name: one}]
+connectors:
+  - {name: ab1, between: [rg-a, rg-b], cost: 10, bridgeheads: {rg-a: [a1], rg-b: [b1]}}
+  - {name: ab2, between: [rg-a, rg-b], cost: 20, bridgeheads: {rg-a: [a2], rg-b: [b1]}}
+servers:
+  - name: a1
+    site: one
+    routing_group: rg-a
+    listen: {smtp: "127.0.0.1:0"}
+    stores: [{name: a1-mbx, kind: mailbox, created: "2020-01-01T00:00:00Z"}]
+  - name: a2
+    site: one
+    routing_group: rg-a
+    listen: {smtp: "127.0.0.1:0"}
+    stores: [{name: a2-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]
+  - name: b1
+    site: one
+    routing_group: rg-b
+    listen: {smtp: "127.0.0.1:0"}
+    stores: [{name: b1-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]
+hierarchies: [{name: PF, tlh: mapi}]
+folders:
+  - {path: /F, hierarchy: PF, addresses: [f@bridge.example], replicas: [b1-pub]}
+users:
+  - {name: alice, addresses: [alice@bridge.example], mailbox_store: a1-mbx, password: alice-pw}
+`
+
+// R14 (corrected): a post whose route returns through its bridgehead
+// (a1, a2, a1, b1: step 1 to the hierarchy store on a2, step 2 back through
+// a1 to the replica in rg-b) is delivered along that route, not refused as
+// a loop, and no report goes to the sender.
+func TestR14RouteReturnsThroughBridgehead(t *testing.T) {
+	c := startOrg(t, bridgeheadOrg)
+	a1 := c.Nodes["a1"]
+	d := routing.Decide(a1.Directory.Snapshot(), a1.LinkState.Graph(), a1.Params(), routing.Input{At: "a1", Recipient: "f@bridge.example", Now: time.Now()})
+	if d.Outcome != routing.Deliver || strings.Join(d.Route, ">") != "a1>a2>a1>b1" {
+		t.Fatalf("route decision: %s %v %s", d.Outcome, d.Route, d.Reason)
+	}
+	id, err := post(t, a1, "alice@bridge.example", "f@bridge.example", "via bridgehead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := waitMessage(t, c.Nodes["b1"], store.MailboxRef{Store: "b1-pub", Name: "/F"}, id, 20*time.Second)
+	if got := strings.Join(receivedBy(b), ">"); got != "a1>a2>a1>b1" {
+		t.Errorf("Received headers show %s, route says a1>a2>a1>b1\n%s", got, b)
+	}
+	eventually(t, 10*time.Second, "every queue empty", func() (bool, string) {
+		return queued(a1)+queued(c.Nodes["a2"])+queued(c.Nodes["b1"]) == 0, ""
+	})
+	if ndr := findMessage(a1, mbox("a1-mbx", "alice"), "multipart/report"); ndr != nil {
+		t.Errorf("the sender got a report for a delivered post:\n%s", ndr)
+	}
+}
+
+// R14: a real loop still ends in a report. With ab1 down in a1's link
+// state only, a1 sends mail for b1 over ab2 through a2, while a2 sends it
+// over ab1 through a1: the recipient comes back to a server in the same
+// stage for the same destination, and the sender gets a 5.4.6 report
+// instead of the message circling until the hop limit.
+func TestR14RealLoopEndsInNDR(t *testing.T) {
+	c := startOrg(t, bridgeheadOrg)
+	a1 := c.Nodes["a1"]
+	if _, err := a1.LinkState.SetUp("ab1", false, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	id, err := post(t, a1, "alice@bridge.example", "f@bridge.example", "circles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ndr := waitMessage(t, a1, mbox("a1-mbx", "alice"), id, 20*time.Second)
+	if !bytes.Contains(ndr, []byte("Status: 5.4.6")) || !bytes.Contains(ndr, []byte("routing loop detected")) {
+		t.Fatalf("not a 5.4.6 loop report:\n%s", ndr)
+	}
+	if findMessage(c.Nodes["b1"], store.MailboxRef{Store: "b1-pub", Name: "/F"}, id) != nil {
+		t.Error("delivered although the servers disagreed into a loop")
+	}
+}
