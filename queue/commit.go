@@ -163,11 +163,12 @@ func (c *committer) deleting(id string) bool {
 	return c.lazyIDs[id] > 0
 }
 
-// do hands r to the committer and waits for its commit. If ctx ends first,
-// do returns ctx's error but the request may still be committed: smtpd
-// then answers 451 although the message is queued, and a client that
-// retries sends a second copy. That is SMTP's usual at-least-once
-// outcome, never a loss, and a Put that returned nil is always durable.
+// do hands r to the committer and waits for its commit. ctx bounds only
+// the hand-over: once the committer holds the request it may commit it at
+// any moment, so do waits for the outcome whatever ctx says. Otherwise a
+// caller whose context ended would report a failure for a message that is
+// on disk (issue 10 item 4: the queue manager then never scheduled it, and
+// the client's retry made a duplicate). The wait is one batch commit.
 func (c *committer) do(ctx context.Context, r *request) error {
 	r.done = make(chan error, 1)
 	c.mu.RLock()
@@ -182,12 +183,7 @@ func (c *committer) do(ctx context.Context, r *request) error {
 		return ctx.Err()
 	}
 	c.mu.RUnlock()
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return <-r.done
 }
 
 // close stops taking requests, commits those already handed over, and

@@ -190,24 +190,56 @@ func TestDeleteAndSetEnvelopeThroughCommitter(t *testing.T) {
 	}
 }
 
-// A caller whose context ends while its Put waits gets the context's error
-// promptly, even if the commit is slow.
-func TestPutHonoursContext(t *testing.T) {
-	q := openT(t, t.TempDir())
-	defer q.Close()
-	release := make(chan struct{})
-	q.c.beforeCommit = func() error { <-release; return nil }
+// Issue 10 item 4: a Put whose context ends while its commit is under way
+// waits for that commit and reports it: nil, and the message is queued. A
+// Put whose context ended before the hand-over writes nothing.
+func TestPutAwaitsCommitAfterContextEnds(t *testing.T) {
+	dir := t.TempDir()
+	q := openT(t, dir)
+	inCommit, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	q.c.beforeCommit = func() error { once.Do(func() { close(inCommit) }); <-release; return nil }
 	ctx, cancel := context.WithCancel(context.Background())
+	id := q.NewID()
 	done := make(chan error, 1)
-	go func() { done <- q.Put(ctx, q.NewID(), []byte("e"), []byte("b")) }()
+	go func() { done <- q.Put(ctx, id, []byte("e"), []byte("b")) }()
+	select {
+	case <-inCommit:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Put never reached the commit")
+	}
 	cancel()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Put with cancelled ctx: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Put ignored its context")
+		t.Fatalf("Put returned %v while its commit was still running", err)
+	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Put of a committed message returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Put did not return after its commit")
+	}
+	if _, err := q.Body(id); err != nil {
+		t.Fatalf("the Put was reported but its message is not queued: %v", err)
+	}
+
+	gone, cancelled := q.NewID(), context.Background()
+	cctx, ccancel := context.WithCancel(cancelled)
+	ccancel()
+	if err := q.Put(cctx, gone, []byte("e"), []byte("b")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put with a context ended before the hand-over: %v", err)
+	}
+	q.c.beforeCommit = nil
+	q.Close()
+	q = openT(t, dir)
+	defer q.Close()
+	var ids []string
+	q.Scan(func(id string, _ []byte) error { ids = append(ids, id); return nil })
+	if len(ids) != 1 || ids[0] != id {
+		t.Fatalf("after reopen the queue holds %v, want just %s", ids, id)
+	}
 }
