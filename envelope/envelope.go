@@ -89,7 +89,7 @@ type Envelope struct {
 	SenderUser  string      `json:"sender_user,omitempty"` // authenticated submitter; "" is Anonymous
 	Arrived     time.Time   `json:"arrived"`
 	FirstSeen   time.Time   `json:"first_seen"` // at the origin server; expiry counts from it
-	Size        int64       `json:"size"`
+	Size        int64       `json:"size"` // as received at the origin server (Route.Size)
 	Hops        int         `json:"hops"`
 	Visited     []string    `json:"visited,omitempty"`
 	TraceParent string      `json:"traceparent,omitempty"`
@@ -137,6 +137,11 @@ type Route struct {
 	Visited   []string
 	Bounce    bool
 	User      string // the submitter's principal at the origin (R17 was checked there)
+	// Size is the message's size as the origin server received it, before
+	// the organization added Received and relay headers: folder size
+	// limits (R11) are checked against it on every server, so a message
+	// under a limit where it entered stays under it all the way.
+	Size int64
 }
 
 // EncodeRoute renders the message-level header value.
@@ -152,6 +157,9 @@ func EncodeRoute(r Route) string {
 	}
 	if r.User != "" {
 		v.Set("user", r.User)
+	}
+	if r.Size > 0 {
+		v.Set("size", strconv.FormatInt(r.Size, 10))
 	}
 	return v.Encode()
 }
@@ -176,6 +184,11 @@ func DecodeRoute(s string) (Route, error) {
 	r := Route{OriginID: v.Get("origin"), FirstSeen: time.Unix(first, 0), Hops: hops, Bounce: v.Get("bounce") == "1", User: v.Get("user")}
 	if r.OriginID == "" {
 		return Route{}, fmt.Errorf("bad %s: no origin", HeaderRoute)
+	}
+	if sz := v.Get("size"); sz != "" {
+		if r.Size, err = strconv.ParseInt(sz, 10, 64); err != nil || r.Size < 0 {
+			return Route{}, fmt.Errorf("bad %s: size %q", HeaderRoute, sz)
+		}
 	}
 	if vs := v.Get("visited"); vs != "" {
 		r.Visited = strings.Split(vs, ",")

@@ -7,12 +7,12 @@ import (
 )
 
 func TestRouteRoundTrip(t *testing.T) {
-	r := Route{OriginID: "abc", FirstSeen: time.Unix(1700000000, 0), Hops: 3, Visited: []string{"ex1", "ex3"}, Bounce: true, User: "alice"}
+	r := Route{OriginID: "abc", FirstSeen: time.Unix(1700000000, 0), Hops: 3, Visited: []string{"ex1", "ex3"}, Bounce: true, User: "alice", Size: 4000}
 	got, err := DecodeRoute(EncodeRoute(r))
 	if err != nil || !reflect.DeepEqual(got, r) {
 		t.Fatalf("got %+v, %v", got, err)
 	}
-	for _, bad := range []string{"", "v=2&origin=a&hops=1&first=1", "v=1&hops=1&first=1", "v=1&origin=a&hops=-1&first=1", "v=1&origin=a&hops=x&first=1", "%zz"} {
+	for _, bad := range []string{"", "v=2&origin=a&hops=1&first=1", "v=1&hops=1&first=1", "v=1&origin=a&hops=-1&first=1", "v=1&origin=a&hops=x&first=1", "%zz", "v=1&origin=a&hops=1&first=1&size=-3", "v=1&origin=a&hops=1&first=1&size=x"} {
 		if _, err := DecodeRoute(bad); err == nil {
 			t.Errorf("DecodeRoute(%q) accepted", bad)
 		}

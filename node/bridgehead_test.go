@@ -2,9 +2,13 @@ package node
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 
 	"pfrouter/routing"
 	"pfrouter/store"
@@ -94,5 +98,46 @@ func TestR14RealLoopEndsInNDR(t *testing.T) {
 	}
 	if findMessage(c.Nodes["b1"], store.MailboxRef{Store: "b1-pub", Name: "/F"}, id) != nil {
 		t.Error("delivered although the servers disagreed into a loop")
+	}
+}
+
+// Issue 10 item 2, R11: a post just under both the organization's and the
+// folder's size limit where it enters crosses a1, a2, a1, b1 although
+// every hop adds a Received field and relay metadata (servers get
+// smtpd.ServerAllowance over the limit, folders are checked against the
+// size at ingress); one byte over the limit is refused to the client.
+func TestSizeJustUnderLimitCrossesOrganization(t *testing.T) {
+	yaml := strings.Replace(bridgeheadOrg, "sites: [{name: one}]", "sites: [{name: one}]\nlimits: {max_message_size: 4KB}", 1)
+	yaml = strings.Replace(yaml, "replicas: [b1-pub]}", "replicas: [b1-pub], max_message_size: 4KB}", 1)
+	c := startOrg(t, yaml)
+	a1 := c.Nodes["a1"]
+	addr := a1.Org.ServerByName("a1").Listen.SMTP
+	msgOf := func(id string, size int) []byte {
+		head := fmt.Sprintf("From: alice@bridge.example\r\nTo: f@bridge.example\r\nSubject: size\r\nMessage-Id: %s\r\n\r\n", id)
+		line := strings.Repeat("x", 78) + "\r\n"
+		var b strings.Builder
+		b.WriteString(head)
+		for b.Len()+len(line) <= size {
+			b.WriteString(line)
+		}
+		b.WriteString(strings.Repeat("y", size-b.Len()))
+		return []byte(b.String())
+	}
+	// 150 bytes under: less than the Received fields the four hops add.
+	under := msgOf("<under@test>", 4096-150)
+	if err := sendRaw(addr, "alice@bridge.example", []string{"f@bridge.example"}, under); err != nil {
+		t.Fatalf("a post under the limit refused at the first server: %v", err)
+	}
+	b := waitMessage(t, c.Nodes["b1"], store.MailboxRef{Store: "b1-pub", Name: "/F"}, "<under@test>", 20*time.Second)
+	if got := strings.Join(receivedBy(b), ">"); got != "a1>a2>a1>b1" {
+		t.Errorf("path %s, want a1>a2>a1>b1", got)
+	}
+	if ndr := findMessage(a1, mbox("a1-mbx", "alice"), "<under@test>"); ndr != nil {
+		t.Errorf("a report for a post under the limit:\n%s", ndr)
+	}
+	err := sendRaw(addr, "alice@bridge.example", []string{"f@bridge.example"}, msgOf("<over@test>", 4096+100))
+	var se *gosmtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 552 {
+		t.Fatalf("a post over the limit: %v, want 552", err)
 	}
 }

@@ -7,12 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"pfrouter/config"
 	"pfrouter/directory"
 	"pfrouter/envelope"
 	"pfrouter/linkstate"
+	"pfrouter/relay"
 	"pfrouter/routing"
 	"pfrouter/store"
 )
@@ -243,7 +242,7 @@ func (m *Manager) relay(ctx context.Context, snap *directory.Snapshot, env *enve
 	}
 	var hdr strings.Builder
 	route := envelope.Route{OriginID: env.OriginID, FirstSeen: env.FirstSeen, Hops: env.Hops + 1,
-		Visited: append(append([]string(nil), env.Visited...), m.o.Server), Bounce: env.Bounce, User: env.SenderUser}
+		Visited: append(append([]string(nil), env.Visited...), m.o.Server), Bounce: env.Bounce, User: env.SenderUser, Size: env.Size}
 	hdr.WriteString(envelope.HeaderRoute + ": " + envelope.EncodeRoute(route) + "\r\n")
 	rcpts := make([]string, len(idx))
 	for k, i := range idx {
@@ -265,37 +264,74 @@ func (m *Manager) relay(ctx context.Context, snap *directory.Snapshot, env *enve
 	if m.o.Trace != nil {
 		env.TraceParent = keep(env.TraceParent, m.o.Trace.Attempt(ctx, env.TraceParent, "relay", hop, err))
 	}
-	if err != nil { // a *relay.ConnError: nothing was handed over
+	if err != nil { // a *relay.ConnError: the link failed, nothing was handed over
 		m.hopFailed(hop, err)
 		for _, i := range idx {
 			m.retry(env, &env.Recipients[i], "4.4.1", "next hop "+hop+" failed: "+err.Error(), now)
 		}
 		return
 	}
+	// The session worked: whatever the peer answered about the message,
+	// the link is healthy (R13b counts connection failures only).
 	m.hopOK(hop)
 	for k, i := range idx {
 		r := &env.Recipients[i]
-		switch rr := res[k]; {
-		case rr.Err == nil:
+		rr := res[k]
+		switch c := classify(rr.Err); c {
+		case replyAccepted:
 			r.State, r.Code, r.Reason = envelope.Delivered, "2.0.0", ""
 			m.event(Event{Kind: "relayed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr,
 				Details: map[string]string{"next_hop": hop, "stage": r.Stage, "target": firstNonEmpty(r.Server, r.HierarchyServer)}})
-		case rr.Err.Code >= 500:
-			m.fail(env, r, enh(rr.Err), "refused by "+hop+": "+rr.Err.Message)
+		case replyFailed:
+			m.fail(env, r, enh(rr.Err), "refused by "+hop+" at "+rr.Err.Command+": "+replyText(rr.Err))
 		default:
-			m.retry(env, r, enh(rr.Err), "deferred by "+hop+": "+rr.Err.Message, now)
+			m.retry(env, r, enh(rr.Err), "deferred by "+hop+" at "+rr.Err.Command+": "+replyText(rr.Err), now)
 		}
 	}
 }
 
-func enh(e *smtp.SMTPError) string {
-	if e.EnhancedCode != (smtp.EnhancedCode{}) && e.EnhancedCode[0] > 0 {
-		return fmt.Sprintf("%d.%d.%d", e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2])
+// replyClass is what a next hop's answer means for one recipient.
+type replyClass int
+
+const (
+	replyAccepted replyClass = iota // handed over
+	replyFailed                     // 5xx: a report to the sender
+	replyDeferred                   // 4xx: retried with backoff
+)
+
+// classify maps the next hop's per-recipient answer to what happens to the
+// recipient. None of them concerns the link.
+func classify(e *relay.ReplyError) replyClass {
+	switch {
+	case e == nil:
+		return replyAccepted
+	case e.Permanent():
+		return replyFailed
 	}
-	if e.Code < 500 {
-		return "4.0.0"
+	return replyDeferred
+}
+
+// replyText is the peer's reply as the report shows it: code, enhanced
+// code and text.
+func replyText(e *relay.ReplyError) string {
+	if e.Enhanced != "" {
+		return fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Message)
 	}
-	return "5.0.0"
+	return fmt.Sprintf("%d %s", e.Code, e.Message)
+}
+
+// enh is the enhanced status code a recipient fails or waits with: the
+// peer's when its class agrees with the reply code's, else the generic
+// one of the reply's class.
+func enh(e *relay.ReplyError) string {
+	class := "4"
+	if e.Permanent() {
+		class = "5"
+	}
+	if strings.HasPrefix(e.Enhanced, class+".") {
+		return e.Enhanced
+	}
+	return class + ".0.0"
 }
 
 func (m *Manager) detailed() bool { return m.o.Trace != nil && m.o.Trace.Detailed() }

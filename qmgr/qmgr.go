@@ -215,11 +215,20 @@ func (m *Manager) event(e Event) {
 func (m *Manager) Accept(ctx context.Context, in *smtpd.Incoming) (string, error) {
 	now := m.o.Now()
 	id := m.o.Queue.NewID()
+	// Size is the message as its sender gave it, without the headers the
+	// organization adds on the way (R11 is checked against it everywhere).
+	size := in.Size
+	if size <= 0 {
+		size = int64(len(in.Body))
+	}
 	env := &envelope.Envelope{ID: id, OriginID: id, MessageID: in.MessageID, From: in.From, SenderUser: in.Principal.User,
-		Arrived: now, FirstSeen: now, Size: int64(len(in.Body)), TraceParent: in.TraceParent}
+		Arrived: now, FirstSeen: now, Size: size, TraceParent: in.TraceParent}
 	if in.Route != nil {
 		env.OriginID, env.FirstSeen, env.Hops, env.Visited, env.Bounce = in.Route.OriginID, in.Route.FirstSeen, in.Route.Hops, in.Route.Visited, in.Route.Bounce
 		env.SenderUser = in.Route.User
+		if in.Route.Size > 0 {
+			env.Size = in.Route.Size
+		}
 	}
 	recv := Event{Kind: "received", QueueID: id, OriginID: env.OriginID, MessageID: env.MessageID, Details: map[string]string{
 		"from": env.From, "remote": in.Remote, "size": fmt.Sprint(env.Size), "recipients": fmt.Sprint(len(in.Recipients)), "hops": fmt.Sprint(env.Hops)}}

@@ -60,23 +60,52 @@ type idleClient struct {
 
 const maxIdleTime = 30 * time.Second
 
+// ReplyError is the next hop's refusal of recipients: at RCPT for one, at
+// MAIL or DATA for every recipient of the transaction. It is an answer
+// about the message (too large, unknown recipient, try later), never about
+// the link: the queue manager fails the recipients on 5xx (a report
+// carrying the peer's text) and retries them on 4xx, and does not count it
+// towards the hop's health (R13b).
+type ReplyError struct {
+	Addr     string // the next hop
+	Command  string // MAIL, RCPT or DATA
+	Code     int    // the SMTP reply code, 400–599
+	Enhanced string // RFC 3463 code ("5.3.4"), "" when the peer sent none
+	Message  string
+	Rcpts    []string // the recipients it applies to
+}
+
+func (e *ReplyError) Error() string {
+	enh := e.Enhanced
+	if enh != "" {
+		enh += " "
+	}
+	return fmt.Sprintf("next hop %s answered %s with %d %s%s", e.Addr, e.Command, e.Code, enh, e.Message)
+}
+
+// Permanent reports a 5xx reply: the recipients fail rather than wait.
+func (e *ReplyError) Permanent() bool { return e.Code >= 500 }
+
 // RcptResult is the peer's answer for one recipient; Err nil is accepted.
 type RcptResult struct {
 	Rcpt string
-	Err  *smtp.SMTPError
+	Err  *ReplyError
 }
 
 const maxIdle = 4
 
-// Send relays one message to addr for rcpts. A *ConnError means nothing was
-// handed over; otherwise each recipient has the peer's verdict, and a DATA
-// refusal applies to every recipient the peer had accepted.
+// Send relays one message to addr for rcpts. The error, when not nil, is
+// a *ConnError: the link failed (dial, TLS, greeting, authentication,
+// timeout, broken session, or a 421 closing the session) and nothing is
+// known to be handed over. Otherwise each recipient has the peer's
+// verdict: nil, or the *ReplyError of the RCPT, MAIL or DATA reply that
+// refused it.
 func (c *Client) Send(ctx context.Context, addr, from string, rcpts []string, body []byte) ([]RcptResult, error) {
 	cl, err := c.get(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.transaction(cl, from, rcpts, body)
+	res, err := c.transaction(addr, cl, from, rcpts, body)
 	if err != nil {
 		cl.Close()
 		return nil, &ConnError{addr, err}
@@ -85,20 +114,44 @@ func (c *Client) Send(ctx context.Context, addr, from string, rcpts []string, bo
 	return res, nil
 }
 
-func (c *Client) transaction(cl *smtp.Client, from string, rcpts []string, body []byte) ([]RcptResult, error) {
-	if err := cl.Mail(from, &smtp.MailOptions{Size: int64(len(body))}); err != nil {
-		return nil, err
-	}
+// transaction runs MAIL, RCPT and DATA. A reply refuses recipients (see
+// ReplyError); any other failure is returned and ends the session.
+func (c *Client) transaction(addr string, cl *smtp.Client, from string, rcpts []string, body []byte) ([]RcptResult, error) {
 	out := make([]RcptResult, len(rcpts))
-	accepted := 0
 	for i, r := range rcpts {
 		out[i].Rcpt = r
+	}
+	// refuse gives every recipient still accepted the reply of a
+	// message-level command, or returns the error that ends the session.
+	refuse := func(cmd string, err error) ([]RcptResult, error) {
+		re := replyError(addr, cmd, err)
+		if re == nil {
+			return nil, err
+		}
+		for i := range out {
+			if out[i].Err == nil {
+				re.Rcpts = append(re.Rcpts, out[i].Rcpt)
+			}
+		}
+		for i := range out {
+			if out[i].Err == nil {
+				out[i].Err = re
+			}
+		}
+		return out, nil
+	}
+	if err := cl.Mail(from, &smtp.MailOptions{Size: int64(len(body))}); err != nil {
+		return refuse("MAIL", err)
+	}
+	accepted := 0
+	for i, r := range rcpts {
 		if err := cl.Rcpt(r, nil); err != nil {
-			var se *smtp.SMTPError
-			if !errors.As(err, &se) {
+			re := replyError(addr, "RCPT", err)
+			if re == nil {
 				return nil, err
 			}
-			out[i].Err = se
+			re.Rcpts = []string{r}
+			out[i].Err = re
 			continue
 		}
 		accepted++
@@ -108,23 +161,30 @@ func (c *Client) transaction(cl *smtp.Client, from string, rcpts []string, body 
 	}
 	w, err := cl.Data()
 	if err != nil {
-		return nil, err
+		return refuse("DATA", err)
 	}
 	if _, err := w.Write(body); err != nil {
 		return nil, err
 	}
 	if err := w.Close(); err != nil {
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
-			return nil, err
-		}
-		for i := range out {
-			if out[i].Err == nil {
-				out[i].Err = se
-			}
-		}
+		return refuse("DATA", err)
 	}
 	return out, nil
+}
+
+// replyError turns a peer's reply into a *ReplyError, or nil when err is
+// not a reply, or is 421: the peer is closing the session (shutting down,
+// too busy), which is the link's state, not an answer about the message.
+func replyError(addr, cmd string, err error) *ReplyError {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code < 400 || se.Code > 599 || se.Code == 421 {
+		return nil
+	}
+	re := &ReplyError{Addr: addr, Command: cmd, Code: se.Code, Message: se.Message}
+	if e := se.EnhancedCode; e != (smtp.EnhancedCode{}) && e[0] > 0 {
+		re.Enhanced = fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
+	}
+	return re
 }
 
 func (c *Client) get(ctx context.Context, addr string) (*smtp.Client, error) {

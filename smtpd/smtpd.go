@@ -68,6 +68,15 @@ type Acceptor interface {
 	Accept(ctx context.Context, m *Incoming) (queueID string, err error)
 }
 
+// ServerAllowance is how many bytes over MaxMessageBytes a session
+// authenticated as a server of the organization may send: room for the
+// Received fields and relay metadata (X-Pfrouter-*, Traceparent) the
+// organization itself adds on the way, so a message accepted at the first
+// server under the limit is not refused by the next (issue 10 item 2).
+// Hop limit 30 × a Received field, the route and per-recipient metadata
+// for a few hundred recipients fit with room to spare.
+const ServerAllowance = 256 << 10
+
 // Options configure a Server.
 type Options struct {
 	ServerName      string // the pfrouter server name, used in Received
@@ -110,7 +119,12 @@ func New(o Options) *Server {
 	s := &Server{opts: o, sem: make(chan struct{}, o.MaxConnections)}
 	srv := smtp.NewServer(&backend{s: s})
 	srv.Domain = o.Hostname
+	// go-smtp's own limit (SIZE at MAIL, the DATA reader) is the larger
+	// one servers get; session.limit holds everyone else to the exact one.
 	srv.MaxMessageBytes = o.MaxMessageBytes
+	if o.MaxMessageBytes > 0 {
+		srv.MaxMessageBytes += ServerAllowance
+	}
 	srv.MaxRecipients = o.MaxRecipients
 	srv.MaxLineLength = o.MaxLineLength
 	srv.ReadTimeout = o.ReadTimeout
@@ -221,10 +235,24 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		s.size = opts.Size
 	}
-	if max := s.s.opts.MaxMessageBytes; max > 0 && s.size > max {
-		return smtpErr(552, "5.3.4", fmt.Sprintf("message size %d exceeds the limit of %d bytes", s.size, max))
+	if max := s.limit(); max > 0 && s.size > max {
+		return tooLarge(s.size, max)
 	}
 	return nil
+}
+
+// limit is the message size this session may send: the configured one,
+// plus ServerAllowance for a server of the organization.
+func (s *session) limit() int64 {
+	max := s.s.opts.MaxMessageBytes
+	if max > 0 && s.principal.Server != "" {
+		max += ServerAllowance
+	}
+	return max
+}
+
+func tooLarge(size, max int64) *smtp.SMTPError {
+	return smtpErr(552, "5.3.4", fmt.Sprintf("message size %d exceeds the limit of %d bytes", size, max))
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
@@ -326,6 +354,9 @@ func (s *session) read(r io.Reader) (*Incoming, error) {
 		}
 		return nil, readError(err)
 	}
+	if max := s.limit(); max > 0 && cr.n > max {
+		return nil, tooLarge(cr.n, max)
+	}
 	in.Body, in.Size = buf.Bytes(), cr.n
 	return in, nil
 }
@@ -336,7 +367,7 @@ func (s *session) read(r io.Reader) (*Incoming, error) {
 func (s *session) bufferSize() int {
 	const headroom, guess = 1 << 10, 16 << 10
 	size := s.size
-	if max := s.s.opts.MaxMessageBytes; max > 0 && size > max {
+	if max := s.limit(); max > 0 && size > max {
 		size = max
 	}
 	if size <= 0 || size > 32<<20 {
