@@ -89,7 +89,7 @@ type Envelope struct {
 	SenderUser  string      `json:"sender_user,omitempty"` // authenticated submitter; "" is Anonymous
 	Arrived     time.Time   `json:"arrived"`
 	FirstSeen   time.Time   `json:"first_seen"` // at the origin server; expiry counts from it
-	Size        int64       `json:"size"` // as received at the origin server (Route.Size)
+	Size        int64       `json:"size"`       // as received at the origin server (Route.Size)
 	Hops        int         `json:"hops"`
 	Visited     []string    `json:"visited,omitempty"`
 	TraceParent string      `json:"traceparent,omitempty"`
