@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"pfrouter/linkstate"
 )
 
 func (c *cli) setCmd() *cobra.Command {
@@ -127,7 +129,7 @@ func (c *cli) linkstateCmd() *cobra.Command {
 func writeLinkState(out io.Writer, ls LinkState) {
 	fmt.Fprintf(out, "link-state version %d\n\n", ls.Version)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONNECTOR\tBETWEEN\tCOST\tSTATE\tCHANGED BY\tCHANGED AT")
+	fmt.Fprintln(tw, "CONNECTOR\tBETWEEN\tCOST\tSTATE\tCAUSES\tCHANGED BY\tCHANGED AT")
 	for _, c := range ls.Connectors {
 		state, arrow := "down", "<->"
 		if c.Up {
@@ -140,20 +142,31 @@ func writeLinkState(out io.Writer, ls LinkState) {
 		if !c.ChangedAt.IsZero() {
 			at = c.ChangedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s %s %s\t%d\t%s\t%s\t%s\n", c.Name, c.A, arrow, c.B, c.Cost, state, dash(c.ChangedBy), dash(at))
+		fmt.Fprintf(tw, "%s\t%s %s %s\t%d\t%s\t%s\t%s\t%s\n", c.Name, c.A, arrow, c.B, c.Cost, state, causes(c.Causes), dash(c.ChangedBy), dash(at))
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVER\tROUTING GROUP\tSTATE")
+	fmt.Fprintln(tw, "SERVER\tROUTING GROUP\tSTATE\tCAUSES")
 	for _, s := range ls.Servers {
 		state := "up"
 		if s.Down {
 			state = "down"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.RoutingGroup, state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.RoutingGroup, state, causes(s.Causes))
 	}
 	tw.Flush()
+}
+
+// causes lists why a server or connector is down: every cause holds it
+// down until its own writer clears it (hop-health, maintenance,
+// member-death, config).
+func causes(cs linkstate.Causes) string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return dash(strings.Join(out, ","))
 }
 
 func dash(s string) string {

@@ -172,7 +172,8 @@ func TestCommand(t *testing.T) {
 		{[]string{"connector", "down", "tokyo-berlin"}, 0, "SetConnectorState tokyo-berlin false cli", []string{"tokyo-berlin: down"}},
 		{[]string{"connector", "up", "tokyo-berlin"}, 0, "SetConnectorState tokyo-berlin true cli", nil},
 		{[]string{"server", "maintenance", "ex1", "on"}, 0, "SetServerMaintenance ex1 true cli", []string{"maintenance on"}},
-		{[]string{"linkstate"}, 0, "", []string{"link-state version 7", "CONNECTOR", "tokyo-berlin", "rg-tokyo <-> rg-berlin", "SERVER", "ex1"}},
+		{[]string{"linkstate"}, 0, "", []string{"link-state version 7", "CONNECTOR", "tokyo-berlin", "rg-tokyo <-> rg-berlin", "SERVER", "ex1",
+			"CAUSES", "hop-health,maintenance"}}, // issue 10 item 3: every cause holding ex3 down
 		{[]string{"store", "add", "--server", "ex1", "--name", "ex1-pub2", "--hierarchy", "Public Folders"}, 0, "AddStore ex1 ex1-pub2 public Public Folders", []string{"store ex1-pub2 added on ex1"}},
 		{[]string{"replica", "add", "--hierarchy", "Public Folders", "--folder", "/Sales", "--store", "ex3-pub"}, 0, "AddReplica Public Folders /Sales ex3-pub", nil},
 		{[]string{"route", "--to", "sales@contoso.example", "--at", "ex2", "--now", "2025-07-01T00:00:00Z"}, 0, "Route ex2 sales@contoso.example 2025-07-01T00:00:00Z", []string{"ex3-pub"}},
@@ -215,6 +216,9 @@ func TestCommand(t *testing.T) {
 	var ls LinkState
 	if code != 0 || json.Unmarshal([]byte(out), &ls) != nil || ls.Version != 7 || ls.Connectors[0].Name != "tokyo-berlin" {
 		t.Fatalf("linkstate --json: %d %s", code, out)
+	}
+	if !strings.Contains(out, `"causes": [`) || !strings.Contains(out, `"hop-health"`) {
+		t.Errorf("linkstate --json does not show the causes:\n%s", out)
 	}
 	out, code = run("get", "store-min-age", "--json")
 	var m MinAge

@@ -29,7 +29,8 @@ func newFake() *fakeOps {
 		conns: map[string]*linkstate.Connector{
 			"tokyo-berlin": {Name: "tokyo-berlin", A: "rg-tokyo", B: "rg-berlin", Cost: 10, Up: true},
 		},
-		srvs: map[string]*linkstate.Server{"ex1": {Name: "ex1", RoutingGroup: "rg-tokyo"}},
+		srvs: map[string]*linkstate.Server{"ex1": {Name: "ex1", RoutingGroup: "rg-tokyo"},
+			"ex3": {Name: "ex3", RoutingGroup: "rg-berlin", Down: true, Causes: linkstate.Causes{linkstate.CauseHopHealth, linkstate.CauseMaintenance}}},
 		queue: map[string]QueueItem{"q1": {ID: "q1", MessageID: "<m1@x>", From: "a@contoso.example", Size: 123,
 			Arrived:    time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 			Recipients: []QueueRecipient{{Addr: "sales@contoso.example", State: "deferred", Reason: "no replica reachable"}}}},

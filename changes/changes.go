@@ -85,10 +85,6 @@ type Manager struct {
 	// change arriving during a reload is not lost.
 	applyMu sync.Mutex
 
-	memberMu    sync.Mutex
-	maintenance map[string]bool // server -> in maintenance (gossip records)
-	dead        map[string]bool // server -> declared dead by memberlist
-
 	gossipMu sync.RWMutex
 	g        *gossip.Node
 
@@ -109,7 +105,7 @@ func New(o Options) *Manager {
 	if o.Changed == nil {
 		o.Changed = func() {}
 	}
-	return &Manager{o: o, log: o.Logger, maintenance: map[string]bool{}, dead: map[string]bool{}}
+	return &Manager{o: o, log: o.Logger}
 }
 
 // SetGossip makes g carry the changes from now on. gossip.Start re-applies
@@ -254,9 +250,15 @@ func (m *Manager) Reapply(dir *directory.Directory, ls *linkstate.Table, minAge 
 			m.log.Warn("config reload: runtime change no longer applies", "kind", r.Kind, "key", r.Key, "origin", r.Origin, "err", err)
 		}
 	}
+	// Causes a config file does not hold (failure detection, failed hops)
+	// carry over: a reload does not make a dead server reachable.
+	// Maintenance came back with the records above; config causes are the
+	// new file's.
 	for _, s := range m.o.LinkState.Servers() {
-		if s.Down {
-			ls.SetServerDown(s.Name, true)
+		for _, c := range s.Causes {
+			if c == linkstate.CauseHopHealth || c == linkstate.CauseMemberDeath {
+				ls.SetServerCause(s.Name, c, true)
+			}
 		}
 	}
 	swap(minAge)
@@ -300,11 +302,9 @@ func (m *Manager) applyTo(dir *directory.Directory, ls *linkstate.Table, r gossi
 		if err := json.Unmarshal(r.Value, &v); err != nil {
 			return fmt.Errorf("server %q: bad value: %w", r.Key, err)
 		}
-		m.memberMu.Lock()
-		m.maintenance[r.Key] = v.Down
-		down := v.Down || m.dead[r.Key]
-		m.memberMu.Unlock()
-		_, err := ls.SetServerDown(r.Key, down)
+		// The operator's cause only: failure detection and hop health
+		// keep theirs.
+		_, err := ls.SetServerCause(r.Key, linkstate.CauseMaintenance, v.Down)
 		return err
 	case gossip.KindStoreMinAge:
 		d, err := parseMinAge(r)
@@ -346,17 +346,15 @@ func (m *Manager) applyTo(dir *directory.Directory, ls *linkstate.Table, r gossi
 // MemberChanged feeds memberlist's failure detection into link state: a
 // dead server is unreachable for routing, and a connector whose
 // bridgeheads on one side are all dead carries nothing (R10); linkstate
-// works that out from the server states. A server in maintenance stays
-// down when it comes back alive.
+// works that out from the server states. Only the member-death cause is
+// set or cleared: a server in maintenance stays down when it comes back
+// alive.
 func (m *Manager) MemberChanged(server string, alive bool) {
-	m.memberMu.Lock()
-	m.dead[server] = !alive
-	down := !alive || m.maintenance[server]
-	m.memberMu.Unlock()
-	if _, err := m.o.LinkState.SetServerDown(server, down); err != nil {
+	if _, err := m.o.LinkState.SetServerCause(server, linkstate.CauseMemberDeath, !alive); err != nil {
 		m.log.Warn("gossip: member change for a server not in link state", "member", server, "alive", alive, "err", err)
 		return
 	}
-	m.log.Info("link state: server reachability changed by failure detection", "member", server, "alive", alive, "down", down)
+	m.log.Info("link state: server reachability changed by failure detection", "member", server, "alive", alive,
+		"down", m.o.LinkState.Graph().ServerDown(server))
 	m.o.Changed()
 }

@@ -5,7 +5,11 @@
 // "server path (bridgeheads included) from server s to server t".
 //
 // A Table is the mutable record (config plus runtime changes from the admin
-// API, gossip and the queue manager's failure counting). Every change bumps
+// API, gossip, memberlist's failure detection and the queue manager's
+// failure counting). Each of those writers sets or clears its own Cause on
+// a server or connector; it is down while any cause holds, so one writer
+// clearing its cause (a prober finding a hop answering again) never
+// brings back what another put down (an operator's maintenance). Every change bumps
 // its version and publishes a new immutable Graph; readers take the current
 // Graph with one atomic load and never lock. Shortest-path trees are
 // computed once per source routing group per Graph (on first use), never
@@ -20,15 +24,71 @@ import (
 	"time"
 )
 
+// Cause is why a server or connector is down. Causes are independent:
+// each has one writer, which sets and clears only its own.
+type Cause string
+
+const (
+	// CauseHopHealth: this server's queue manager failed to reach the
+	// server failure_threshold times in a row (R13b); its prober clears
+	// it when the server answers again.
+	CauseHopHealth Cause = "hop-health"
+	// CauseMaintenance: an operator took the server or connector out of
+	// routing (admin API, spread by gossip).
+	CauseMaintenance Cause = "maintenance"
+	// CauseMemberDeath: memberlist's failure detection found the server
+	// dead; cleared when it is alive again.
+	CauseMemberDeath Cause = "member-death"
+	// CauseConfig: the organization file says so (a connector with
+	// state: down); a reload that says otherwise clears it.
+	CauseConfig Cause = "config"
+)
+
+// Causes is a set of causes, sorted, without repeats.
+type Causes []Cause
+
+// Has reports whether c is in the set.
+func (cs Causes) Has(c Cause) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// with returns the set with c added (on) or removed, and whether it changed.
+func (cs Causes) with(c Cause, on bool) (Causes, bool) {
+	if cs.Has(c) == on {
+		return cs, false
+	}
+	out := make(Causes, 0, len(cs)+1)
+	for _, x := range cs {
+		if x != c {
+			out = append(out, x)
+		}
+	}
+	if on {
+		out = append(out, c)
+		sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, true
+}
+
 // Connector is a link between two routing groups.
 type Connector struct {
 	Name string `json:"name"`
 	// A and B are the routing groups it joins; a one-way connector carries
 	// mail from A to B only.
-	A      string `json:"a"`
-	B      string `json:"b"`
-	Cost   int    `json:"cost"`
+	A    string `json:"a"`
+	B    string `json:"b"`
+	Cost int    `json:"cost"`
+	// Up is true when no cause holds; Causes says why it is down.
 	Up     bool   `json:"up"`
+	Causes Causes `json:"causes,omitempty"`
 	OneWay bool   `json:"one_way,omitempty"`
 	// NoReferrals takes the connector out of public folder referral paths
 	// (config allow_referrals: false); see Graph.Referrals.
@@ -42,11 +102,33 @@ type Connector struct {
 	ChangedAt time.Time `json:"changed_at,omitzero"`
 }
 
-// Server is a node's membership: its routing group and whether it is down.
+// Server is a node's membership: its routing group and whether it is down
+// (while any cause holds) and why.
 type Server struct {
 	Name         string `json:"name"`
 	RoutingGroup string `json:"routing_group"`
 	Down         bool   `json:"down"`
+	Causes       Causes `json:"causes,omitempty"`
+}
+
+// normalize makes Down and Causes agree for a server given by a caller: a
+// server given as Down without a cause is down by config.
+func (s *Server) normalize() {
+	s.Causes = append(Causes(nil), s.Causes...)
+	if s.Down && len(s.Causes) == 0 {
+		s.Causes = Causes{CauseConfig}
+	}
+	s.Down = len(s.Causes) > 0
+}
+
+// normalize is Server.normalize for a connector: given as not Up without a
+// cause, it is down by config.
+func (c *Connector) normalize() {
+	c.Causes = append(Causes(nil), c.Causes...)
+	if !c.Up && len(c.Causes) == 0 {
+		c.Causes = Causes{CauseConfig}
+	}
+	c.Up = len(c.Causes) == 0
 }
 
 // Table is the mutable link-state record of one server.
@@ -78,6 +160,7 @@ func New(rgs []string, servers []Server, connectors []Connector) (*Table, error)
 			return nil, fmt.Errorf("linkstate: server %q listed twice", s.Name)
 		}
 		s := s
+		s.normalize()
 		t.servers[s.Name] = &s
 		addRG(s.RoutingGroup)
 	}
@@ -89,6 +172,7 @@ func New(rgs []string, servers []Server, connectors []Connector) (*Table, error)
 			return nil, fmt.Errorf("linkstate: connector %q joins routing group %q to itself", c.Name, c.A)
 		}
 		c := c
+		c.normalize()
 		c.BridgeheadsA = append([]string(nil), c.BridgeheadsA...)
 		c.BridgeheadsB = append([]string(nil), c.BridgeheadsB...)
 		t.connectors[c.Name] = &c
@@ -124,14 +208,21 @@ func (t *Table) SetCost(name string, cost int, by string, at time.Time) (uint64,
 	})
 }
 
-// SetUp marks a connector up or down. It returns the new version.
+// SetUp is an operator's state for a connector: down sets
+// CauseMaintenance, up clears it. A connector down for another cause (the
+// config file) stays down. It returns the new version.
 func (t *Table) SetUp(name string, up bool, by string, at time.Time) (uint64, error) {
+	return t.SetConnectorCause(name, CauseMaintenance, !up, by, at)
+}
+
+// SetConnectorCause sets (on) or clears one cause of a connector being
+// down. It returns the new version.
+func (t *Table) SetConnectorCause(name string, cause Cause, on bool, by string, at time.Time) (uint64, error) {
 	return t.changeConnector(name, by, at, func(c *Connector) bool {
-		if c.Up == up {
-			return false
-		}
-		c.Up = up
-		return true
+		var changed bool
+		c.Causes, changed = c.Causes.with(cause, on)
+		c.Up = len(c.Causes) == 0
+		return changed
 	})
 }
 
@@ -151,20 +242,28 @@ func (t *Table) changeConnector(name, by string, at time.Time, fn func(*Connecto
 	return t.version, nil
 }
 
-// SetServerDown marks a server down (unreachable: failed, or in
-// maintenance) or up again. A connector whose bridgeheads on one side are
-// all down carries nothing (R10).
+// SetServerDown is an operator's maintenance state for a server: down
+// sets CauseMaintenance, up clears it (SetServerCause). A connector whose
+// bridgeheads on one side are all down carries nothing (R10).
 func (t *Table) SetServerDown(name string, down bool) (uint64, error) {
+	return t.SetServerCause(name, CauseMaintenance, down)
+}
+
+// SetServerCause sets (on) or clears one cause of a server being down. The
+// server is down while any cause holds. It returns the new version, the
+// same one when nothing changed.
+func (t *Table) SetServerCause(name string, cause Cause, on bool) (uint64, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.servers[name]
 	if !ok {
 		return 0, fmt.Errorf("server %q: %w", name, ErrUnknown)
 	}
-	if s.Down == down {
+	var changed bool
+	if s.Causes, changed = s.Causes.with(cause, on); !changed {
 		return t.version, nil
 	}
-	s.Down = down
+	s.Down = len(s.Causes) > 0
 	t.version++
 	t.publish()
 	return t.version, nil
@@ -182,6 +281,7 @@ func (t *Table) AddConnector(c Connector) (uint64, error) {
 			t.rgs = append(t.rgs, rg)
 		}
 	}
+	c.normalize()
 	c.BridgeheadsA = append([]string(nil), c.BridgeheadsA...)
 	c.BridgeheadsB = append([]string(nil), c.BridgeheadsB...)
 	t.connectors[c.Name] = &c
@@ -197,6 +297,7 @@ func (t *Table) AddServer(s Server) uint64 {
 	if s.RoutingGroup != "" && !containsStr(t.rgs, s.RoutingGroup) {
 		t.rgs = append(t.rgs, s.RoutingGroup)
 	}
+	s.normalize()
 	t.servers[s.Name] = &s
 	t.version++
 	t.publish()

@@ -2,6 +2,7 @@ package linkstate_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -364,7 +365,113 @@ func TestServerWithoutRoutingGroup(t *testing.T) {
 	if !tb.Graph().ServerDown("b1") {
 		t.Fatal("server added down is not down")
 	}
-	if _, err := tb.SetServerDown("b1", false); err != nil || tb.Graph().ServerDown("b1") {
+	// Added down without a cause: down by config, which an operator's
+	// "up" (maintenance) does not clear.
+	if _, err := tb.SetServerDown("b1", false); err != nil || !tb.Graph().ServerDown("b1") {
+		t.Fatalf("maintenance cleared brought up a server down by config: %v", err)
+	}
+	if _, err := tb.SetServerCause("b1", linkstate.CauseConfig, false); err != nil || tb.Graph().ServerDown("b1") {
 		t.Fatalf("server back up: %v", err)
+	}
+}
+
+// R13b, issue 10 item 3: each writer of "down" has its own cause; a server
+// or connector is down while any cause holds, and clearing one cause
+// leaves the others (a prober does not bring back a server an operator put
+// in maintenance). Every change of the set bumps the version, a no-op
+// does not.
+func TestDownCauses(t *testing.T) {
+	type step struct {
+		cause linkstate.Cause
+		on    bool
+		down  bool             // the server afterwards
+		want  linkstate.Causes // its causes afterwards
+		bump  bool
+	}
+	const (
+		hop   = linkstate.CauseHopHealth
+		maint = linkstate.CauseMaintenance
+		death = linkstate.CauseMemberDeath
+	)
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"prober clears only its own cause", []step{
+			{maint, true, true, linkstate.Causes{maint}, true},
+			{hop, true, true, linkstate.Causes{hop, maint}, true},
+			{hop, false, true, linkstate.Causes{maint}, true},
+			{maint, false, false, nil, true},
+		}},
+		{"member death and hop health", []step{
+			{death, true, true, linkstate.Causes{death}, true},
+			{hop, true, true, linkstate.Causes{hop, death}, true},
+			{death, false, true, linkstate.Causes{hop}, true},
+			{hop, false, false, nil, true},
+		}},
+		{"repeats change nothing", []step{
+			{hop, true, true, linkstate.Causes{hop}, true},
+			{hop, true, true, linkstate.Causes{hop}, false},
+			{maint, false, true, linkstate.Causes{hop}, false},
+			{hop, false, false, nil, true},
+			{hop, false, false, nil, false},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tb, err := linkstate.New(nil, []linkstate.Server{{Name: "a1", RoutingGroup: "A"}, {Name: "b1", RoutingGroup: "A"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range c.steps {
+				before := tb.Version()
+				v, err := tb.SetServerCause("b1", st.cause, st.on)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (v != before) != st.bump {
+					t.Errorf("step %d: version %d -> %d, want a bump %t", i, before, v, st.bump)
+				}
+				g := tb.Graph()
+				if g.ServerDown("b1") != st.down || g.Reachable("a1", "b1") == st.down {
+					t.Errorf("step %d: down %t reachable %t, want down %t", i, g.ServerDown("b1"), g.Reachable("a1", "b1"), st.down)
+				}
+				srv := tb.Servers()[1]
+				if srv.Down != st.down || fmt.Sprint(srv.Causes) != fmt.Sprint(st.want) {
+					t.Errorf("step %d: server %+v, want down %t causes %v", i, srv, st.down, st.want)
+				}
+			}
+		})
+	}
+	if _, err := (&linkstate.Table{}).SetServerCause("x", hop, true); err == nil {
+		t.Error("unknown server accepted")
+	}
+}
+
+// Connectors: config (state: down in the file) and maintenance (the
+// operator) are separate; the operator's "up" does not override the file.
+func TestConnectorCauses(t *testing.T) {
+	tb, err := linkstate.New(nil, []linkstate.Server{{Name: "a1", RoutingGroup: "A"}, {Name: "b1", RoutingGroup: "B"}},
+		[]linkstate.Connector{{Name: "ab", A: "A", B: "B", Cost: 1, Up: false}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1700000000, 0)
+	check := func(what string, up bool, causes linkstate.Causes) {
+		t.Helper()
+		c, _ := tb.Connector("ab")
+		if c.Up != up || fmt.Sprint(c.Causes) != fmt.Sprint(causes) || tb.Graph().Reachable("a1", "b1") != up {
+			t.Errorf("%s: connector %+v reachable %t, want up %t causes %v", what, c, tb.Graph().Reachable("a1", "b1"), up, causes)
+		}
+	}
+	check("configured down", false, linkstate.Causes{linkstate.CauseConfig})
+	tb.SetUp("ab", false, "op", at)
+	check("and in maintenance", false, linkstate.Causes{linkstate.CauseConfig, linkstate.CauseMaintenance})
+	tb.SetUp("ab", true, "op", at)
+	check("maintenance over", false, linkstate.Causes{linkstate.CauseConfig})
+	tb.SetConnectorCause("ab", linkstate.CauseConfig, false, "reload", at)
+	check("config says up", true, nil)
+	if c, _ := tb.Connector("ab"); c.ChangedBy != "reload" || !c.ChangedAt.Equal(at) {
+		t.Errorf("changed by %q at %v", c.ChangedBy, c.ChangedAt)
 	}
 }

@@ -182,7 +182,10 @@ func (o *Operator) SetConnectorCost(ctx context.Context, name string, cost int, 
 	if err != nil {
 		return err
 	}
-	return o.n.changes.SetConnector(name, cost, c.Up, by)
+	// Up in the record is the operator's state (no maintenance cause): a
+	// cause of another writer (the config file) must not travel as the
+	// operator's.
+	return o.n.changes.SetConnector(name, cost, !c.Causes.Has(linkstate.CauseMaintenance), by)
 }
 
 // SetConnectorState marks a connector up or down everywhere (R10, O1).

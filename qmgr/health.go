@@ -3,6 +3,8 @@ package qmgr
 import (
 	"context"
 	"time"
+
+	"pfrouter/linkstate"
 )
 
 // hopFailed counts a failed attempt to reach a next hop; after
@@ -25,12 +27,12 @@ func (m *Manager) hopFailed(hop string, err error) {
 	m.mu.Unlock()
 	m.log.Warn("next hop failed", "hop", hop, "consecutive_failures", fails, "err", err)
 	if mark {
-		if _, err := m.o.LinkState.SetServerDown(hop, true); err != nil {
+		if _, err := m.o.LinkState.SetServerCause(hop, linkstate.CauseHopHealth, true); err != nil {
 			m.log.Error("cannot mark hop down", "hop", hop, "err", err)
 			return
 		}
 		m.log.Warn("next hop marked down in link state; routing around it (R13b)", "hop", hop, "after_failures", fails)
-		m.event(Event{Kind: "linkstate", Details: map[string]string{"server": hop, "state": "down", "reason": err.Error()}})
+		m.event(Event{Kind: "linkstate", Details: map[string]string{"server": hop, "cause": string(linkstate.CauseHopHealth), "state": "down", "reason": err.Error()}})
 	}
 }
 
@@ -81,9 +83,11 @@ func (m *Manager) prober(ctx context.Context) {
 			h := m.hops[hop]
 			h.markedDown, h.fails, h.changedAt = false, 0, m.o.Now()
 			m.mu.Unlock()
-			if _, err := m.o.LinkState.SetServerDown(hop, false); err == nil {
-				m.log.Info("hop answers again; marked up in link state (R13b)", "hop", hop)
-				m.event(Event{Kind: "linkstate", Details: map[string]string{"server": hop, "state": "up"}})
+			// Only this prober's cause is cleared: a server an operator
+			// put in maintenance, or that memberlist finds dead, stays down.
+			if _, err := m.o.LinkState.SetServerCause(hop, linkstate.CauseHopHealth, false); err == nil {
+				m.log.Info("hop answers again; hop-health cause cleared in link state (R13b)", "hop", hop)
+				m.event(Event{Kind: "linkstate", Details: map[string]string{"server": hop, "cause": string(linkstate.CauseHopHealth), "state": "cleared"}})
 			}
 		}
 	}
