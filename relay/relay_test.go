@@ -1,0 +1,280 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// fakeHop is a small next hop on go-smtp's server whose replies the test
+// scripts: reply(cmd, arg) returns the error to answer MAIL, RCPT or DATA
+// (the end of data) with, or nil.
+type fakeHop struct {
+	addr     string
+	sessions atomic.Int32
+	mu       sync.Mutex
+	reply    func(cmd, arg string) error
+	got      []string // bodies received
+}
+
+func startHop(t *testing.T, reply func(cmd, arg string) error) *fakeHop {
+	t.Helper()
+	h := &fakeHop{reply: reply}
+	srv := smtp.NewServer(h)
+	srv.Domain = "hop.test"
+	srv.AllowInsecureAuth = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return h
+}
+
+func (h *fakeHop) NewSession(*smtp.Conn) (smtp.Session, error) {
+	h.sessions.Add(1)
+	return &hopSession{h: h}, nil
+}
+
+func (h *fakeHop) answer(cmd, arg string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.reply == nil {
+		return nil
+	}
+	return h.reply(cmd, arg)
+}
+
+type hopSession struct{ h *fakeHop }
+
+func (s *hopSession) Mail(from string, _ *smtp.MailOptions) error { return s.h.answer("MAIL", from) }
+func (s *hopSession) Rcpt(to string, _ *smtp.RcptOptions) error  { return s.h.answer("RCPT", to) }
+func (s *hopSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if err := s.h.answer("DATA", ""); err != nil {
+		return err
+	}
+	s.h.mu.Lock()
+	s.h.got = append(s.h.got, string(b))
+	s.h.mu.Unlock()
+	return nil
+}
+func (s *hopSession) Reset()        {}
+func (s *hopSession) Logout() error { return nil }
+
+func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+}
+
+func newClient() *Client { return &Client{Self: "a1", Timeout: 2 * time.Second} }
+
+var body = []byte("Subject: t\r\n\r\nhello\r\n")
+
+// Issue 10 item 2: replies to MAIL, RCPT and DATA are per-recipient
+// answers (*ReplyError with code, enhanced code, text and recipients),
+// never a connection error; a 421 closing the session is one.
+func TestReplyClasses(t *testing.T) {
+	cases := []struct {
+		name  string
+		reply func(cmd, arg string) error
+		want  []string // per recipient: "" accepted, else "CMD code enh"
+		conn  bool     // a *ConnError instead
+	}{
+		{"all accepted", nil, []string{"", ""}, false},
+		{"one refused at RCPT", func(cmd, arg string) error {
+			if cmd == "RCPT" && arg == "x@q.example" {
+				return reply(550, smtp.EnhancedCode{5, 1, 1}, "no such folder")
+			}
+			return nil
+		}, []string{"", "RCPT 550 5.1.1"}, false},
+		{"552 at MAIL fails every recipient", func(cmd, _ string) error {
+			if cmd == "MAIL" {
+				return reply(552, smtp.EnhancedCode{5, 3, 4}, "message too big")
+			}
+			return nil
+		}, []string{"MAIL 552 5.3.4", "MAIL 552 5.3.4"}, false},
+		{"451 after DATA defers the accepted ones", func(cmd, arg string) error {
+			switch {
+			case cmd == "RCPT" && arg == "x@q.example":
+				return reply(550, smtp.EnhancedCode{5, 1, 1}, "no")
+			case cmd == "DATA":
+				return reply(451, smtp.EnhancedCode{4, 3, 0}, "disk full")
+			}
+			return nil
+		}, []string{"DATA 451 4.3.0", "RCPT 550 5.1.1"}, false},
+		{"no enhanced code", func(cmd, _ string) error {
+			if cmd == "RCPT" {
+				return reply(450, smtp.NoEnhancedCode, "later")
+			}
+			return nil
+		}, []string{"RCPT 450 ", "RCPT 450 "}, false},
+		{"421 closes the session: a link failure", func(cmd, _ string) error {
+			if cmd == "MAIL" {
+				return reply(421, smtp.EnhancedCode{4, 3, 2}, "shutting down")
+			}
+			return nil
+		}, nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hop := startHop(t, c.reply)
+			cl := newClient()
+			defer cl.Close()
+			res, err := cl.Send(context.Background(), hop.addr, "s@q.example", []string{"f@q.example", "x@q.example"}, body)
+			var ce *ConnError
+			if c.conn {
+				if !errors.As(err, &ce) {
+					t.Fatalf("want a *ConnError, got %v %+v", err, res)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("a reply came back as an error: %v", err)
+			}
+			for i, r := range res {
+				got := ""
+				if r.Err != nil {
+					got = r.Err.Command + " " + strconv.Itoa(r.Err.Code) + " " + r.Err.Enhanced
+					if r.Err.Addr != hop.addr || r.Err.Message == "" || !containsStr(r.Err.Rcpts, r.Rcpt) {
+						t.Errorf("%s: reply error %+v", r.Rcpt, r.Err)
+					}
+					if r.Err.Permanent() != (r.Err.Code >= 500) {
+						t.Errorf("Permanent() wrong for %d", r.Err.Code)
+					}
+				}
+				if got != c.want[i] {
+					t.Errorf("%s: %q, want %q", r.Rcpt, got, c.want[i])
+				}
+			}
+		})
+	}
+}
+
+// A MAIL refusal names every recipient of the transaction in its Rcpts,
+// and its text reaches the caller (for the report).
+func TestMailRefusalNamesRecipients(t *testing.T) {
+	hop := startHop(t, func(cmd, _ string) error {
+		if cmd == "MAIL" {
+			return reply(552, smtp.EnhancedCode{5, 3, 4}, "message size 9000 exceeds the limit of 4096 bytes")
+		}
+		return nil
+	})
+	cl := newClient()
+	defer cl.Close()
+	res, err := cl.Send(context.Background(), hop.addr, "s@q.example", []string{"a@q.example", "b@q.example"}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := res[0].Err
+	if re == nil || strings.Join(re.Rcpts, ",") != "a@q.example,b@q.example" || !strings.Contains(re.Error(), "exceeds the limit of 4096") {
+		t.Fatalf("reply error %+v", re)
+	}
+}
+
+// Connection-level failures are *ConnError: refused, and a peer that
+// never greets (timeout).
+func TestConnectionFailures(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	cl := newClient()
+	defer cl.Close()
+	var ce *ConnError
+	if _, err := cl.Send(context.Background(), closed, "s@q.example", []string{"f@q.example"}, body); !errors.As(err, &ce) {
+		t.Fatalf("refused: %v", err)
+	}
+
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // holds the connection open, says nothing
+		}
+	}()
+	cl.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	_, err = cl.Send(context.Background(), silent.Addr().String(), "s@q.example", []string{"f@q.example"}, body)
+	if !errors.As(err, &ce) {
+		t.Fatalf("silent peer: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("silent peer took %s with a 300ms timeout", took)
+	}
+	if err := cl.Probe(context.Background(), silent.Addr().String()); err == nil {
+		t.Fatal("probe of a silent peer succeeded")
+	}
+}
+
+// Pooled sessions: consecutive messages to one hop reuse one session, a
+// refusal does not spoil it, and a peer that dropped it is redialled.
+func TestPooledSessions(t *testing.T) {
+	var refuse atomic.Bool
+	hop := startHop(t, func(cmd, _ string) error {
+		if cmd == "MAIL" && refuse.Load() {
+			return reply(550, smtp.EnhancedCode{5, 7, 1}, "not now")
+		}
+		return nil
+	})
+	cl := newClient()
+	defer cl.Close()
+	send := func() []RcptResult {
+		t.Helper()
+		res, err := cl.Send(context.Background(), hop.addr, "s@q.example", []string{"f@q.example"}, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	send()
+	send()
+	refuse.Store(true)
+	if res := send(); res[0].Err == nil {
+		t.Fatal("refusal not reported")
+	}
+	refuse.Store(false)
+	if res := send(); res[0].Err != nil {
+		t.Fatalf("session after a refusal: %v", res[0].Err)
+	}
+	if n := hop.sessions.Load(); n != 1 {
+		t.Fatalf("%d sessions for four messages, want one pooled session", n)
+	}
+	hop.mu.Lock()
+	got := len(hop.got)
+	hop.mu.Unlock()
+	if got != 3 {
+		t.Fatalf("hop received %d messages, want 3", got)
+	}
+}
+
+func containsStr(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
