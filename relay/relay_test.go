@@ -59,7 +59,7 @@ func (h *fakeHop) answer(cmd, arg string) error {
 type hopSession struct{ h *fakeHop }
 
 func (s *hopSession) Mail(from string, _ *smtp.MailOptions) error { return s.h.answer("MAIL", from) }
-func (s *hopSession) Rcpt(to string, _ *smtp.RcptOptions) error  { return s.h.answer("RCPT", to) }
+func (s *hopSession) Rcpt(to string, _ *smtp.RcptOptions) error   { return s.h.answer("RCPT", to) }
 func (s *hopSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
