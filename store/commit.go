@@ -41,6 +41,7 @@ type addReq struct {
 	last   []byte // the last (often only) body chunk, written with the records
 	flags  []string
 	viewer string
+	remote *Change // set when the message is a post replicated from another store
 
 	// Set by the committing goroutine before it releases the mailbox lock.
 	done bool
@@ -92,6 +93,40 @@ func (s *Store) commitAdd(r *addReq) {
 	}
 }
 
+// commitAddAll queues rs on their mailbox (rec) in order and returns when
+// all are committed: they take consecutive UIDs in that order, in as few
+// group commits as the limits allow. A request that must be retried on a
+// new mailbox (errRetry) is left to the caller.
+func (s *Store) commitAddAll(mbox uint64, rs []*addReq) {
+	if len(rs) == 0 {
+		return
+	}
+	q := s.addQueue(mbox)
+	q.mu.Lock()
+	for _, r := range rs {
+		r.mbox, r.done = mbox, false
+		q.reqs = append(q.reqs, r)
+	}
+	q.mu.Unlock()
+	mu := s.lock(mbox)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range rs {
+		for !r.done {
+			q.mu.Lock()
+			n, size := 0, 0
+			for n < len(q.reqs) && n < groupMax && (n == 0 || size+q.reqs[n].cost() <= groupBytes) {
+				size += q.reqs[n].cost()
+				n++
+			}
+			group := q.reqs[:n:n]
+			q.reqs = append([]*addReq(nil), q.reqs[n:]...)
+			q.mu.Unlock()
+			s.commitGroup(group)
+		}
+	}
+}
+
 // commitGroup writes group in one transaction (split in halves if badger
 // finds it too big), answers each request and publishes the new messages.
 func (s *Store) commitGroup(group []*addReq) {
@@ -117,6 +152,9 @@ func (s *Store) commitGroup(group []*addReq) {
 			s.notify.publish(r.mbox, Event{Kind: EventExists, UID: r.uid})
 		}
 	}
+	if err == nil && len(group) > 0 && group[0].ref.Public() {
+		s.feed.signal()
+	}
 }
 
 // writeGroup applies each request in order inside one transaction, as
@@ -126,6 +164,8 @@ func (s *Store) commitGroup(group []*addReq) {
 // and writes nothing; an error returned fails the whole group.
 func (s *Store) writeGroup(group []*addReq) error {
 	return s.db.Update(func(txn *badger.Txn) error {
+		var kn CNSet // the public folder's CNSet, loaded at its first change (changes.go)
+		var knBox uint64
 		for _, r := range group {
 			r.uid, r.dup, r.err = 0, false, nil
 			cur, err := lookup(txn, r.ref)
@@ -137,7 +177,23 @@ func (s *Store) writeGroup(group []*addReq) error {
 				r.err = errRetry // deleted and recreated meanwhile: queue on the new one
 				continue
 			}
-			if r.msg.ID != "" {
+			if r.ref.Public() && kn == nil {
+				if kn, err = loadCNSet(txn, cur.ID); err != nil {
+					return err
+				}
+				knBox = cur.ID
+			}
+			if r.remote != nil {
+				ok, err := checkRemoteAdd(txn, r.remote, cur.ID, kn)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					r.dup = true
+					continue
+				}
+				r.msg.Item = r.remote.Item.String()
+			} else if r.msg.ID != "" {
 				if item, err := txn.Get(dedupKey(cur.ID, r.msg.ID)); err == nil {
 					r.dup = true
 					if err := item.Value(func(b []byte) error {
@@ -155,6 +211,15 @@ func (s *Store) writeGroup(group []*addReq) error {
 			}
 			r.uid = cur.UIDNext
 			cur.UIDNext++
+			if r.ref.Public() {
+				if r.remote == nil {
+					if err := s.trackLocalAdd(txn, r, cur.ID, kn); err != nil {
+						return err
+					}
+				} else if err := linkRemoteAdd(txn, cur.ID, r.remote.Item, r.uid); err != nil {
+					return err
+				}
+			}
 			if err := txn.Set(bodyKey(r.msg.Body, r.msg.Chunks-1), r.last); err != nil {
 				return err
 			}
@@ -174,6 +239,9 @@ func (s *Store) writeGroup(group []*addReq) error {
 			if err := setJSON(txn, boxKey(cur.ID), cur); err != nil {
 				return err
 			}
+		}
+		if kn != nil {
+			return setJSON(txn, knowKey(knBox), kn)
 		}
 		return nil
 	})

@@ -126,6 +126,8 @@ type addArgs struct {
 	// commit attempt uses it instead of reading it again (the commit
 	// re-checks it inside its transaction either way).
 	rec *mailboxRecord
+	// remote, when set, is the replicated post this message is (Apply).
+	remote *Change
 }
 
 // add writes a message: body chunks that do not fit with the records go
@@ -133,6 +135,32 @@ type addArgs struct {
 // shows a half message (orphan chunks are invisible garbage). The last
 // commit is shared with the other messages waiting on the mailbox.
 func (s *Store) add(ctx context.Context, ref MailboxRef, a addArgs) (uint32, bool, error) {
+	r, err := s.prepareAdd(ctx, ref, a)
+	if err != nil {
+		return 0, false, err
+	}
+	for attempt := 0; ; attempt++ {
+		rec, err := a.rec, error(nil)
+		if attempt > 0 || rec == nil {
+			rec, err = s.view(ref)
+		}
+		if err != nil {
+			s.dropChunks(r.msg.Body, r.msg.Chunks-1)
+			return 0, false, err
+		}
+		r.mbox, r.done = rec.ID, false
+		s.commitAdd(r)
+		if errors.Is(r.err, errRetry) && attempt < 3 {
+			continue
+		}
+		break
+	}
+	return s.finishAdd(r)
+}
+
+// prepareAdd writes the body chunks that do not fit with the records and
+// returns the request for the group commit.
+func (s *Store) prepareAdd(ctx context.Context, ref MailboxRef, a addArgs) (*addReq, error) {
 	if a.date.IsZero() {
 		a.date = time.Now()
 	}
@@ -141,7 +169,7 @@ func (s *Store) add(ctx context.Context, ref MailboxRef, a addArgs) (uint32, boo
 	}
 	body, err := s.bodies.Next()
 	if err != nil {
-		return 0, false, fmt.Errorf("allocate body id: %w", err)
+		return nil, fmt.Errorf("allocate body id: %w", err)
 	}
 	size := int64(len(a.body))
 	if a.src != nil {
@@ -167,55 +195,43 @@ func (s *Store) add(ctx context.Context, ref MailboxRef, a addArgs) (uint32, boo
 	for c := uint32(0); c+1 < chunks; c++ {
 		if err := ctx.Err(); err != nil {
 			s.dropChunks(body, c)
-			return 0, false, err
+			return nil, err
 		}
 		p, err := part(c)
 		if err != nil {
 			s.dropChunks(body, c)
-			return 0, false, err
+			return nil, err
 		}
 		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(bodyKey(body, c), p) }); err != nil {
 			s.dropChunks(body, c)
-			return 0, false, fmt.Errorf("write body chunk %d of %s: %w", c, ref, err)
+			return nil, fmt.Errorf("write body chunk %d of %s: %w", c, ref, err)
 		}
 	}
 	last, err := part(chunks - 1)
 	if err != nil {
 		s.dropChunks(body, chunks-1)
-		return 0, false, err
+		return nil, err
 	}
 	msg := messageRecord{Size: size, Date: a.date.UTC(), Class: a.class, Body: body, Chunks: chunks, ID: a.id}
 	flags := NormalizeFlags(a.flags)
 	if !ref.Public() {
 		msg.Flags = flags
 	}
-
 	// The last chunk and the records go through the mailbox's group
 	// commit (commit.go): one transaction and one fsync for every message
 	// waiting on the mailbox.
-	r := &addReq{ref: ref, msg: msg, last: last, flags: flags, viewer: a.viewer}
-	for attempt := 0; ; attempt++ {
-		rec, err := a.rec, error(nil)
-		if attempt > 0 || rec == nil {
-			rec, err = s.view(ref)
-		}
-		if err != nil {
-			s.dropChunks(body, chunks-1)
-			return 0, false, err
-		}
-		r.mbox, r.done = rec.ID, false
-		s.commitAdd(r)
-		if errors.Is(r.err, errRetry) && attempt < 3 {
-			continue
-		}
-		if r.err != nil {
-			s.dropChunks(body, chunks-1)
-			return 0, false, fmt.Errorf("store message in %s: %w", ref, r.err)
-		}
-		break
+	return &addReq{ref: ref, msg: msg, last: last, flags: flags, viewer: a.viewer, remote: a.remote}, nil
+}
+
+// finishAdd answers a committed request, dropping the chunks written
+// ahead of a message that was not stored.
+func (s *Store) finishAdd(r *addReq) (uint32, bool, error) {
+	if r.err != nil {
+		s.dropChunks(r.msg.Body, r.msg.Chunks-1)
+		return 0, false, fmt.Errorf("store message in %s: %w", r.ref, r.err)
 	}
 	if r.dup {
-		s.dropChunks(body, chunks-1)
+		s.dropChunks(r.msg.Body, r.msg.Chunks-1)
 		return r.uid, true, nil
 	}
 	return r.uid, false, nil

@@ -135,6 +135,13 @@ func (s *Store) SetFlags(ctx context.Context, ref MailboxRef, viewer string, uid
 	for start := 0; start < len(uids); start += batch {
 		part := uids[start:min(start+batch, len(uids))]
 		err := s.db.Update(func(txn *badger.Txn) error {
+			var kn CNSet
+			if ref.Public() && viewer != "" {
+				var err error
+				if kn, err = loadCNSet(txn, rec.ID); err != nil {
+					return err
+				}
+			}
 			for _, uid := range part {
 				var m messageRecord
 				if err := getJSON(txn, msgKey(rec.ID, uid), &m); err != nil {
@@ -156,8 +163,14 @@ func (s *Store) SetFlags(ctx context.Context, ref MailboxRef, viewer string, uid
 				if err := getJSON(txn, key, &cur); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 					return err
 				}
+				prev := cur
 				cur = applyFlags(cur, op, flags)
 				out[uid] = cur
+				if kn != nil && !slices.Equal(prev, cur) {
+					if err := s.trackFlags(txn, ref, rec.ID, kn, m, viewer, cur); err != nil {
+						return err
+					}
+				}
 				if len(cur) == 0 {
 					if err := txn.Delete(key); err != nil {
 						return err
@@ -165,6 +178,9 @@ func (s *Store) SetFlags(ctx context.Context, ref MailboxRef, viewer string, uid
 				} else if err := setJSON(txn, key, cur); err != nil {
 					return err
 				}
+			}
+			if kn != nil {
+				return setJSON(txn, knowKey(rec.ID), kn)
 			}
 			return nil
 		})
@@ -177,6 +193,9 @@ func (s *Store) SetFlags(ctx context.Context, ref MailboxRef, viewer string, uid
 		}
 	}
 	s.notify.publish(rec.ID, Event{Kind: EventFlags, Viewer: viewer})
+	if ref.Public() {
+		s.feed.signal()
+	}
 	return out, nil
 }
 
@@ -195,6 +214,14 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 		part := uids[start:min(start+batch, len(uids))]
 		var done []uint32
 		err := s.db.Update(func(txn *badger.Txn) error {
+			done = done[:0]
+			var kn CNSet
+			if ref.Public() {
+				var err error
+				if kn, err = loadCNSet(txn, rec.ID); err != nil {
+					return err
+				}
+			}
 			for _, uid := range part {
 				var m messageRecord
 				if err := getJSON(txn, msgKey(rec.ID, uid), &m); err != nil {
@@ -203,6 +230,11 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 					}
 					return err
 				}
+				if kn != nil {
+					if err := s.trackDelete(txn, ref, rec.ID, kn, m); err != nil {
+						return err
+					}
+				}
 				if err := txn.Delete(msgKey(rec.ID, uid)); err != nil {
 					return err
 				}
@@ -210,6 +242,9 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 					return err
 				}
 				done = append(done, uid)
+			}
+			if kn != nil {
+				return setJSON(txn, knowKey(rec.ID), kn)
 			}
 			return nil
 		})
@@ -229,6 +264,9 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 	}
 	for _, uid := range removed {
 		s.notify.publish(rec.ID, Event{Kind: EventExpunge, UID: uid})
+	}
+	if ref.Public() && len(removed) > 0 {
+		s.feed.signal()
 	}
 	return removed, nil
 }

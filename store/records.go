@@ -30,6 +30,9 @@ type messageRecord struct {
 	Body   uint64    `json:"body"`
 	Chunks uint32    `json:"chunks"`
 	ID     string    `json:"id,omitempty"`
+	// Item is the public folder post's replication identity (the String
+	// of its add change's id, changes.go); "" in user mailboxes.
+	Item string `json:"item,omitempty"`
 }
 
 func getJSON(txn *badger.Txn, key []byte, v any) error {

@@ -18,7 +18,8 @@
 //	r/<id><viewer>            -> highest UID the viewer's sessions have seen (\Recent)
 //	s/<store>\0<user>\0<name> -> subscription (may name a missing mailbox)
 //	u/<store>\0<user>\0      -> the owner's default mailboxes were provisioned
-//	c/...                     -> counters
+//	c/...                     -> counters (c/cn: the change number clock)
+//	g/ k/ m/ t/ v/            -> public folder change tracking (changes.go)
 //
 // Mailbox names are indirected through ids so that RENAME does not move
 // messages, and so a deleted and recreated mailbox gets a new id and thus a
@@ -30,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -57,6 +59,11 @@ type Store struct {
 	locks sync.Map   // mailbox id -> *sync.Mutex: serialises UID allocation and flag updates
 
 	notify notifier
+
+	// Change numbers of public folder changes (changes.go).
+	cnLast atomic.Uint64
+	bootCN uint64
+	feed   feed
 }
 
 // Open opens (creating if needed) the message database in dir. Commits are
@@ -84,6 +91,10 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("open mailbox sequence: %w", err)
 	}
 	s.notify.init()
+	if err := s.loadCN(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+)
+
+// syncOnce pulls what dst lacks of folder from src, batch by batch, as the
+// replication service does.
+func syncOnce(t *testing.T, src *Store, srcStore string, dst *Store, dstStore, folder string, maxChanges int) ApplyResult {
+	t.Helper()
+	var total ApplyResult
+	for range 1000 {
+		have, err := dst.CNSetOf(ctx, MailboxRef{Store: dstStore, Name: folder})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := src.ChangesSince(ctx, MailboxRef{Store: srcStore, Name: folder}, have, 1<<20, maxChanges)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := dst.Apply(ctx, MailboxRef{Store: dstStore, Name: folder}, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total.Added += res.Added
+		total.Deleted += res.Deleted
+		total.Flagged += res.Flagged
+		total.Skipped += res.Skipped
+		if !b.More {
+			return total
+		}
+	}
+	t.Fatal("sync did not finish")
+	return total
+}
+
+// contents maps each post's item to its body, as a replica holds it.
+func contents(t *testing.T, s *Store, ref MailboxRef) map[ChangeID]string {
+	t.Helper()
+	items, err := s.ItemsOf(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[ChangeID]string{}
+	for uid, item := range items {
+		b, err := s.Body(ctx, ref, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := out[item]; dup {
+			t.Fatalf("item %s stored twice", item)
+		}
+		out[item] = string(b)
+	}
+	return out
+}
+
+// Posts, appends, expunges and per-user flags of one replica reach the
+// other through ChangesSince/Apply, in batches, and a batch applied twice
+// changes nothing.
+func TestReplicateChangesBetweenStores(t *testing.T) {
+	a, b := openStore(t, t.TempDir()), openStore(t, t.TempDir())
+	defer a.Close()
+	defer b.Close()
+	ra, rb := MailboxRef{Store: "A", Name: "/Sales"}, MailboxRef{Store: "B", Name: "/Sales"}
+	for i := range 7 {
+		if _, _, err := a.Deliver(ctx, Delivery{Store: "A", Folder: "/Sales", ID: fmt.Sprint("q", i), Class: "IPM.Post", Body: msg(fmt.Sprint("post ", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := append([]byte("Subject: big\r\n\r\n"), bytes.Repeat([]byte("y"), 2*chunkSize+5)...)
+	if _, _, err := a.Append(ctx, ra, big, AppendOptions{Viewer: "alice", Flags: []string{`\Seen`}}); err != nil {
+		t.Fatal(err)
+	}
+	res := syncOnce(t, a, "A", b, "B", "/Sales", 3)
+	if res.Added != 8 || res.Flagged != 1 {
+		t.Fatalf("first sync %+v, want 8 added, 1 flag change", res)
+	}
+	if ca, cb := contents(t, a, ra), contents(t, b, rb); !maps.Equal(ca, cb) || len(cb) != 8 {
+		t.Fatalf("replicas differ: A %d items, B %d", len(ca), len(cb))
+	}
+	bm, _ := b.MessagesAs(ctx, rb, "alice")
+	if !HasFlag(bm[len(bm)-1].Flags, `\Seen`) {
+		t.Fatalf("alice's \\Seen on the appended post did not replicate: %v", bm[len(bm)-1].Flags)
+	}
+	// Idempotent: the same batch again adds nothing.
+	b0, err := a.ChangesSince(ctx, ra, CNSet{}, 1<<30, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Apply(ctx, rb, b0)
+	if err != nil || again.Added != 0 || again.Flagged != 0 {
+		t.Fatalf("reapplied batch: %+v, %v", again, err)
+	}
+	if n, _ := b.Messages(ctx, rb); len(n) != 8 {
+		t.Fatalf("B holds %d messages after a replayed batch, want 8", len(n))
+	}
+	// B expunges one post and bob flags another; both reach A.
+	if _, err := b.Expunge(ctx, rb, []uint32{bm[0].UID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SetFlags(ctx, rb, "bob", []uint32{bm[1].UID}, FlagsAdd, []string{`\Flagged`}); err != nil {
+		t.Fatal(err)
+	}
+	res = syncOnce(t, b, "B", a, "A", "/Sales", 100)
+	if res.Deleted != 1 || res.Flagged != 1 {
+		t.Fatalf("sync back %+v, want 1 delete, 1 flag change", res)
+	}
+	if ca, cb := contents(t, a, ra), contents(t, b, rb); !maps.Equal(ca, cb) || len(ca) != 7 {
+		t.Fatalf("after delete: A %d items, B %d", len(ca), len(cb))
+	}
+	am, _ := a.MessagesAs(ctx, ra, "bob")
+	if !slices.ContainsFunc(am, func(m MessageInfo) bool { return HasFlag(m.Flags, `\Flagged`) }) {
+		t.Fatal("bob's flag did not reach A")
+	}
+	// Both in sync: nothing missing either way.
+	ka, _ := a.CNSetOf(ctx, ra)
+	kb, _ := b.CNSetOf(ctx, rb)
+	if n, _ := a.Missing(ctx, ra, kb); n != 0 {
+		t.Fatalf("B misses %d changes of A", n)
+	}
+	if n, _ := b.Missing(ctx, rb, ka); n != 0 {
+		t.Fatalf("A misses %d changes of B", n)
+	}
+}
+
+// Conflict rule: concurrent flag changes of one user on one post converge
+// on the later change on both replicas, and a delete beats a concurrent
+// flag change and a late copy of the post.
+func TestReplicationConflictsConverge(t *testing.T) {
+	a, b := openStore(t, t.TempDir()), openStore(t, t.TempDir())
+	defer a.Close()
+	defer b.Close()
+	ra, rb := MailboxRef{Store: "A", Name: "/F"}, MailboxRef{Store: "B", Name: "/F"}
+	for i := range 2 {
+		a.Deliver(ctx, Delivery{Store: "A", Folder: "/F", ID: fmt.Sprint(i), Body: msg(fmt.Sprint(i))})
+	}
+	syncOnce(t, a, "A", b, "B", "/F", 100)
+	am, _ := a.Messages(ctx, ra)
+	bm, _ := b.Messages(ctx, rb)
+	// Partitioned: A flags post 1 first, B later; B flags post 2, A deletes it.
+	a.SetFlags(ctx, ra, "u", []uint32{am[0].UID}, FlagsSet, []string{"$A"})
+	b.SetFlags(ctx, rb, "u", []uint32{bm[0].UID}, FlagsSet, []string{"$B"})
+	b.SetFlags(ctx, rb, "u", []uint32{bm[1].UID}, FlagsSet, []string{`\Flagged`})
+	a.Expunge(ctx, ra, []uint32{am[1].UID})
+	syncOnce(t, a, "A", b, "B", "/F", 100)
+	syncOnce(t, b, "B", a, "A", "/F", 100)
+	for _, s := range []struct {
+		st  *Store
+		ref MailboxRef
+	}{{a, ra}, {b, rb}} {
+		ms, _ := s.st.MessagesAs(ctx, s.ref, "u")
+		if len(ms) != 1 || !slices.Equal(ms[0].Flags, []string{"$B"}) {
+			t.Fatalf("%s: %+v, want one post flagged $B (later writer wins, delete wins)", s.ref, ms)
+		}
+	}
+}
