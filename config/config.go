@@ -82,6 +82,7 @@ type Org struct {
 	Limits        Limits         `yaml:"limits"`
 	Admin         Admin          `yaml:"admin"`
 	Tracking      Tracking       `yaml:"tracking"`
+	Replication   Replication    `yaml:"replication"`
 	Path          string         `yaml:"-"` // file the Org was read from, "" if embedded
 	Dir           string         `yaml:"-"` // relative data_dir and secret_file resolve against it
 	lines         *lineIndex     `yaml:"-"`
@@ -140,6 +141,17 @@ type Admin struct {
 	TokenFile string `yaml:"token_file"`
 }
 
+// Replication schedules public folder replication (docs/replication.md).
+type Replication struct {
+	// Interval between pulls of a folder from another replica; 0 (the
+	// default) replicates at once: a change is sent when it is committed,
+	// batched with whatever else is waiting.
+	Interval Duration `yaml:"interval"`
+	// MaxBatchBytes bounds the message bytes of one replication answer
+	// (at least one message is always sent). Default 4 MB.
+	MaxBatchBytes ByteSize `yaml:"max_batch_bytes"`
+}
+
 // Tracking configures each server's tracking log.
 type Tracking struct {
 	Retention Duration `yaml:"retention"` // default 7 days
@@ -195,6 +207,9 @@ type Listen struct {
 	POP3S  string `yaml:"pop3s"`
 	Admin  string `yaml:"admin"`
 	Gossip string `yaml:"gossip"`
+	// Replication is where peers pull public folder changes from this
+	// server (TLS, org server certificates only); empty: replication off.
+	Replication string `yaml:"replication"`
 }
 
 type Server struct {
@@ -259,6 +274,7 @@ func Enabled(b *bool) bool { return b == nil || *b }
 
 // Defaults used when a key is absent.
 const (
+	DefaultReplicationBatch = 4 << 20
 	DefaultStoreMinAge      = 48 * time.Hour
 	DefaultMessageExpiry    = 48 * time.Hour
 	DefaultHopLimit         = 30
@@ -364,6 +380,9 @@ func (o *Org) applyDefaults() {
 	}
 	if o.Telemetry.Traces == "" {
 		o.Telemetry.Traces = "none"
+	}
+	if o.Replication.MaxBatchBytes == 0 {
+		o.Replication.MaxBatchBytes = DefaultReplicationBatch
 	}
 	l := &o.Limits
 	if l.MaxMessageSize == 0 {

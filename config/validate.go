@@ -56,6 +56,12 @@ func (o *Org) validate() Errors {
 	if !oneOf(o.Routing.MessageClass, ClassPost, ClassNote) {
 		p.add("routing.message_class", "%q is not IPM.Post or IPM.Note", o.Routing.MessageClass)
 	}
+	if o.Replication.Interval < 0 {
+		p.add("replication.interval", "must not be negative (0 replicates at once)")
+	}
+	if o.Replication.MaxBatchBytes < 64<<10 {
+		p.add("replication.max_batch_bytes", "must be at least 64KB")
+	}
 	if o.Routing.HopLimit < 1 || o.Routing.HopLimit > 1000 {
 		p.add("routing.hop_limit", "must be between 1 and 1000")
 	}
@@ -121,7 +127,7 @@ func (o *Org) validate() Errors {
 		case !rgs[s.RoutingGroup]:
 			p.add(f+".routing_group", "routing group %q is not defined in routing_groups (%s)", s.RoutingGroup, listOf(o.RoutingGroups, func(x RoutingGroup) string { return x.Name }))
 		}
-		for _, l := range []struct{ key, addr string }{{"smtp", s.Listen.SMTP}, {"imap", s.Listen.IMAP}, {"imaps", s.Listen.IMAPS}, {"pop3", s.Listen.POP3}, {"pop3s", s.Listen.POP3S}, {"admin", s.Listen.Admin}, {"gossip", s.Listen.Gossip}} {
+		for _, l := range []struct{ key, addr string }{{"smtp", s.Listen.SMTP}, {"imap", s.Listen.IMAP}, {"imaps", s.Listen.IMAPS}, {"pop3", s.Listen.POP3}, {"pop3s", s.Listen.POP3S}, {"admin", s.Listen.Admin}, {"gossip", s.Listen.Gossip}, {"replication", s.Listen.Replication}} {
 			if l.addr == "" {
 				continue
 			}

@@ -71,7 +71,7 @@ func Bind(org *config.Org, names []string) (map[string]Listeners, error) {
 			key  string
 			addr *string
 		}{{"smtp", &s.Listen.SMTP}, {"imap", &s.Listen.IMAP}, {"imaps", &s.Listen.IMAPS}, {"pop3", &s.Listen.POP3},
-			{"pop3s", &s.Listen.POP3S}, {"admin", &s.Listen.Admin}} {
+			{"pop3s", &s.Listen.POP3S}, {"admin", &s.Listen.Admin}, {"replication", &s.Listen.Replication}} {
 			if *f.addr == "" {
 				continue
 			}

@@ -1,0 +1,324 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"pfrouter/store"
+)
+
+// Start runs the pull loops: one per source server, started and stopped
+// as the directory's replica lists and link state change.
+func (s *Service) Start() {
+	s.wg.Add(1)
+	go s.manage()
+}
+
+// Kick makes the pull loops look at the directory again now (a replica
+// was added at run time).
+func (s *Service) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+type loop struct {
+	cancel context.CancelFunc
+	sig    string
+	done   chan struct{}
+}
+
+// manage keeps one pull loop per source server whose pairs or
+// reachability changed restarted, so a long poll never outlives the plan
+// it was made for.
+func (s *Service) manage() {
+	defer s.wg.Done()
+	loops := map[string]*loop{}
+	defer func() {
+		for _, l := range loops {
+			l.cancel()
+			<-l.done
+		}
+	}()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		plan := Plan(s.o.Directory.Snapshot(), s.o.Server)
+		for server, pairs := range plan {
+			sig := signature(pairs, s.reachable(server))
+			if l, ok := loops[server]; ok {
+				select {
+				case <-l.done: // ended on its own: start again
+				default:
+					if l.sig == sig {
+						continue
+					}
+				}
+				l.cancel()
+				<-l.done
+			}
+			ctx, cancel := context.WithCancel(s.ctx)
+			l := &loop{cancel: cancel, sig: sig, done: make(chan struct{})}
+			loops[server] = l
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer close(l.done)
+				s.pullLoop(ctx, server, pairs)
+			}()
+		}
+		for server, l := range loops {
+			if _, ok := plan[server]; !ok {
+				l.cancel()
+				<-l.done
+				delete(loops, server)
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+	}
+}
+
+func signature(pairs []Pair, reachable bool) string {
+	var b strings.Builder
+	fmt.Fprint(&b, reachable)
+	for _, p := range pairs {
+		b.WriteString("|" + p.FolderKey + ">" + p.Source + ">" + p.Local)
+	}
+	return b.String()
+}
+
+func (s *Service) reachable(server string) bool {
+	return server == s.o.Server || s.o.Reachable == nil || s.o.Reachable(server)
+}
+
+// pullLoop pulls pairs from server until ctx ends: at once while batches
+// are cut by the limits, then long polls (or every Interval); after a
+// failure again with backoff, on a new connection.
+func (s *Service) pullLoop(ctx context.Context, server string, pairs []Pair) {
+	if !s.reachable(server) {
+		<-ctx.Done() // partitioned: the manager restarts the loop when the link is back
+		return
+	}
+	var cc *clientConn
+	defer func() {
+		if cc != nil {
+			s.untrack(cc.c)
+		}
+	}()
+	backoff := 500 * time.Millisecond
+	wait := time.Duration(0)
+	for ctx.Err() == nil {
+		more, err := s.pullOnce(ctx, server, pairs, &cc, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if cc != nil {
+				s.untrack(cc.c)
+				cc = nil
+			}
+			s.log.Warn("replication pull failed; retrying", "source_server", server, "retry_in", backoff, "err", err)
+			if s.o.OnError != nil {
+				s.o.OnError(server, err)
+			}
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			wait = 0
+			continue
+		}
+		backoff = 500 * time.Millisecond
+		switch {
+		case more:
+			wait = 0
+		case s.o.Interval > 0:
+			if !sleep(ctx, s.o.Interval) {
+				return
+			}
+			wait = 0
+		default:
+			wait = longPoll
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// pullOnce sends one request for pairs and applies the answer.
+func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, cc **clientConn, wait time.Duration) (more bool, err error) {
+	req := &pullRequest{MaxBytes: s.o.MaxBatchBytes, WaitMS: wait.Milliseconds(), Folders: make([]pullFolder, len(pairs))}
+	for i, p := range pairs {
+		have, err := s.o.Store.CNSetOf(ctx, store.MailboxRef{Store: p.Local, Name: p.Path})
+		if err != nil {
+			return false, err
+		}
+		req.Folders[i] = pullFolder{Hierarchy: p.Hierarchy, Path: p.Path, Source: p.Source, Have: have}
+	}
+	var resp *pullResponse
+	if server == s.o.Server {
+		resp, err = s.respond(ctx, server, req)
+	} else {
+		if *cc == nil {
+			if *cc, err = s.dial(ctx, server); err != nil {
+				return false, err
+			}
+		}
+		resp, err = (*cc).exchange(req, s.o.MaxBody, wait)
+	}
+	if err != nil {
+		return false, err
+	}
+	for i, fb := range resp.Folders {
+		p := pairs[i]
+		if fb.Error != "" {
+			s.log.Warn("replication source refused a folder", "folder", p.FolderKey, "source", p.Source, "err", fb.Error)
+			continue
+		}
+		more = more || fb.More
+		if len(fb.Changes) == 0 && !claimAdds(req.Folders[i].Have, fb.Claim) {
+			continue
+		}
+		res, err := s.o.Store.Apply(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, store.Batch{Changes: fb.Changes, Claim: fb.Claim, More: fb.More})
+		if err != nil {
+			return false, fmt.Errorf("apply %s from %s: %w", p.FolderKey, p.Source, err)
+		}
+		if s.o.OnApplied != nil {
+			a := Applied{Pair: p, Result: res, More: fb.More}
+			now := time.Now()
+			for _, c := range fb.Changes {
+				if c.Kind == store.ChangeAdd && res.Added > 0 {
+					a.Lag = append(a.Lag, now.Sub(c.At))
+				}
+			}
+			s.o.OnApplied(a)
+		}
+		s.setBacklog(p, fb.More, len(fb.Changes))
+	}
+	return more, nil
+}
+
+func (s *Service) setBacklog(p Pair, more bool, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := p.Local + "|" + p.FolderKey + "|" + p.Source
+	if more {
+		s.backlog[k] = n
+	} else {
+		delete(s.backlog, k)
+	}
+}
+
+// Backfilling counts the replica pairs whose last pull was cut by the
+// limits (more changes waiting at the source).
+func (s *Service) Backfilling() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.backlog)
+}
+
+// respond serves a request of this server to itself (two replicas on one
+// server), with the long poll of a remote answer.
+func (s *Service) respond(ctx context.Context, peer string, req *pullRequest) (*pullResponse, error) {
+	wait := min(time.Duration(req.WaitMS)*time.Millisecond, longPoll)
+	deadline := time.Now().Add(wait)
+	for {
+		changed := s.o.Store.PublicChanged()
+		resp, n := s.collect(peer, req, req.MaxBytes)
+		if n > 0 || wait <= 0 || time.Now().After(deadline) {
+			return resp, nil
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+type clientConn struct {
+	c *tls.Conn
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+func (s *Service) dial(ctx context.Context, server string) (*clientConn, error) {
+	srv := s.o.Directory.Snapshot().Server(server)
+	if srv == nil {
+		return nil, fmt.Errorf("server %s is not in the directory", server)
+	}
+	addr := srv.Listen.Replication
+	if addr == "" {
+		return nil, fmt.Errorf("server %s has no listen.replication address: its replicas cannot be pulled", server)
+	}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: s.o.ClientTLS(server)}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s replication at %s: %w", server, addr, err)
+	}
+	tc := c.(*tls.Conn)
+	if !s.track(tc) {
+		tc.Close()
+		return nil, context.Canceled
+	}
+	return &clientConn{c: tc, r: bufio.NewReader(tc), w: bufio.NewWriter(tc)}, nil
+}
+
+// exchange sends req and reads and checks the answer with its bodies.
+func (cc *clientConn) exchange(req *pullRequest, maxBody int64, wait time.Duration) (*pullResponse, error) {
+	cc.c.SetDeadline(time.Now().Add(wait + time.Minute))
+	if err := writeJSON(cc.w, req); err != nil {
+		return nil, err
+	}
+	if err := cc.w.Flush(); err != nil {
+		return nil, err
+	}
+	var resp pullResponse
+	if err := readJSON(cc.r, &resp); err != nil {
+		return nil, fmt.Errorf("read replication answer: %w", err)
+	}
+	if _, err := checkResponse(req, &resp, maxBody); err != nil {
+		return nil, fmt.Errorf("bad replication answer: %w", err)
+	}
+	for i := range resp.Folders {
+		for j := range resp.Folders[i].Changes {
+			c := &resp.Folders[i].Changes[j]
+			if c.Kind != store.ChangeAdd {
+				continue
+			}
+			b, err := readFrame(cc.r, c.Size)
+			if err != nil {
+				return nil, fmt.Errorf("read post %s: %w", c.ID, err)
+			}
+			if int64(len(b)) != c.Size {
+				return nil, fmt.Errorf("post %s: %d bytes, announced %d", c.ID, len(b), c.Size)
+			}
+			c.Body = b
+		}
+	}
+	return &resp, nil
+}

@@ -1,0 +1,280 @@
+// Package replication keeps every replica of a public folder converged
+// (docs/replication.md). Each server pulls, for every folder one of its
+// public stores replicates, what its replica lacks from every other
+// replica, over a direct TLS connection authenticated both ways with org
+// server certificates (package servercred). What a replica lacks is
+// decided by change numbers: package store records every change of a
+// public folder with its ChangeID and keeps the folder's CNSet in the same
+// transaction, serves the changes missing from a CNSet (ChangesSince) and
+// applies a batch idempotently (Apply). The same pull is normal
+// replication, catch-up after a partition or outage, backfill of a new or
+// restored store, and the status of `pfrouter admin replica status`.
+//
+// Neighbours: store (change tracking), directory (who replicates what),
+// linkstate (a server routing cannot reach is not replicated with: a
+// connector down is a partition), node (wiring, listener, metrics).
+package replication
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"pfrouter/directory"
+	"pfrouter/store"
+)
+
+// Defaults of the `replication:` section.
+const (
+	DefaultMaxBatchBytes = 4 << 20
+	DefaultMaxBody       = 64 << 20
+	// longPoll is how long a source holds a pull that found nothing, so a
+	// change is sent the moment it is committed.
+	longPoll = 20 * time.Second
+)
+
+// Options configure a Service.
+type Options struct {
+	Server    string // this server's name
+	Directory *directory.Directory
+	Store     *store.Store
+	Logger    *slog.Logger
+
+	// ServerTLS is the listener's config: org identity, client
+	// certificate required. ClientTLS(peer) dials peer, verifying that its
+	// certificate names it. PeerServer reads the server name a verified
+	// client certificate proves.
+	ServerTLS  *tls.Config
+	ClientTLS  func(peer string) *tls.Config
+	PeerServer func(tls.ConnectionState) (string, bool)
+
+	// Reachable reports whether routing can reach a server now (link
+	// state); nil means always. Replication follows it: a connector down
+	// partitions replication as it does mail.
+	Reachable func(server string) bool
+
+	// Interval 0 replicates at once (a source answers a pull as soon as it
+	// has changes); otherwise a folder pair is pulled every Interval.
+	Interval      time.Duration
+	MaxBatchBytes int   // body bytes per response; 0: DefaultMaxBatchBytes
+	MaxBody       int64 // largest post accepted; 0: DefaultMaxBody
+
+	// OnApplied is told of every batch applied (metrics, tracking log).
+	OnApplied func(Applied)
+	// OnError is told of a failed pull (the pull is retried with backoff).
+	OnError func(source string, err error)
+}
+
+// Applied describes one applied batch.
+type Applied struct {
+	Pair   Pair
+	Result store.ApplyResult
+	// Lag is, for each post added, how long after its origin stored it.
+	Lag  []time.Duration
+	More bool
+}
+
+// Service runs one server's replication: the listener peers pull from and
+// the pull loops of its replicas.
+type Service struct {
+	o   Options
+	log *slog.Logger
+
+	mu      sync.Mutex
+	loops   map[string]context.CancelFunc // source server -> its pull loop
+	conns   map[net.Conn]struct{}
+	closed  bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	kick    chan struct{}
+	backlog map[string]int // "local|folderKey|source" -> changes the last pull left behind
+}
+
+// New makes a Service; Start runs it.
+func New(o Options) *Service {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Service{o: o, log: o.Logger.With("component", "replication"), loops: map[string]context.CancelFunc{},
+		conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), backlog: map[string]int{}}
+}
+
+// Serve answers peers' pulls on l until Close.
+func (s *Service) Serve(l net.Listener) error {
+	tl := tls.NewListener(l, s.o.ServerTLS)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		<-s.ctx.Done()
+		l.Close()
+	}()
+	for {
+		c, err := tl.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		if !s.track(c) {
+			c.Close()
+			return nil
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serveConn(c.(*tls.Conn))
+		}()
+	}
+}
+
+func (s *Service) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Service) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+// serveConn answers one peer's pulls.
+func (s *Service) serveConn(c *tls.Conn) {
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := c.HandshakeContext(s.ctx); err != nil {
+		s.log.Debug("replication handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	peer, ok := s.o.PeerServer(c.ConnectionState())
+	if !ok || s.o.Directory.Snapshot().Server(peer) == nil {
+		s.log.Warn("replication connection refused: not a server of the organization", "remote", c.RemoteAddr().String(), "peer", peer)
+		return
+	}
+	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	for {
+		c.SetDeadline(time.Now().Add(2 * time.Minute))
+		var req pullRequest
+		if err := readJSON(r, &req); err != nil {
+			return
+		}
+		if err := s.answer(w, peer, &req); err != nil {
+			s.log.Debug("replication answer failed", "peer", peer, "err", err)
+			return
+		}
+		if err := w.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// answer serves one pull (see respond) and writes the answer.
+func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest) error {
+	if req.MaxBytes <= 0 || req.MaxBytes > 4*s.o.MaxBatchBytes {
+		req.MaxBytes = s.o.MaxBatchBytes
+	}
+	resp, err := s.respond(s.ctx, peer, req)
+	if err != nil {
+		return err
+	}
+	return s.send(w, resp)
+}
+
+// collect reads the batches of a request; n counts changes and claims
+// that would change the puller's CN sets.
+func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullResponse, int) {
+	snap := s.o.Directory.Snapshot()
+	resp := &pullResponse{Folders: make([]folderBatch, len(req.Folders))}
+	n := 0
+	for i, f := range req.Folders {
+		key := directory.FolderKey(f.Hierarchy, f.Path)
+		if !mayPull(snap, s.o.Server, peer, key, f.Source) {
+			resp.Folders[i].Error = fmt.Sprintf("store %s on %s holds no replica of %s for %s", f.Source, s.o.Server, key, peer)
+			continue
+		}
+		if budget <= 0 {
+			resp.Folders[i].More = true
+			continue
+		}
+		b, err := s.o.Store.ChangesSince(s.ctx, store.MailboxRef{Store: f.Source, Name: f.Path}, f.Have, budget, maxChanges)
+		if err != nil {
+			resp.Folders[i].Error = err.Error()
+			continue
+		}
+		for _, c := range b.Changes {
+			budget -= len(c.Body)
+		}
+		resp.Folders[i] = folderBatch{Changes: b.Changes, Claim: b.Claim, More: b.More}
+		n += len(b.Changes)
+		if claimAdds(f.Have, b.Claim) {
+			n++
+		}
+	}
+	return resp, n
+}
+
+// claimAdds reports whether claim holds a CN have lacks.
+func claimAdds(have, claim store.CNSet) bool {
+	for origin, rs := range claim {
+		for _, r := range rs {
+			if next, ok := have[origin].NextMissing(r.Lo); ok && next <= r.Hi {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Service) send(w *bufio.Writer, resp *pullResponse) error {
+	if err := writeJSON(w, resp); err != nil {
+		return err
+	}
+	for _, fb := range resp.Folders {
+		for _, c := range fb.Changes {
+			if c.Kind == store.ChangeAdd {
+				if err := writeFrame(w, c.Body); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Close stops the pull loops and the listener and waits for them.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}

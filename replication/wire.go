@@ -1,0 +1,146 @@
+package replication
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"pfrouter/store"
+)
+
+// The protocol on a replication connection (TLS with org client
+// certificates both ways, see Service): the puller sends a request frame,
+// the source answers with a response frame followed by one body frame per
+// add change, in the order the response lists them; then the next request.
+// A frame is a 4-byte big-endian length and that many bytes.
+
+const (
+	// maxHeader bounds a request or response frame (change records,
+	// CN sets): a peer cannot make us buffer more than this outside bodies.
+	maxHeader = 16 << 20
+	// maxChanges bounds the changes of one folder in one response.
+	maxChanges = 2000
+)
+
+// pullRequest asks a source server for what local replicas lack.
+type pullRequest struct {
+	Folders  []pullFolder `json:"folders"`
+	MaxBytes int          `json:"max_bytes"` // body bytes in the whole response (at least one change is sent)
+	WaitMS   int64        `json:"wait_ms"`   // nothing to send: wait up to this long for a change (long poll)
+}
+
+// pullFolder is one replica pair: Source (a store on the serving server)
+// sends what a replica holding Have lacks of the folder.
+type pullFolder struct {
+	Hierarchy string      `json:"hierarchy"`
+	Path      string      `json:"path"`
+	Source    string      `json:"source"`
+	Have      store.CNSet `json:"have"`
+}
+
+// pullResponse answers a pullRequest, one batch per folder in order.
+type pullResponse struct {
+	Folders []folderBatch `json:"folders"`
+}
+
+type folderBatch struct {
+	Changes []store.Change `json:"changes,omitempty"`
+	Claim   store.CNSet    `json:"claim,omitempty"`
+	More    bool           `json:"more,omitempty"`
+	Error   string         `json:"error,omitempty"`
+}
+
+func writeFrame(w io.Writer, b []byte) error {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+	if _, err := w.Write(n[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+var errFrameTooBig = errors.New("replication frame above the limit")
+
+// readFrame reads one frame of at most limit bytes.
+func readFrame(r *bufio.Reader, limit int64) ([]byte, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, err
+	}
+	size := int64(binary.BigEndian.Uint32(n[:]))
+	if size > limit {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooBig, size, limit)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFrame(w, b)
+}
+
+func readJSON(r *bufio.Reader, v any) error {
+	b, err := readFrame(r, maxHeader)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode replication frame: %w", err)
+	}
+	return nil
+}
+
+// checkResponse validates what a source sent before anything is applied:
+// the batch count matches the request, every change is well formed and
+// belongs to the kind it claims, and the bodies announced stay within
+// maxBody each and the request's budget plus one message in all.
+func checkResponse(req *pullRequest, resp *pullResponse, maxBody int64) (bodies int, err error) {
+	if len(resp.Folders) != len(req.Folders) {
+		return 0, fmt.Errorf("response has %d folders, request %d", len(resp.Folders), len(req.Folders))
+	}
+	var total, largest int64
+	for i, fb := range resp.Folders {
+		if len(fb.Changes) > maxChanges {
+			return 0, fmt.Errorf("folder %s: %d changes, limit %d", req.Folders[i].Path, len(fb.Changes), maxChanges)
+		}
+		for _, c := range fb.Changes {
+			if c.ID.Origin == "" || c.Item.Origin == "" {
+				return 0, fmt.Errorf("folder %s: change without origin", req.Folders[i].Path)
+			}
+			switch c.Kind {
+			case store.ChangeAdd:
+				if c.Size < 0 || c.Size > maxBody {
+					return 0, fmt.Errorf("folder %s: post of %d bytes, limit %d", req.Folders[i].Path, c.Size, maxBody)
+				}
+				if c.Item != c.ID {
+					return 0, fmt.Errorf("folder %s: add change %s names another item", req.Folders[i].Path, c.ID)
+				}
+				total += c.Size
+				largest = max(largest, c.Size)
+				bodies++
+			case store.ChangeDelete:
+			case store.ChangeFlags:
+				if c.Viewer == "" {
+					return 0, fmt.Errorf("folder %s: flag change without a user", req.Folders[i].Path)
+				}
+			default:
+				return 0, fmt.Errorf("folder %s: unknown change kind %q", req.Folders[i].Path, c.Kind)
+			}
+		}
+	}
+	if total > int64(req.MaxBytes)+largest {
+		return 0, fmt.Errorf("response carries %d body bytes, budget %d", total, req.MaxBytes)
+	}
+	return bodies, nil
+}
