@@ -31,6 +31,7 @@ import (
 	"pfrouter/qmgr"
 	"pfrouter/queue"
 	"pfrouter/relay"
+	"pfrouter/replication"
 	"pfrouter/routing"
 	"pfrouter/smtpd"
 	"pfrouter/store"
@@ -122,6 +123,9 @@ type Node struct {
 	Log       *slog.Logger
 	Tracking  *tracking.Log
 	Telemetry *telemetry.Telemetry
+	// Replication pulls public folder changes from peers and serves
+	// theirs (nil without listen.replication).
+	Replication *replication.Service
 	// AdminExtra are handlers the admin API mounts beside its own
 	// (tracking lookups, metrics).
 	AdminExtra map[string]http.Handler
@@ -233,6 +237,17 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 			}
 			return nil
 		})
+	}
+	if ls["replication"] != nil {
+		org, err := servercred.New(n.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("server %s: replication: %w", name, err)
+		}
+		id, err := org.Identity(name)
+		if err != nil {
+			return nil, fmt.Errorf("server %s: replication: %w", name, err)
+		}
+		n.startReplication(ls["replication"], id)
 	}
 	if err := n.startAccess(ls, tlsCfg); err != nil {
 		return nil, fmt.Errorf("server %s: access tier: %w", name, err)
