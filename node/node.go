@@ -33,6 +33,7 @@ import (
 	"pfrouter/relay"
 	"pfrouter/replication"
 	"pfrouter/routing"
+	"pfrouter/servercred"
 	"pfrouter/smtpd"
 	"pfrouter/store"
 	"pfrouter/telemetry"

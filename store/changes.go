@@ -733,4 +733,3 @@ func (f *feed) signal() {
 // PublicChanged returns a channel closed at the next committed change of
 // any public folder of this store.
 func (s *Store) PublicChanged() <-chan struct{} { return s.feed.wait() }
-
