@@ -51,6 +51,8 @@ type remoteSel struct {
 	// so its updates are already here.
 	touched bool
 
+	buf []byte // relayFetch's copy buffer
+
 	mu      sync.Mutex
 	pending []remoteEvent
 	wake    chan struct{} // signalled on every push, for IDLE
@@ -319,20 +321,33 @@ func (r *remoteSel) staticSet(numSet imap.NumSet) imap.NumSet {
 }
 
 // remoteFetch forwards FETCH (or STORE's FETCH responses) to the client.
-func (s *session) remoteFetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (s *session) remoteFetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	if err := s.alive(); err != nil {
 		return err
 	}
+	// Batch the responses into few writes, as the local Fetch does.
+	uncork := s.corkConn()
+	defer func() {
+		if uerr := uncork(); err == nil {
+			err = uerr
+		}
+	}()
 	numSet = s.rsel.staticSet(numSet)
 	return s.do(func(c *imapclient.Client) error {
 		return s.relayFetch(w, c.Fetch(numSet, options), options)
 	})
 }
 
-func (s *session) remoteStore(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+func (s *session) remoteStore(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
 	if err := s.alive(); err != nil {
 		return err
 	}
+	uncork := s.corkConn()
+	defer func() {
+		if uerr := uncork(); err == nil {
+			err = uerr
+		}
+	}()
 	numSet = s.rsel.staticSet(numSet)
 	return s.do(func(c *imapclient.Client) error {
 		return s.relayFetch(w, c.Store(numSet, flags, options), nil)
@@ -345,6 +360,10 @@ func (s *session) remoteStore(w *imapserver.FetchWriter, numSet imap.NumSet, fla
 func (s *session) relayFetch(w *imapserver.FetchWriter, cmd *imapclient.FetchCommand, options *imap.FetchOptions) error {
 	defer cmd.Close()
 	n := s.rsel.n
+	if s.rsel.buf == nil {
+		s.rsel.buf = make([]byte, 16<<10)
+	}
+	buf := s.rsel.buf // io.Copy would allocate 32 KB per literal
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		if msg.SeqNum == 0 || msg.SeqNum > n {
 			continue // Next discards the unread items
@@ -371,7 +390,7 @@ func (s *session) relayFetch(w *imapserver.FetchWriter, cmd *imapclient.FetchCom
 					continue
 				}
 				bw := rw.WriteBodySection(requestedSection(options, &it), it.Literal.Size())
-				if _, err := io.Copy(bw, it.Literal); err != nil {
+				if _, err := io.CopyBuffer(bw, it.Literal, buf); err != nil {
 					bw.Close()
 					return err
 				}
@@ -383,7 +402,7 @@ func (s *session) relayFetch(w *imapserver.FetchWriter, cmd *imapclient.FetchCom
 					continue
 				}
 				bw := rw.WriteBinarySection(requestedBinary(options, &it), it.Literal.Size())
-				if _, err := io.Copy(bw, it.Literal); err != nil {
+				if _, err := io.CopyBuffer(bw, it.Literal, buf); err != nil {
 					bw.Close()
 					return err
 				}

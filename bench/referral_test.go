@@ -1,0 +1,128 @@
+package bench
+
+// "Public folder referrals" benchmarks (see README.md, issue 13): FETCH of
+// a public folder whose replica is on the session's server against FETCH
+// of one read by referral from another server, in one organization and one
+// run, so their ratio is the referral overhead on one machine state.
+//
+//	go test ./bench/ -run '^$' -bench 'ReferralFetch' -benchtime 20x
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"pfrouter/bench/imapload/load"
+	"pfrouter/config"
+	"pfrouter/node"
+	"pfrouter/store"
+)
+
+// referralBenchOrg: alice's mailbox and /Local's replica on s1; /Remote's
+// only replica on s2, in another routing group across a connector.
+const referralBenchOrg = `
+organization: BenchReferral
+domains: [contoso.example]
+secret: bench-secret-0123456789abcdef0123
+access: {login_type: PlainTextLogin}
+routing_groups: [{name: rg-a}, {name: rg-b}]
+connectors: [{name: ab, between: [rg-a, rg-b], cost: 10}]
+sites: [{name: tokyo}]
+servers:
+  - {name: s1, site: tokyo, routing_group: rg-a, listen: {smtp: "127.0.0.1:0", imap: "127.0.0.1:0"},
+     stores: [{name: s1-mbx, kind: mailbox, created: "2020-01-01T00:00:00Z"}, {name: s1-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]}
+  - {name: s2, site: tokyo, routing_group: rg-b, listen: {smtp: "127.0.0.1:0", imap: "127.0.0.1:0"},
+     stores: [{name: s2-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]}
+hierarchies: [{name: PF, tlh: mapi}]
+folders:
+  - {path: /Local, hierarchy: PF, replicas: [s1-pub], permissions: {Default: Reviewer}}
+  - {path: /Remote, hierarchy: PF, replicas: [s2-pub], permissions: {Default: Reviewer}}
+users:
+  - {name: alice, addresses: [alice@contoso.example], mailbox_store: s1-mbx, password: alice-pw}
+`
+
+func startReferralBenchOrg(b *testing.B) *node.Cluster {
+	b.Helper()
+	org, err := config.Parse([]byte(referralBenchOrg), "referral.yaml", b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := node.StartAll(context.Background(), org, nil, node.Options{BaseDir: b.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close(context.Background()) })
+	msg := load.NewMessage(imapMsgSize, "alice@contoso.example")
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for _, f := range []struct{ server, store, path string }{{"s1", "s1-pub", "/Local"}, {"s2", "s2-pub", "/Remote"}} {
+		st := c.Nodes[f.server].Store
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < imapMessages; i += 4 {
+					_, _, err := st.Deliver(context.Background(), store.Delivery{Store: f.store, Folder: f.path,
+						ID: fmt.Sprintf("bench-%d", i), Class: "IPM.Post", Date: time.Now(), Body: msg.Build(i)})
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// BenchmarkReferralFetch: one FETCH 1:* (BODY.PEEK[HEADER]) and one FETCH
+// 1:* (BODY.PEEK[]) of a 1,000-message public folder per op, through s1's
+// listener, for the local folder and the referred one.
+func BenchmarkReferralFetch(b *testing.B) {
+	c := startReferralBenchOrg(b)
+	cfg := load.Config{Addr: imapAddr(c, "s1"), User: "alice", Pass: "alice-pw", Timeout: time.Minute}
+	for _, bodies := range []bool{false, true} {
+		for _, folder := range []string{"Local", "Remote"} {
+			name := "headers"
+			if bodies {
+				name = "bodies"
+			}
+			b.Run(name+"/"+map[string]string{"Local": "local", "Remote": "referred"}[folder], func(b *testing.B) {
+				s, err := load.Dial(b.Context(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				s.Deadline()
+				sel, err := s.Select("Public Folders/"+folder, nil).Wait()
+				if err != nil || sel.NumMessages != imapMessages {
+					b.Fatalf("SELECT %s: %v (%d messages, want %d)", folder, err, sel.NumMessages, imapMessages)
+				}
+				var msgs, n int64
+				for b.Loop() {
+					s.Deadline()
+					m, k, err := load.FetchAll(s.Client, bodies)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if m != imapMessages {
+						b.Fatalf("FETCH returned %d messages, want %d", m, imapMessages)
+					}
+					msgs, n = msgs+m, n+k
+				}
+				b.SetBytes(n / int64(b.N))
+				b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	}
+}
