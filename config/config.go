@@ -162,7 +162,10 @@ type Limits struct {
 	MaxMessageSize ByteSize `yaml:"max_message_size"`
 	MaxRecipients  int      `yaml:"max_recipients"`
 	MaxConnections int      `yaml:"max_connections"`
-	MaxLineLength  int      `yaml:"max_line_length"`
+	// MaxConnectionsPerIP caps the connections one client address may
+	// hold, so one client cannot take every slot (default 20).
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	MaxLineLength       int `yaml:"max_line_length"`
 }
 
 type Site struct {
@@ -286,6 +289,7 @@ const (
 	DefaultMaxMessageSize   = 35 << 20
 	DefaultMaxRecipients    = 500
 	DefaultMaxConnections   = 1000
+	DefaultMaxConnectionsIP = 20
 	DefaultMaxLineLength    = 4096
 )
 
@@ -393,6 +397,9 @@ func (o *Org) applyDefaults() {
 	}
 	if l.MaxConnections == 0 {
 		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxConnectionsPerIP == 0 {
+		l.MaxConnectionsPerIP = DefaultMaxConnectionsIP
 	}
 	if l.MaxLineLength == 0 {
 		l.MaxLineLength = DefaultMaxLineLength

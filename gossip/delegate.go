@@ -120,6 +120,10 @@ func (w stdLogger) Write(p []byte) (int, error) {
 	s := strings.TrimSpace(string(p))
 	lvl := slog.LevelDebug
 	switch {
+	case strings.Contains(s, "use of closed network connection"):
+		// memberlist's gossip and probe timers can fire between Leave and
+		// Shutdown's closing of the transport: expected at every stop, not
+		// an error an operator should see.
 	case strings.Contains(s, "[ERR]"):
 		lvl = slog.LevelError
 	case strings.Contains(s, "[WARN]"):

@@ -222,8 +222,7 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	n.Auth = auth.New(auth.Options{Directory: n.Directory, ServerName: name, Secret: n.Secret,
 		LoginType: org.Access.LoginType, CrossSite: org.Access.CrossSite, Logger: n.Log})
 	if l := ls["smtp"]; l != nil {
-		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, MaxMessageBytes: int64(org.Limits.MaxMessageSize),
-			MaxRecipients: org.Limits.MaxRecipients, MaxLineLength: org.Limits.MaxLineLength, MaxConnections: org.Limits.MaxConnections,
+		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, Limits: smtpLimits(org.Limits), MaxLineLength: org.Limits.MaxLineLength,
 			TLSConfig: tlsCfg, Acceptor: n.Qmgr, Logger: n.Log, NewMessageID: n.newMessageID,
 			Checker: smtpd.DirectoryChecker{Directory: n.Directory, Refused: func(code string) { tel.Metrics().Refused(context.Background(), code) }},
 			Auth:    smtpd.OrgAuthenticator{Secret: n.Secret, Directory: n.Directory, Users: n.Auth}})
@@ -296,6 +295,11 @@ func (n *Node) Params() routing.Params {
 
 // SetStoreMinAge changes store_min_age for the next decisions.
 func (n *Node) SetStoreMinAge(d time.Duration) { n.minAge.Store(int64(d)); n.Qmgr.LinkStateChanged() }
+
+func smtpLimits(l config.Limits) smtpd.Limits {
+	return smtpd.Limits{MaxMessageBytes: int64(l.MaxMessageSize), MaxRecipients: l.MaxRecipients,
+		MaxConnections: l.MaxConnections, MaxConnectionsPerIP: l.MaxConnectionsPerIP}
+}
 
 func (n *Node) newMessageID() string {
 	domain := "localhost"

@@ -77,7 +77,11 @@ func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Se
 	mux := http.NewServeMux()
 	mux.Handle("/", admin.NewHandler(n.Operator(), token, n.AdminExtra, n.Log))
 	mux.Handle(console.Prefix, con)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every admin and console call is a short request/response (no
+	// streaming, no long polls): a client that stalls or idles is cut off
+	// instead of holding a connection for ever.
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	n.serve("admin", func() error {
 		if err := hs.Serve(adminL); !errors.Is(err, http.ErrServerClosed) {
 			return err

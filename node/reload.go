@@ -19,9 +19,10 @@ import (
 // names its field and line) and the old config keeps running. A good one
 // builds a new directory and link-state table, re-applies the runtime
 // changes (gossip records) on top, keeps servers that are down down, and
-// swaps both in at once; routing tunables follow. Listener addresses, the
-// secret and the admin token are read at start only: a change is logged as
-// needing a restart.
+// swaps both in at once; routing and queue tunables, the report domain and
+// the SMTP limits follow. Listener addresses, the secret, the admin token,
+// TLS, telemetry, access policy and max_line_length are read at start only:
+// a change is logged as needing a restart.
 func (n *Node) Reload(ctx context.Context) error {
 	n.ops.reloadMu.Lock()
 	defer n.ops.reloadMu.Unlock()
@@ -67,6 +68,9 @@ func (n *Node) Reload(ctx context.Context) error {
 		n.LinkState.Replace(ls)
 		n.ops.org.Store(org)
 	})
+	if n.SMTP != nil {
+		n.SMTP.SetLimits(smtpLimits(org.Limits))
+	}
 
 	n.Qmgr.LinkStateChanged()
 	n.Log.Info("config reloaded", "path", org.Path, "servers", len(org.Servers), "connectors", len(org.Connectors),
@@ -93,10 +97,24 @@ func (n *Node) warnRestartNeeded(old, nw *config.Org) {
 	if old.Admin != nw.Admin {
 		n.Log.Warn("config reload: admin token settings changed; they take effect at the next restart")
 	}
-	if old.Routing.RetryInitial != nw.Routing.RetryInitial || old.Routing.RetryMax != nw.Routing.RetryMax ||
-		old.Routing.MessageExpiry != nw.Routing.MessageExpiry || old.Routing.FailureThreshold != nw.Routing.FailureThreshold ||
-		old.Routing.ProbeInterval != nw.Routing.ProbeInterval || old.Routing.HoldDown != nw.Routing.HoldDown {
-		n.Log.Warn("config reload: queue tunables (retry, expiry, failure detection) take effect at the next restart")
+	// Applied by a reload: the routing section (message_class, expiry,
+	// retry, failure detection, probe timings; qmgr reads the directory's
+	// config), the domains (the report sender's domain) and the SMTP limits
+	// below. What is read only at start is said here, loudly.
+	if old.Limits.MaxLineLength != nw.Limits.MaxLineLength {
+		n.Log.Warn("config reload: limits.max_line_length takes effect at the next restart", "running", old.Limits.MaxLineLength, "configured", nw.Limits.MaxLineLength)
+	}
+	if old.Telemetry != nw.Telemetry {
+		n.Log.Warn("config reload: telemetry settings take effect at the next restart")
+	}
+	if old.Tracking != nw.Tracking {
+		n.Log.Warn("config reload: tracking.retention takes effect at the next restart")
+	}
+	if old.Access != nw.Access {
+		n.Log.Warn("config reload: access settings (cross_site, login_type) take effect at the next restart")
+	}
+	if old.TLS != nw.TLS || was.TLS != now.TLS {
+		n.Log.Warn("config reload: TLS certificate settings take effect at the next restart")
 	}
 }
 

@@ -78,8 +78,8 @@ func (m *Manager) buildNDR(e *entry, failed []dsn.Failure, now time.Time) (strin
 	}
 	id := m.o.Queue.NewID()
 	domain := "localhost"
-	if len(m.o.Org.Domains) > 0 {
-		domain = m.o.Org.Domains[0].Name
+	if len(m.org().Domains) > 0 {
+		domain = m.org().Domains[0].Name
 	}
 	msgID := "<ndr." + id + "@" + m.o.Server + "." + domain + ">"
 	body, err := dsn.Build(dsn.Report{ReportingMTA: m.o.Server, Postmaster: "postmaster@" + domain, To: env.From,

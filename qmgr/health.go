@@ -11,7 +11,7 @@ import (
 // failure_threshold consecutive failures the hop is marked down in this
 // server's link state (R13b), so following messages take another path.
 func (m *Manager) hopFailed(hop string, err error) {
-	r := m.o.Org.Routing
+	r := m.org().Routing
 	m.mu.Lock()
 	h := m.hops[hop]
 	if h == nil {
@@ -48,8 +48,9 @@ func (m *Manager) hopOK(hop string) {
 // probe_interval, and marks them up once hold_down has passed since they
 // went down, so a flapping hop does not flip state on every probe.
 func (m *Manager) prober(ctx context.Context) {
-	r := m.o.Org.Routing
-	t := time.NewTicker(time.Duration(r.ProbeInterval))
+	// A timer re-armed from the config in force: a reload's probe_interval
+	// and hold_down apply from the next probe on.
+	t := time.NewTimer(time.Duration(m.org().Routing.ProbeInterval))
 	defer t.Stop()
 	for {
 		select {
@@ -57,6 +58,8 @@ func (m *Manager) prober(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		r := m.org().Routing
+		t.Reset(time.Duration(r.ProbeInterval))
 		now := m.o.Now()
 		var candidates []string
 		m.mu.Lock()

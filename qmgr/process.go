@@ -31,7 +31,7 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 	snap := m.o.Directory.Snapshot()
 	g := m.o.LinkState.Graph()
 	params := m.o.Params()
-	expiry := time.Duration(m.o.Org.Routing.MessageExpiry)
+	expiry := time.Duration(m.org().Routing.MessageExpiry)
 	// The body is read at most once per attempt, and not at all on the
 	// first attempt of a message accepted by this run (entry.body; a
 	// worker owns its running entry, so no lock is needed).
@@ -206,7 +206,7 @@ func (m *Manager) deliverLocal(ctx context.Context, snap *directory.Snapshot, en
 			dl.Store = ent.User.MailboxStore
 		}
 	default:
-		dl.Folder, dl.Class = ent.Folder.Path, m.o.Org.Routing.MessageClass // R16
+		dl.Folder, dl.Class = ent.Folder.Path, m.org().Routing.MessageClass // R16
 	}
 	uid, dup, err := m.o.Store.Deliver(ctx, dl)
 	if err != nil {
@@ -377,10 +377,10 @@ func (m *Manager) retry(env *envelope.Envelope, r *envelope.Recipient, code, rea
 func (m *Manager) backoff(r *envelope.Recipient, code, reason string, now time.Time) {
 	r.Attempts++
 	r.Code, r.Reason = code, reason
-	d := time.Duration(m.o.Org.Routing.RetryInitial)
-	for i := 1; i < r.Attempts && d < time.Duration(m.o.Org.Routing.RetryMax); i++ {
+	d := time.Duration(m.org().Routing.RetryInitial)
+	for i := 1; i < r.Attempts && d < time.Duration(m.org().Routing.RetryMax); i++ {
 		d *= 2
 	}
-	d = min(d, time.Duration(m.o.Org.Routing.RetryMax))
+	d = min(d, time.Duration(m.org().Routing.RetryMax))
 	r.NextAttempt = now.Add(d)
 }

@@ -198,6 +198,18 @@ func (m *Manager) Close() {
 	m.wg.Wait()
 }
 
+// org is the configuration in force: the directory's, which a reload
+// swaps, so message_class, the report domain, retry, expiry and probe
+// timings follow a reload without a restart.
+func (m *Manager) org() *config.Org {
+	if m.o.Directory != nil {
+		if o := m.o.Directory.Org(); o != nil {
+			return o
+		}
+	}
+	return m.o.Org
+}
+
 func (m *Manager) poke() {
 	select {
 	case m.wake <- struct{}{}:

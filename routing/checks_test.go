@@ -96,7 +96,53 @@ func TestR11LimitsAndRestrictions(t *testing.T) {
 		{name: "reject_from listed address", rcpt: "reject@x.example", sender: "spam@x.example", code: "5.7.1"},
 		{name: "reject_from listed user", rcpt: "reject@x.example", sender: "b@y.example", senderUser: "bob", code: "5.7.1"},
 		{name: "reject_from other sender", rcpt: "reject@x.example", sender: "fine@x.example"},
+		// Issue 10 item 7: case, a trailing dot and a subaddress do not
+		// get a listed sender past the lists.
+		{name: "reject_from upper case and trailing dot", rcpt: "reject@x.example", sender: "SPAM@X.EXAMPLE.", code: "5.7.1"},
+		{name: "reject_from subaddress", rcpt: "reject@x.example", sender: "spam+x@x.example", code: "5.7.1"},
+		{name: "reject_from subaddress of another local part", rcpt: "reject@x.example", sender: "spammer+x@x.example"},
+		{name: "accept_from subaddress and case", rcpt: "accept@x.example", sender: "Ok+list@X.example."},
 	})
+}
+
+func TestNormalizeSender(t *testing.T) {
+	for in, want := range map[string]string{
+		"SPAM@CONTOSO.example.": "spam@contoso.example",
+		"spam+x@contoso.example": "spam@contoso.example",
+		"<a+b+c@X.Y>":            "a@x.y",
+		"+tag@x.y":               "+tag@x.y", // a local part that is only a tag is not a subaddress
+		"":                       "",
+		"postmaster":             "postmaster",
+	} {
+		if got := routing.NormalizeSender(in); got != want {
+			t.Errorf("NormalizeSender(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// An authenticated user's MAIL FROM must be one of the user's addresses.
+func TestCheckSender(t *testing.T) {
+	e := checksOrg(t, "mixed")
+	snap := e.dir.Snapshot()
+	for _, c := range []struct {
+		user, from string
+		ok         bool
+	}{
+		{"alice", "alice@x.example", true},
+		{"alice", "Alice+lists@X.EXAMPLE", true},
+		{"alice", "bob@x.example", false},
+		{"alice", "alice@elsewhere.example", false},
+		{"alice", "", false},
+		{"nobody", "alice@x.example", false},
+	} {
+		chk := routing.CheckSender(snap, c.user, c.from)
+		if (chk == nil) != c.ok {
+			t.Errorf("CheckSender(%s, %q) = %v, want ok=%v", c.user, c.from, chk, c.ok)
+		}
+		if chk != nil && (chk.Code != "5.7.1" || !chk.Perm) {
+			t.Errorf("CheckSender(%s, %q) code %s perm %v, want permanent 5.7.1", c.user, c.from, chk.Code, chk.Perm)
+		}
+	}
 }
 
 // R17: Anonymous is checked against the Anonymous entry, an authenticated

@@ -186,14 +186,7 @@ func checkFolder(f *directory.Folder, in Input, role permissions.Role) *Check {
 }
 
 func restrictions(f *directory.Folder, in Input) *Check {
-	match := func(list []string) bool {
-		for _, a := range list {
-			if strings.EqualFold(a, in.Sender) || (in.SenderUser != "" && strings.EqualFold(a, in.SenderUser)) {
-				return true
-			}
-		}
-		return false
-	}
+	match := func(list []string) bool { return senderMatches(list, in.Sender, in.SenderUser) }
 	if match(f.RejectFrom) {
 		return &Check{"5.7.1", "sender is not allowed to post to " + f.Path + " (reject_from, R11)", true}
 	}

@@ -28,6 +28,12 @@ func (c DirectoryChecker) CheckRecipient(rcpt, sender, senderUser string, size i
 	return chk
 }
 
+// CheckSender implements Checker: an authenticated user's MAIL FROM must
+// be one of the user's own addresses.
+func (c DirectoryChecker) CheckSender(user, sender string) *routing.Check {
+	return routing.CheckSender(c.Directory.Snapshot(), user, sender)
+}
+
 // UserAuthenticator decides logins; *auth.Policy satisfies it.
 type UserAuthenticator interface {
 	Authenticate(ctx context.Context, r auth.Request) (auth.Decision, error)

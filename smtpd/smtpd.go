@@ -19,6 +19,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -35,9 +36,14 @@ type Principal struct {
 	Server string // a server of the organization: relay metadata is trusted
 }
 
-// Checker applies the recipient checks that do not need the message body.
+// Checker applies the sender and recipient checks that do not need the
+// message body.
 type Checker interface {
 	CheckRecipient(rcpt, sender, senderUser string, size int64) *routing.Check
+	// CheckSender says whether an authenticated user may use sender as
+	// MAIL FROM: only one of that user's own addresses (no forged senders
+	// through the organization, least of all to the outside).
+	CheckSender(user, sender string) *routing.Check
 }
 
 // Authenticator checks AUTH PLAIN credentials; remote and tls let it rate
@@ -77,29 +83,60 @@ type Acceptor interface {
 // for a few hundred recipients fit with room to spare.
 const ServerAllowance = 256 << 10
 
-// Options configure a Server.
-type Options struct {
-	ServerName      string // the pfrouter server name, used in Received
-	Hostname        string // EHLO/banner name; default ServerName
+// Limits are the ingress limits a reload may change while the server runs
+// (SetLimits); zero values take the defaults.
+type Limits struct {
 	MaxMessageBytes int64
 	MaxRecipients   int
-	MaxLineLength   int
 	MaxConnections  int
-	ReadTimeout     time.Duration
-	TLSConfig       *tls.Config
-	Checker         Checker
-	Acceptor        Acceptor
-	Auth            Authenticator
-	Logger          *slog.Logger
+	// MaxConnectionsPerIP keeps one client address from taking every
+	// connection slot.
+	MaxConnectionsPerIP int
+}
+
+// Default limits.
+const (
+	DefaultMaxConnections      = 1000
+	DefaultMaxConnectionsPerIP = 20
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxConnectionsPerIP <= 0 {
+		l.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+	}
+	return l
+}
+
+// Options configure a Server.
+type Options struct {
+	ServerName string // the pfrouter server name, used in Received
+	Hostname   string // EHLO/banner name; default ServerName
+	Limits
+	// MaxLineLength is fixed at start: go-smtp applies it to every
+	// connection's reader as the connection opens.
+	MaxLineLength int
+	ReadTimeout   time.Duration
+	TLSConfig     *tls.Config
+	Checker       Checker
+	Acceptor      Acceptor
+	Auth          Authenticator
+	Logger        *slog.Logger
 	// NewMessageID makes a Message-ID for mail that arrives without one.
 	NewMessageID func() string
 }
 
 // Server is an SMTP listener of one pfrouter server.
 type Server struct {
-	smtp *smtp.Server
-	opts Options
-	sem  chan struct{}
+	smtp   *smtp.Server
+	opts   Options
+	limits atomic.Pointer[Limits]
+
+	connMu sync.Mutex
+	conns  int            // open connections
+	perIP  map[string]int // open connections by client IP
 }
 
 // New builds a server.
@@ -113,19 +150,14 @@ func New(o Options) *Server {
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 5 * time.Minute
 	}
-	if o.MaxConnections <= 0 {
-		o.MaxConnections = 1000
-	}
-	s := &Server{opts: o, sem: make(chan struct{}, o.MaxConnections)}
+	o.Limits = o.Limits.withDefaults()
+	s := &Server{opts: o, perIP: map[string]int{}}
+	s.SetLimits(o.Limits)
 	srv := smtp.NewServer(&backend{s: s})
 	srv.Domain = o.Hostname
-	// go-smtp's own limit (SIZE at MAIL, the DATA reader) is the larger
-	// one servers get; session.limit holds everyone else to the exact one.
-	srv.MaxMessageBytes = o.MaxMessageBytes
-	if o.MaxMessageBytes > 0 {
-		srv.MaxMessageBytes += ServerAllowance
-	}
-	srv.MaxRecipients = o.MaxRecipients
+	// Message size and recipient count are enforced by the session from
+	// the limits in force (SetLimits), not by go-smtp, whose copies cannot
+	// change while connections read them.
 	srv.MaxLineLength = o.MaxLineLength
 	srv.ReadTimeout = o.ReadTimeout
 	srv.WriteTimeout = time.Minute
@@ -146,7 +178,18 @@ func (s *Server) Close() error { return s.smtp.Close() }
 // Shutdown stops accepting and waits for sessions to end, or ctx.
 func (s *Server) Shutdown(ctx context.Context) error { return s.smtp.Shutdown(ctx) }
 
-// limitListener refuses connections beyond MaxConnections with 421.
+// SetLimits puts new limits in force (a config reload): new connections,
+// transactions and messages see them; open ones keep their counts.
+func (s *Server) SetLimits(l Limits) {
+	l = l.withDefaults()
+	s.limits.Store(&l)
+}
+
+// Limits are the limits in force.
+func (s *Server) Limits() Limits { return *s.limits.Load() }
+
+// limitListener refuses connections beyond MaxConnections, or beyond
+// MaxConnectionsPerIP from one client address, with 421.
 type limitListener struct {
 	net.Listener
 	s *Server
@@ -158,16 +201,48 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.s.sem <- struct{}{}:
-			return &releaseConn{Conn: c, release: func() { <-l.s.sem }}, nil
-		default:
+		ip := remoteIP(c.RemoteAddr())
+		if msg := l.s.admit(ip); msg != "" {
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "421 4.7.0 %s too many connections, try again later\r\n", l.s.opts.Hostname)
+			fmt.Fprintf(c, "421 4.7.0 %s %s\r\n", l.s.opts.Hostname, msg)
 			c.Close()
-			l.s.opts.Logger.Warn("smtp connection refused: limit reached", "remote", c.RemoteAddr().String(), "limit", l.s.opts.MaxConnections)
+			l.s.opts.Logger.Warn("smtp connection refused", "remote", c.RemoteAddr().String(), "reason", msg)
+			continue
 		}
+		return &releaseConn{Conn: c, release: func() { l.s.release(ip) }}, nil
 	}
+}
+
+// admit counts a new connection from ip, or says why it is refused.
+func (s *Server) admit(ip string) string {
+	lim := s.Limits()
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	switch {
+	case s.conns >= lim.MaxConnections:
+		return "too many connections, try again later"
+	case s.perIP[ip] >= lim.MaxConnectionsPerIP:
+		return "too many connections from your address"
+	}
+	s.conns++
+	s.perIP[ip]++
+	return ""
+}
+
+func (s *Server) release(ip string) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.conns--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+func remoteIP(a net.Addr) string {
+	if h, _, err := net.SplitHostPort(a.String()); err == nil {
+		return h
+	}
+	return a.String()
 }
 
 type releaseConn struct {
@@ -230,21 +305,27 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	s.from = from
-	s.size = 0
+	size := int64(0)
 	if opts != nil {
-		s.size = opts.Size
+		size = opts.Size
 	}
-	if max := s.limit(); max > 0 && s.size > max {
-		return tooLarge(s.size, max)
+	if max := s.limit(); max > 0 && size > max {
+		return tooLarge(size, max)
 	}
+	if s.principal.User != "" && s.s.opts.Checker != nil {
+		if c := s.s.opts.Checker.CheckSender(s.principal.User, from); c != nil {
+			s.s.opts.Logger.Warn("smtp sender refused", "user", s.principal.User, "from", from, "reason", c.Reason, "remote", s.remote)
+			return smtpErr(553, c.Code, c.Reason)
+		}
+	}
+	s.from, s.size = from, size
 	return nil
 }
 
-// limit is the message size this session may send: the configured one,
+// limit is the message size this session may send: the one in force,
 // plus ServerAllowance for a server of the organization.
 func (s *session) limit() int64 {
-	max := s.s.opts.MaxMessageBytes
+	max := s.s.Limits().MaxMessageBytes
 	if max > 0 && s.principal.Server != "" {
 		max += ServerAllowance
 	}
@@ -256,6 +337,9 @@ func tooLarge(size, max int64) *smtp.SMTPError {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if max := s.s.Limits().MaxRecipients; max > 0 && len(s.rcpts) >= max {
+		return smtpErr(452, "4.5.3", fmt.Sprintf("too many recipients (limit %d); send the rest in another transaction", max))
+	}
 	if s.principal.Server == "" && s.s.opts.Checker != nil {
 		if c := s.s.opts.Checker.CheckRecipient(to, s.from, s.principal.User, s.size); c != nil {
 			code := 550
@@ -298,29 +382,42 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
 }
 
-// countingReader counts the bytes of the message and keeps the first read
-// error, so a failure of the DATA stream (too long, connection lost) is
-// told apart from a malformed header.
+// countingReader counts the bytes of the message, enforces the size limit
+// in force, and keeps the first read error, so a failure of the DATA stream
+// (too long, connection lost) is told apart from a malformed header.
 type countingReader struct {
 	r   io.Reader
 	n   int64
+	max int64 // 0: no limit
 	err error
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.max > 0 && c.n > c.max {
+		err = tooLarge(c.n, c.max)
+	}
 	if err != nil && err != io.EOF && c.err == nil {
 		c.err = err
 	}
 	return n, err
 }
 
-// readError maps a failure of the DATA stream to its reply.
-func readError(err error) error {
+// readError maps a failure of the DATA stream to its reply. A line over
+// max_line_length is the client's fault and will not get shorter on a
+// retry: it is answered 500 5.5.2 (RFC 5321 4.5.3.1, "line too long"), a
+// permanent refusal, not 451.
+func readError(err error, maxLine int) error {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		return se
+	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return smtpErr(500, "5.5.2", fmt.Sprintf("line too long (the limit is %d bytes per line)", maxLine))
 	}
 	return smtpErr(451, "4.3.0", "error reading message")
 }
@@ -330,11 +427,11 @@ func readError(err error) error {
 // rewritten header and then reads the body straight after it: the message
 // is copied once, not read whole and then copied again behind a new header.
 func (s *session) read(r io.Reader) (*Incoming, error) {
-	cr := &countingReader{r: r}
+	cr := &countingReader{r: r, max: s.limit()}
 	br := bufio.NewReader(cr)
 	h, err := textproto.ReadHeader(br)
 	if cr.err != nil {
-		return nil, readError(cr.err)
+		return nil, readError(cr.err, s.s.opts.MaxLineLength)
 	}
 	if err != nil {
 		return nil, smtpErr(554, "5.6.0", "malformed message header: "+err.Error())
@@ -352,7 +449,7 @@ func (s *session) read(r io.Reader) (*Incoming, error) {
 		if cr.err != nil {
 			err = cr.err
 		}
-		return nil, readError(err)
+		return nil, readError(err, s.s.opts.MaxLineLength)
 	}
 	if max := s.limit(); max > 0 && cr.n > max {
 		return nil, tooLarge(cr.n, max)
@@ -397,13 +494,13 @@ func (s *session) applyHeader(in *Incoming, h *textproto.Header) error {
 			in.RcptMeta[strings.ToLower(rm.Addr)] = rm
 		}
 		in.TraceParent = h.Get("Traceparent")
+		h.Del(envelope.HeaderRoute)
+		h.Del(envelope.HeaderRcpt)
 	} else {
-		// A client cannot inject routing state or trace context (S5).
-		h.Del("Traceparent")
-		h.Del("Tracestate")
+		// A client cannot inject routing state, trace context or anything
+		// that looks like the organization's own metadata (S5).
+		StripMetadata(h)
 	}
-	h.Del(envelope.HeaderRoute)
-	h.Del(envelope.HeaderRcpt)
 	in.MessageID = strings.TrimSpace(h.Get("Message-Id"))
 	if in.MessageID == "" && s.s.opts.NewMessageID != nil {
 		in.MessageID = s.s.opts.NewMessageID()
@@ -411,6 +508,24 @@ func (s *session) applyHeader(in *Incoming, h *textproto.Header) error {
 	}
 	h.Add("Received", s.received())
 	return nil
+}
+
+// StripMetadata removes every header field a client must not supply: all
+// X-Pfrouter-* fields (routing state, the admin "by", queue ids: whatever a
+// later reader might take as ours) and the W3C trace context. Names are
+// matched case-insensitively after the header parser unfolded and trimmed
+// them, so folded or oddly cased variants go too.
+func StripMetadata(h *textproto.Header) {
+	for f := h.Fields(); f.Next(); {
+		if isMetadataField(f.Key()) {
+			f.Del()
+		}
+	}
+}
+
+func isMetadataField(key string) bool {
+	k := strings.ToLower(strings.TrimSpace(key))
+	return strings.HasPrefix(k, "x-pfrouter-") || k == "traceparent" || k == "tracestate"
 }
 
 func (s *session) received() string {
