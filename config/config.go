@@ -75,6 +75,7 @@ type Org struct {
 	Sites         []Site         `yaml:"sites"`
 	RoutingGroups []RoutingGroup `yaml:"routing_groups"`
 	Connectors    []Connector    `yaml:"connectors"`
+	Outbound      []Outbound     `yaml:"outbound"`
 	Servers       []Server       `yaml:"servers"`
 	Hierarchies   []Hierarchy    `yaml:"hierarchies"`
 	Folders       []Folder       `yaml:"folders"`
@@ -412,6 +413,7 @@ func (o *Org) applyDefaults() {
 			o.Connectors[i].State = "up"
 		}
 	}
+	o.outboundDefaults()
 	for i := range o.Hierarchies {
 		if o.Hierarchies[i].TLH == "" {
 			o.Hierarchies[i].TLH = TLHApplication

@@ -212,6 +212,8 @@ func (o *Org) validate() Errors {
 		}
 	}
 
+	o.validateOutbound(&p, servers, domains)
+
 	addrOwner := map[string]string{}
 	claim := func(field, addr, owner string) {
 		a := strings.ToLower(addr)

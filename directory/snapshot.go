@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-memdb"
+
+	"pfrouter/config"
 )
 
 // Snapshot is a consistent read-only view of the directory.
@@ -52,6 +54,10 @@ func (s *Snapshot) Resolve(addr string) (Entry, error) {
 	}
 	return Entry{User: u}, nil
 }
+
+// Org is the configuration the snapshot's directory was built from (the
+// one in force: a reload swaps both).
+func (s *Snapshot) Org() *config.Org { return s.d.org }
 
 // Accepted reports whether a domain is one of the organization's.
 func (s *Snapshot) Accepted(domain string) bool {

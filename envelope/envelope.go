@@ -50,6 +50,9 @@ type Recipient struct {
 	// Visits are the servers this recipient left, each with the stage and
 	// destination it was routed toward there: what R14 compares against.
 	Visits []Visit `json:"visits,omitempty"`
+	// Outbound names the outbound connector of a recipient outside the
+	// organization (stage target: Server is the connector's source server).
+	Outbound string `json:"outbound,omitempty"`
 }
 
 // Visit is one pass of a recipient through a server (R14): the server it
@@ -71,6 +74,9 @@ func (r *Recipient) Dest() string {
 	case StageHierarchy:
 		return r.HierarchyStore
 	case StageTarget:
+		if r.Outbound != "" {
+			return "outbound:" + r.Outbound
+		}
 		return r.Store
 	}
 	return ""
@@ -127,6 +133,15 @@ const (
 // IsMetaHeader reports whether a header field is relay metadata.
 func IsMetaHeader(name string) bool {
 	return strings.EqualFold(name, HeaderRoute) || strings.EqualFold(name, HeaderRcpt)
+}
+
+// IsInternalHeader reports whether a header field must neither come in from
+// a client nor go out of the organization: every X-Pfrouter-* field (relay
+// metadata, admin and queue ids, whatever a later reader might take as
+// ours) and the W3C trace context.
+func IsInternalHeader(name string) bool {
+	k := strings.ToLower(strings.TrimSpace(name))
+	return strings.HasPrefix(k, "x-pfrouter-") || k == "traceparent" || k == "tracestate"
 }
 
 // Route is the message-level metadata carried between servers.
@@ -203,7 +218,7 @@ func EncodeRcpt(r Recipient) string {
 	if r.Stage != "" {
 		v.Set("stage", r.Stage)
 	}
-	for k, val := range map[string]string{"hstore": r.HierarchyStore, "hserver": r.HierarchyServer, "server": r.Server, "store": r.Store} {
+	for k, val := range map[string]string{"hstore": r.HierarchyStore, "hserver": r.HierarchyServer, "server": r.Server, "store": r.Store, "outbound": r.Outbound} {
 		if val != "" {
 			v.Set(k, val)
 		}
@@ -225,7 +240,7 @@ func DecodeRcpt(s string) (Recipient, error) {
 		return Recipient{}, fmt.Errorf("bad %s: %w", HeaderRcpt, err)
 	}
 	r := Recipient{Addr: v.Get("rcpt"), Stage: v.Get("stage"), HierarchyStore: v.Get("hstore"), HierarchyServer: v.Get("hserver"),
-		Server: v.Get("server"), Store: v.Get("store"), State: Pending}
+		Server: v.Get("server"), Store: v.Get("store"), Outbound: v.Get("outbound"), State: Pending}
 	if r.Addr == "" {
 		return Recipient{}, fmt.Errorf("bad %s: no rcpt", HeaderRcpt)
 	}
@@ -236,8 +251,8 @@ func DecodeRcpt(s string) (Recipient, error) {
 			return Recipient{}, fmt.Errorf("bad %s: stage hierarchy without hstore/hserver", HeaderRcpt)
 		}
 	case StageTarget:
-		if r.Server == "" || r.Store == "" {
-			return Recipient{}, fmt.Errorf("bad %s: stage target without server/store", HeaderRcpt)
+		if r.Server == "" || r.Store == "" && r.Outbound == "" {
+			return Recipient{}, fmt.Errorf("bad %s: stage target without server and store or outbound connector", HeaderRcpt)
 		}
 	default:
 		return Recipient{}, fmt.Errorf("bad %s: unknown stage %q", HeaderRcpt, r.Stage)

@@ -27,6 +27,7 @@ func TestRcptRoundTrip(t *testing.T) {
 		// R14: a route through a1 twice, once per stage; names holding the separators survive.
 		{Addr: "s@x.example", Stage: StageTarget, Server: "b1", Store: "b1-pub", State: Pending, Visits: []Visit{
 			{Server: "a1", Stage: StageHierarchy, Dest: "a2-pub"}, {Server: "a2", Stage: StageTarget, Dest: "b1-pub"}, {Server: "odd:name,x", Stage: StageNew}}},
+		{Addr: "bob@example.net", Stage: StageTarget, Server: "s2", Outbound: "internet", State: Pending},
 	} {
 		got, err := DecodeRcpt(EncodeRcpt(r))
 		if err != nil || !reflect.DeepEqual(got, r) {
@@ -34,7 +35,7 @@ func TestRcptRoundTrip(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "stage=target&rcpt=a@b", "rcpt=a@b&stage=weird", "rcpt=a@b&stage=hierarchy&hstore=x",
-		"rcpt=a@b&via=a1", "rcpt=a@b&via=a1:weird:x", "rcpt=a@b&via=:target:x", "rcpt=a@b&via=a%251:target:%zz"} {
+		"rcpt=a@b&via=a1", "rcpt=a@b&via=a1:weird:x", "rcpt=a@b&via=:target:x", "rcpt=a@b&via=a%251:target:%zz", "rcpt=a@b&stage=target&server=s"} {
 		if _, err := DecodeRcpt(bad); err == nil {
 			t.Errorf("DecodeRcpt(%q) accepted", bad)
 		}

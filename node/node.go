@@ -208,7 +208,7 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	}
 	n.relay = &relay.Client{Self: name, Secret: n.Secret, Timeout: 30 * time.Second}
 	n.Qmgr = qmgr.New(qmgr.Options{Server: name, Org: org, Queue: n.Queue, Store: n.Store, Directory: n.Directory,
-		LinkState: n.LinkState, Relay: n.relay, Params: n.Params, Logger: n.Log, OnEvent: obs.event, Trace: obs})
+		LinkState: n.LinkState, Relay: n.relay, Outbound: smarthosts{n}, Params: n.Params, Logger: n.Log, OnEvent: obs.event, Trace: obs})
 	tel.Metrics().SetQueueDepthFunc(func() int64 { return int64(n.Qmgr.Depth()) })
 	if err := n.Qmgr.Start(context.Background()); err != nil {
 		return nil, err

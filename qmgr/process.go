@@ -18,8 +18,8 @@ import (
 
 // action is what happens next to one recipient on this server.
 type action struct {
-	kind string // "local", "forward", "wait", "fail"
-	hop  string // next server for forward
+	kind string // "local", "outbound", "forward", "wait", "fail"
+	hop  string // next server for forward; the connector for outbound
 }
 
 // process makes one attempt at every due recipient of a message. It
@@ -48,6 +48,7 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 		return body, nil
 	}
 	forward := map[string][]int{}
+	outbound := map[string][]int{}
 	var local []int
 	for i := range env.Recipients {
 		r := &env.Recipients[i]
@@ -75,6 +76,8 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 			local = append(local, i)
 		case "forward":
 			forward[a.hop] = append(forward[a.hop], i)
+		case "outbound":
+			outbound[a.hop] = append(outbound[a.hop], i)
 		}
 	}
 	for _, i := range local {
@@ -95,6 +98,16 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 			continue
 		}
 		m.relay(ctx, snap, env, hop, idx, b, now)
+	}
+	for conn, idx := range outbound {
+		b, err := loadBody()
+		if err != nil {
+			for _, i := range idx {
+				m.retry(env, &env.Recipients[i], "4.3.0", "cannot read queued body: "+err.Error(), now)
+			}
+			continue
+		}
+		m.sendOutbound(ctx, env, conn, idx, b, now)
 	}
 	return m.finish(ctx, e, now)
 }
@@ -139,6 +152,10 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	}
 	r.Excluded = d.Excluded
 	r.Waiting = false
+	if d.Outbound != nil {
+		r.Stage, r.Server, r.Store, r.Outbound = envelope.StageTarget, d.Server, "", d.Outbound.Connector
+		return m.toward(env, r, d.Server, g, now)
+	}
 	if d.User != "" || d.HierarchyServer == "" || d.HierarchyServer == self {
 		r.Stage, r.Server, r.Store = envelope.StageTarget, d.Server, d.Store
 		return m.toward(env, r, d.Server, g, now)
@@ -156,6 +173,9 @@ func loopInput(self string, env *envelope.Envelope, r *envelope.Recipient) routi
 // toward is local delivery or the next hop towards a server (R13).
 func (m *Manager) toward(env *envelope.Envelope, r *envelope.Recipient, target string, g *linkstate.Graph, now time.Time) action {
 	if target == m.o.Server {
+		if r.Outbound != "" {
+			return action{kind: "outbound", hop: r.Outbound}
+		}
 		return action{kind: "local"}
 	}
 	hop, ok := g.NextHop(m.o.Server, target)
@@ -274,18 +294,28 @@ func (m *Manager) relay(ctx context.Context, snap *directory.Snapshot, env *enve
 	// The session worked: whatever the peer answered about the message,
 	// the link is healthy (R13b counts connection failures only).
 	m.hopOK(hop)
+	m.applyReplies(env, idx, res, hop, map[string]string{"next_hop": hop}, now)
+}
+
+// applyReplies records a peer's per-recipient replies (a next hop's or a
+// smarthost's, named by via): accepted is relayed, 5xx fails the
+// recipient (a report), 4xx retries it.
+func (m *Manager) applyReplies(env *envelope.Envelope, idx []int, res []relay.RcptResult, via string, details map[string]string, now time.Time) {
 	for k, i := range idx {
 		r := &env.Recipients[i]
 		rr := res[k]
 		switch c := classify(rr.Err); c {
 		case replyAccepted:
 			r.State, r.Code, r.Reason = envelope.Delivered, "2.0.0", ""
-			m.event(Event{Kind: "relayed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr,
-				Details: map[string]string{"next_hop": hop, "stage": r.Stage, "target": firstNonEmpty(r.Server, r.HierarchyServer)}})
+			det := map[string]string{"stage": r.Stage, "target": firstNonEmpty(r.Server, r.HierarchyServer)}
+			for k, v := range details {
+				det[k] = v
+			}
+			m.event(Event{Kind: "relayed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: det})
 		case replyFailed:
-			m.fail(env, r, enh(rr.Err), "refused by "+hop+" at "+rr.Err.Command+": "+replyText(rr.Err))
+			m.fail(env, r, enh(rr.Err), "refused by "+via+" at "+rr.Err.Command+": "+replyText(rr.Err))
 		default:
-			m.retry(env, r, enh(rr.Err), "deferred by "+hop+" at "+rr.Err.Command+": "+replyText(rr.Err), now)
+			m.retry(env, r, enh(rr.Err), "deferred by "+via+" at "+rr.Err.Command+": "+replyText(rr.Err), now)
 		}
 	}
 }

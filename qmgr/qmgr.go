@@ -74,6 +74,9 @@ type Options struct {
 	Directory *directory.Directory
 	LinkState *linkstate.Table
 	Relay     Relayer
+	// Outbound hands mail to outbound connectors' smarthosts; nil means
+	// this server cannot (recipients routed to a connector here retry).
+	Outbound Outbound
 	// Params returns the routing tunables in force (store_min_age is
 	// runtime-tunable, O1). Nil means the config's.
 	Params  func() routing.Params

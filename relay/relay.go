@@ -105,7 +105,7 @@ func (c *Client) Send(ctx context.Context, addr, from string, rcpts []string, bo
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.transaction(addr, cl, from, rcpts, body)
+	res, err := transaction(addr, cl, from, rcpts, body)
 	if err != nil {
 		cl.Close()
 		return nil, &ConnError{addr, err}
@@ -116,7 +116,7 @@ func (c *Client) Send(ctx context.Context, addr, from string, rcpts []string, bo
 
 // transaction runs MAIL, RCPT and DATA. A reply refuses recipients (see
 // ReplyError); any other failure is returned and ends the session.
-func (c *Client) transaction(addr string, cl *smtp.Client, from string, rcpts []string, body []byte) ([]RcptResult, error) {
+func transaction(addr string, cl *smtp.Client, from string, rcpts []string, body []byte) ([]RcptResult, error) {
 	out := make([]RcptResult, len(rcpts))
 	for i, r := range rcpts {
 		out[i].Rcpt = r

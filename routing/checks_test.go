@@ -107,7 +107,7 @@ func TestR11LimitsAndRestrictions(t *testing.T) {
 
 func TestNormalizeSender(t *testing.T) {
 	for in, want := range map[string]string{
-		"SPAM@CONTOSO.example.": "spam@contoso.example",
+		"SPAM@CONTOSO.example.":  "spam@contoso.example",
 		"spam+x@contoso.example": "spam@contoso.example",
 		"<a+b+c@X.Y>":            "a@x.y",
 		"+tag@x.y":               "+tag@x.y", // a local part that is only a tag is not a subaddress

@@ -15,6 +15,8 @@ func (d Decision) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "folder     %s (hierarchy %q)\n", d.Folder, d.Hierarchy)
 	case d.User != "":
 		fmt.Fprintf(w, "mailbox    user %s\n", d.User)
+	case d.Outbound != nil:
+		fmt.Fprintf(w, "outside    domain %s is not the organization's: outbound connector\n", d.Outbound.Domain)
 	}
 	fmt.Fprintf(w, "at         %s, %s, link state v%d\n", d.At, d.Now.UTC().Format("2006-01-02T15:04:05Z"), d.LinkStateVersion)
 	for i, a := range d.Attempts {
@@ -47,7 +49,26 @@ func (d Decision) WriteText(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
+	if o := d.Outbound; o != nil {
+		fmt.Fprintf(w, "\noutbound connectors (address space, then cost)\n")
+		if len(o.Considered) == 0 {
+			fmt.Fprintf(w, "  (no outbound connector's address space covers %s)\n", o.Domain)
+		}
+		for _, c := range o.Considered {
+			state := fmt.Sprintf("via %s, cost %d", c.Source, c.Cost)
+			if !c.Usable {
+				state = "unusable"
+			}
+			fmt.Fprintf(w, "  %-14s space %-16q %-22s %s\n", c.Connector, c.Space, state, c.Reason)
+		}
+	}
 	fmt.Fprintln(w)
+	switch {
+	case d.Outcome == Deliver && d.Outbound != nil:
+		fmt.Fprintf(w, "outcome    leave through outbound connector %s on %s to smarthost %s\n", d.Outbound.Connector, d.Server, d.Outbound.Smarthost)
+		fmt.Fprintf(w, "route      %s (total cost %d, connector cost included)\n", strings.Join(d.Route, " > "), d.Cost)
+		return
+	}
 	switch d.Outcome {
 	case Deliver:
 		fmt.Fprintf(w, "outcome    deliver to %s on %s\n", d.Store, d.Server)

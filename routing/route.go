@@ -28,6 +28,9 @@ func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Dec
 	if c := LoopCheck(p, in); c != nil {
 		return d.fail(c)
 	}
+	if domain, outside := outsideDomain(snap, in.Recipient); outside {
+		return decideOutbound(snap, g, d, domain)
+	}
 	fi, ui, c := checkIndexed(x, in)
 	if c != nil {
 		return d.fail(c)

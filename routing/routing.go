@@ -114,6 +114,9 @@ type Decision struct {
 	// step 2 runs there in production, so the queue manager sends the
 	// message there first.
 	HierarchyServer string `json:"hierarchy_server,omitempty"`
+	// Outbound is set for an address outside the organization: the
+	// outbound connector chosen (Server is its source server).
+	Outbound *Outbound `json:"outbound,omitempty"`
 }
 
 // Check is a recipient-level refusal that SMTP can give at RCPT time.
@@ -210,6 +213,9 @@ func Decide(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) De
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
 	if c := LoopCheck(p, in); c != nil {
 		return d.fail(c)
+	}
+	if domain, outside := outsideDomain(snap, in.Recipient); outside {
+		return decideOutbound(snap, g, d, domain)
 	}
 	res, c := CheckRecipient(snap, in)
 	if c != nil {

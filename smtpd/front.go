@@ -12,8 +12,10 @@ import (
 )
 
 // DirectoryChecker is the Checker of a pfrouter server: the routing
-// package's RCPT-time checks (S1, R11, R15, R17) on the directory as it is
-// now. Refused, when set, is told each refusal's code (for metrics).
+// package's RCPT-time checks (S1, R11, R15, R17, and for outside addresses
+// the relay rule: authenticated users only, through an outbound connector)
+// on the directory as it is now. Refused, when set, is told each refusal's
+// code (for metrics).
 type DirectoryChecker struct {
 	Directory *directory.Directory
 	Refused   func(code string)
@@ -21,7 +23,7 @@ type DirectoryChecker struct {
 
 // CheckRecipient implements Checker.
 func (c DirectoryChecker) CheckRecipient(rcpt, sender, senderUser string, size int64) *routing.Check {
-	_, chk := routing.CheckRecipient(c.Directory.Snapshot(), routing.Input{Recipient: rcpt, Sender: sender, SenderUser: senderUser, Size: size})
+	chk := routing.CheckSubmission(c.Directory.Snapshot(), routing.Input{Recipient: rcpt, Sender: sender, SenderUser: senderUser, Size: size})
 	if chk != nil && c.Refused != nil {
 		c.Refused(chk.Code)
 	}

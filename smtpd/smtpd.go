@@ -517,15 +517,10 @@ func (s *session) applyHeader(in *Incoming, h *textproto.Header) error {
 // them, so folded or oddly cased variants go too.
 func StripMetadata(h *textproto.Header) {
 	for f := h.Fields(); f.Next(); {
-		if isMetadataField(f.Key()) {
+		if envelope.IsInternalHeader(f.Key()) {
 			f.Del()
 		}
 	}
-}
-
-func isMetadataField(key string) bool {
-	k := strings.ToLower(strings.TrimSpace(key))
-	return strings.HasPrefix(k, "x-pfrouter-") || k == "traceparent" || k == "tracestate"
 }
 
 func (s *session) received() string {
