@@ -18,6 +18,7 @@ import (
 
 	"pfrouter/internal/smtpsink"
 	"pfrouter/store"
+	"pfrouter/tracking"
 )
 
 // outboundOrg is testOrg with an outbound connector for every outside
@@ -27,6 +28,7 @@ func outboundOrg(t *testing.T, smarthost, tlsMode, extra string) string {
 	t.Helper()
 	ob := fmt.Sprintf("outbound:\n  - {name: internet, address_spaces: [\"*\"], smarthost: %q, cost: 5, tls: %s, source_servers: [s4]%s}\nservers:\n", smarthost, tlsMode, extra)
 	y := strings.Replace(testOrg, "servers:\n", ob, 1)
+	y = strings.ReplaceAll(y, `listen: {smtp: "127.0.0.1:0"}`, `listen: {smtp: "127.0.0.1:0", admin: "127.0.0.1:0"}`)
 	// Reports come quickly: a short expiry for the retry-then-report case.
 	y = strings.Replace(y, "routing: {", "routing: {message_expiry: 4s, ", 1)
 	if y == testOrg {
@@ -166,6 +168,29 @@ func TestOutboundRelayRules(t *testing.T) {
 		t.Errorf("envelope from %q to %v", m.From, m.To)
 	}
 	assertNothingInternal(t, m)
+
+	// Tracked like any relay: s4 (the source server) records the handover
+	// to the smarthost, naming the connector.
+	deadline := time.Now().Add(30 * time.Second)
+	var kinds []string
+	for {
+		res := tracking.Collect(context.Background(), endpoints(t, c, "s1", "s2", "s3", "s4"), "alice-out@test")
+		kinds = kinds[:0]
+		found := false
+		for _, e := range res.Events {
+			kinds = append(kinds, e.Server+":"+e.Kind)
+			if e.Server == "s4" && e.Kind == "relayed" && e.Details["outbound"] == "internet" {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no s4 relayed event naming outbound connector internet: %v", kinds)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitReport waits for a report about needle in alice's inbox on s1.
