@@ -33,6 +33,8 @@ domains: [contoso.example]
 secret: bench-secret-0123456789
 routing_groups: [{name: rg-bench}]
 sites: [{name: bench}]
+# Every load session comes from 127.0.0.1: lift the per-address cap.
+limits: {max_connections_per_ip: 1000}
 servers:
   - name: bx1
     site: bench
