@@ -60,6 +60,7 @@ type spec struct {
 	Stores     map[string][]string
 	Folders    string // YAML list items
 	Users      string // YAML list items
+	Outbound   string // YAML list items of outbound connectors
 }
 
 // pub is a public store of hierarchy PF created at c.
@@ -93,6 +94,9 @@ func (s spec) yaml() string {
 		conns = defaultConnectors
 	}
 	b.WriteString("connectors:" + conns)
+	if s.Outbound != "" {
+		b.WriteString("outbound:" + s.Outbound + "\n")
+	}
 	b.WriteString("servers:\n")
 	names := make([]string, 0, len(serverRG))
 	for n := range serverRG {
