@@ -77,11 +77,7 @@ func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Se
 	mux := http.NewServeMux()
 	mux.Handle("/", admin.NewHandler(n.Operator(), token, n.AdminExtra, n.Log))
 	mux.Handle(console.Prefix, con)
-	// Every admin and console call is a short request/response (no
-	// streaming, no long polls): a client that stalls or idles is cut off
-	// instead of holding a connection for ever.
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	hs := adminHTTPServer(mux)
 	n.serve("admin", func() error {
 		if err := hs.Serve(adminL); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -114,6 +110,15 @@ func (n *Node) newConsole() (*console.Console, error) {
 		Directory: n.Directory.Snapshot,
 		Logger:    n.Log,
 	})
+}
+
+// adminHTTPServer serves the admin API and console. Every call is a short
+// request/response (no streaming, no long polls; a cluster-wide trace
+// lookup is the longest): a client that stalls or idles is cut off instead
+// of holding a connection for ever.
+func adminHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 }
 
 func (n *Node) gossipAddr() string {

@@ -72,3 +72,19 @@ func TestReloadAppliesTunables(t *testing.T) {
 		t.Errorf("report after the reload does not use the new first domain:\n%s", ndr)
 	}
 }
+
+// Issue 10 item 7: the admin API had no idle, read or write timeout (only
+// ReadHeaderTimeout): a keep-alive client holding an idle connection, or
+// one trickling a body, held it for ever. Every timeout is set now.
+func TestAdminHTTPServerTimeouts(t *testing.T) {
+	hs := adminHTTPServer(nil)
+	for name, d := range map[string]time.Duration{"ReadHeaderTimeout": hs.ReadHeaderTimeout, "ReadTimeout": hs.ReadTimeout,
+		"WriteTimeout": hs.WriteTimeout, "IdleTimeout": hs.IdleTimeout} {
+		if d <= 0 || d > 5*time.Minute {
+			t.Errorf("%s = %s, want a bound of at most 5m", name, d)
+		}
+	}
+	if hs.MaxHeaderBytes <= 0 || hs.MaxHeaderBytes > 1<<20 {
+		t.Errorf("MaxHeaderBytes = %d", hs.MaxHeaderBytes)
+	}
+}

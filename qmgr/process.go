@@ -89,25 +89,23 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 			m.retry(env, &env.Recipients[i], "4.3.0", "local delivery failed: "+err.Error(), now)
 		}
 	}
-	for hop, idx := range forward {
+	// withBody runs send for a group of recipients with the body, or
+	// retries them when it cannot be read.
+	withBody := func(idx []int, send func(body []byte)) {
 		b, err := loadBody()
 		if err != nil {
 			for _, i := range idx {
 				m.retry(env, &env.Recipients[i], "4.3.0", "cannot read queued body: "+err.Error(), now)
 			}
-			continue
+			return
 		}
-		m.relay(ctx, snap, env, hop, idx, b, now)
+		send(b)
+	}
+	for hop, idx := range forward {
+		withBody(idx, func(b []byte) { m.relay(ctx, snap, env, hop, idx, b, now) })
 	}
 	for conn, idx := range outbound {
-		b, err := loadBody()
-		if err != nil {
-			for _, i := range idx {
-				m.retry(env, &env.Recipients[i], "4.3.0", "cannot read queued body: "+err.Error(), now)
-			}
-			continue
-		}
-		m.sendOutbound(ctx, env, conn, idx, b, now)
+		withBody(idx, func(b []byte) { m.sendOutbound(ctx, env, conn, idx, b, now) })
 	}
 	return m.finish(ctx, e, now)
 }
