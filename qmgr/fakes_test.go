@@ -251,9 +251,13 @@ type harness struct {
 
 // newHarness builds a manager for server a1 over the fakes; it is not
 // started (tests drive process directly) unless the test calls Start.
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { t.Helper(); return newHarnessOrg(t, testOrg, nil) }
+
+// newHarnessOrg is newHarness for another organization, with an outbound
+// sender (nil: none).
+func newHarnessOrg(t *testing.T, yaml string, out Outbound) *harness {
 	t.Helper()
-	org, err := config.Parse([]byte(testOrg), "q.yaml", t.TempDir())
+	org, err := config.Parse([]byte(yaml), "q.yaml", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +271,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{q: newMemQueue(), st: &memStore{}, rl: &fakeRelay{}, ls: ls, org: org, clock: clk}
-	h.m = New(Options{Server: "a1", Org: org, Queue: h.q, Store: h.st, Directory: dir, LinkState: ls, Relay: h.rl,
+	h.m = New(Options{Server: "a1", Org: org, Queue: h.q, Store: h.st, Directory: dir, LinkState: ls, Relay: h.rl, Outbound: out,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clk.Now, Workers: 2})
 	return h
 }
