@@ -203,9 +203,15 @@ func decisionDetails(d routing.Decision) map[string]string {
 	} else if d.Step1 != nil && d.Step1.Rule != "" {
 		det["rule"] = "step 1 " + d.Step1.Rule
 	}
-	if d.Outcome == routing.Deliver {
+	if d.Outbound != nil && d.Outbound.Connector != "" {
+		det["outbound"], det["smarthost"], det["rule"] = d.Outbound.Connector, d.Outbound.Smarthost, "outbound connector"
+	}
+	switch {
+	case d.Outcome == routing.Deliver && d.Outbound != nil:
+		det["server"], det["path"], det["cost"] = d.Server, strings.Join(d.Route, ">"), fmt.Sprint(d.Cost)
+	case d.Outcome == routing.Deliver:
 		det["store"], det["server"], det["path"], det["cost"] = d.Store, d.Server, strings.Join(d.Route, ">"), fmt.Sprint(d.Cost)
-	} else {
+	default:
 		det["code"], det["reason"] = d.Code, d.Reason
 	}
 	return det
