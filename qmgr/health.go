@@ -47,19 +47,41 @@ func (m *Manager) hopOK(hop string) {
 // prober asks hops marked down whether they answer again, every
 // probe_interval, and marks them up once hold_down has passed since they
 // went down, so a flapping hop does not flip state on every probe.
+// probeTick bounds how late a changed probe_interval takes effect.
+const probeTick = time.Second
+
+func (m *Manager) probeInterval() time.Duration {
+	if iv := time.Duration(m.org().Routing.ProbeInterval); iv > 0 {
+		return iv
+	}
+	return time.Minute
+}
+
 func (m *Manager) prober(ctx context.Context) {
-	// A timer re-armed from the config in force: a reload's probe_interval
-	// and hold_down apply from the next probe on.
-	t := time.NewTimer(time.Duration(m.org().Routing.ProbeInterval))
+	// The interval is read from the config in force at every tick, and
+	// ticks come at most probeTick apart: a reload's probe_interval (say
+	// 1h down to 10s) applies within probeTick, not after the old interval.
+	interval := m.probeInterval()
+	t := time.NewTicker(min(interval, probeTick))
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		if iv := m.probeInterval(); iv != interval {
+			interval = iv
+			t.Reset(min(interval, probeTick))
+		}
+		// Half a tick of slack: ticks jitter, and a probe due now must
+		// not wait for the next one.
+		if time.Since(last)+min(interval, probeTick)/2 < interval {
+			continue
+		}
+		last = time.Now()
 		r := m.org().Routing
-		t.Reset(time.Duration(r.ProbeInterval))
 		now := m.o.Now()
 		var candidates []string
 		m.mu.Lock()

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"pfrouter/config"
+	"pfrouter/directory"
 	"pfrouter/envelope"
 	"pfrouter/linkstate"
 	"pfrouter/relay"
@@ -275,4 +277,35 @@ func serverState(ls *linkstate.Table, name string) linkstate.Server {
 		}
 	}
 	return linkstate.Server{}
+}
+
+// Issue 10 item 7: a reload's probe_interval applies to the running
+// prober (it kept the interval it started with): from 1h down to 50ms,
+// probes start within seconds.
+func TestProbeIntervalFollowsReload(t *testing.T) {
+	slow := strings.Replace(testOrg, "probe_interval: 50ms", "probe_interval: 1h", 1)
+	h := newHarnessOrg(t, slow, nil)
+	h.rl.probeErr = errors.New("connection refused")
+	h.m.hopFailed("b1", errors.New("refused"))
+	h.m.hopFailed("b1", errors.New("refused"))
+	h.clock.Add(time.Minute)
+	if err := h.m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer h.m.Close()
+	probes := func() int { h.rl.mu.Lock(); defer h.rl.mu.Unlock(); return h.rl.probes }
+	time.Sleep(300 * time.Millisecond)
+	if n := probes(); n != 0 {
+		t.Fatalf("%d probes with probe_interval 1h", n)
+	}
+	fast, err := config.Parse([]byte(testOrg), "q.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := directory.New(fast, directory.Options{Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m.o.Directory.Replace(dir) // what a reload does
+	eventually(t, 10*time.Second, "probes after the reload to 50ms", func() bool { return probes() >= 2 })
 }
