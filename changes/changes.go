@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"pfrouter/config"
 	"pfrouter/directory"
 	"pfrouter/gossip"
 	"pfrouter/linkstate"
@@ -51,6 +52,11 @@ type storeValue struct {
 	Kind      string `json:"kind"`
 	Hierarchy string `json:"hierarchy,omitempty"`
 	By        string `json:"by,omitempty"`
+}
+
+type storeReadyValue struct {
+	Ready bool   `json:"ready"`
+	By    string `json:"by,omitempty"`
 }
 
 type replicaValue struct {
@@ -142,6 +148,12 @@ func (m *Manager) SetStoreMinAge(d time.Duration, by string) error {
 // the same on every server (R6).
 func (m *Manager) AddStore(server, name, kind, hierarchy, by string) error {
 	return m.publish(gossip.KindStore, name, storeValue{Server: server, Name: name, Kind: kind, Hierarchy: hierarchy, By: by})
+}
+
+// SetStoreReady publishes that a public store added at run time holds the
+// whole hierarchy now: step 1 may choose it (issue 12).
+func (m *Manager) SetStoreReady(store, by string) error {
+	return m.publish(gossip.KindStoreReady, store, storeReadyValue{Ready: true, By: by})
 }
 
 // AddReplica publishes a new replica of a folder in a public store.
@@ -329,9 +341,22 @@ func (m *Manager) applyTo(dir *directory.Directory, ls *linkstate.Table, r gossi
 			return fmt.Errorf("store %q already exists on server %s", v.Name, old.Server)
 		}
 		// created is the record's time, so every server agrees on the
-		// store's age (R6).
-		_, err := dir.AddStore(directory.Store{Name: v.Name, Kind: v.Kind, Server: v.Server, Hierarchy: v.Hierarchy, Created: r.At, Synced: true})
+		// store's age (R6). A public store on a server that replicates
+		// waits for its hierarchy (a store_ready record) before step 1
+		// may choose it; without replication nothing would ever clear it.
+		pending := false
+		if srv := dir.Snapshot().Server(v.Server); srv != nil && v.Kind == config.StorePublic {
+			pending = srv.Listen.Replication != ""
+		}
+		_, err := dir.AddStore(directory.Store{Name: v.Name, Kind: v.Kind, Server: v.Server, Hierarchy: v.Hierarchy, Created: r.At,
+			Synced: true, HierarchyPending: pending})
 		return err
+	case gossip.KindStoreReady:
+		var v storeReadyValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("store_ready %q: bad value: %w", r.Key, err)
+		}
+		return dir.SetHierarchyPending(r.Key, !v.Ready)
 	case gossip.KindReplica:
 		var v replicaValue
 		if err := json.Unmarshal(r.Value, &v); err != nil {

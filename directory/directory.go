@@ -47,6 +47,10 @@ type Store struct {
 	// Synced is false while the store's copy of its hierarchy is incomplete:
 	// it knows no folder yet (R12).
 	Synced bool
+	// HierarchyPending is true while a public store added at run time has
+	// not yet confirmed that its server holds the whole hierarchy (package
+	// replication); step 1 skips it whatever its age (issue 12).
+	HierarchyPending bool
 }
 
 // Hierarchy is a top-level hierarchy with the stores that hold it, most
@@ -388,6 +392,17 @@ func (d *Directory) AddReplica(hierarchy, path, store string) error {
 
 // SetSynced marks whether a public store's copy of its hierarchy is complete.
 func (d *Directory) SetSynced(store string, synced bool) error {
+	return d.updateStore(store, func(st *Store) { st.Synced = synced })
+}
+
+// SetHierarchyPending marks whether a public store's hierarchy is still
+// being replicated (step 1 skips it while it is).
+func (d *Directory) SetHierarchyPending(store string, pending bool) error {
+	return d.updateStore(store, func(st *Store) { st.HierarchyPending = pending })
+}
+
+// updateStore changes a store record and its hierarchy's copy of it.
+func (d *Directory) updateStore(store string, change func(*Store)) error {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
 	l := d.live()
@@ -398,7 +413,7 @@ func (d *Directory) SetSynced(store string, synced bool) error {
 		return fmt.Errorf("store %q is not defined", store)
 	}
 	st := *raw.(*Store)
-	st.Synced = synced
+	change(&st)
 	if err := txn.Insert("stores", &st); err != nil {
 		return err
 	}

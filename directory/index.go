@@ -63,6 +63,7 @@ type HierarchyStore struct {
 	ID       int32     // into Index.Stores
 	ServerID int32
 	RGID     int32
+	Pending  bool // Store.HierarchyPending
 }
 
 // IndexFolder is a folder with its hierarchy and replica stores as ids.
@@ -129,7 +130,7 @@ func buildIndex(s *Snapshot) *Index {
 		for _, st := range h.Stores {
 			if i, ok := x.storeID[st.Name]; ok {
 				is := &x.Stores[i]
-				ih.Stores = append(ih.Stores, HierarchyStore{Created: is.Created, ID: i, ServerID: is.ServerID, RGID: is.RGID})
+				ih.Stores = append(ih.Stores, HierarchyStore{Created: is.Created, ID: i, ServerID: is.ServerID, RGID: is.RGID, Pending: is.HierarchyPending})
 			}
 		}
 		x.hierID[h.Name] = int32(len(x.Hierarchies))

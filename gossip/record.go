@@ -27,6 +27,7 @@ const (
 	KindStoreMinAge = "store_min_age" // Key: ""; Value: {"store_min_age":"24h"} (tunable)
 	KindStore       = "store"         // Key: store name; Value: the added store
 	KindReplica     = "replica"       // Key: folder key + "|" + store; Value: the added replica
+	KindStoreReady  = "store_ready"   // Key: store name; Value: {"ready":true}: its hierarchy is replicated (issue 12)
 )
 
 // Record is one replicated change. Value is kind-specific JSON, opaque to

@@ -21,7 +21,13 @@ const (
 type Candidate struct {
 	Store, Server, RoutingGroup string
 	Created                     time.Time
+	// Pending: the store's copy of the hierarchy is still being
+	// replicated; it is skipped whatever its age (readiness beats age).
+	Pending bool
 }
+
+// ReasonPending is the skip reason of a Pending store.
+const ReasonPending = "hierarchy not yet replicated"
 
 // Params is the receiving server's view.
 type Params struct {
@@ -56,6 +62,9 @@ type Result struct {
 	// unreachable: with nothing chosen, the message waits (R6b) rather than
 	// failing.
 	Unreachable int
+	// Pending counts stores skipped only because their hierarchy is still
+	// being replicated: with nothing chosen, the message waits for them.
+	Pending int
 }
 
 // Choose applies R3–R6b to stores (most recently created first, R2).
@@ -75,6 +84,9 @@ func Choose(stores []Candidate, p Params) Result {
 		case p.Reachable != nil && c.Server != p.LocalServer && !p.Reachable(c.Server):
 			r.Unreachable++
 			r.Skipped = append(r.Skipped, Skip{c.Store, fmt.Sprintf("server %s unreachable over link state (R6b)", c.Server)})
+		case c.Pending:
+			r.Pending++
+			r.Skipped = append(r.Skipped, Skip{c.Store, ReasonPending})
 		default:
 			eligible = append(eligible, i)
 			if !young(c, p) {

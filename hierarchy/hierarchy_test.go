@@ -97,3 +97,50 @@ func TestChooseManyStores(t *testing.T) {
 		t.Fatalf("got %s %s, %d skipped", r.Chosen.Store, r.Rule, len(r.Skipped))
 	}
 }
+
+// Readiness beats age (issue 12, with R6): a store whose hierarchy is still
+// being replicated is skipped whatever its age, even when it is local and
+// old; with only pending stores nothing is chosen and Pending says why.
+func TestChoosePendingHierarchy(t *testing.T) {
+	pending := func(c hierarchy.Candidate) hierarchy.Candidate { c.Pending = true; return c }
+	base := hierarchy.Params{LocalServer: "s1", LocalRG: "rg1", Now: now, MinAge: 48 * time.Hour}
+	cases := []struct {
+		name    string
+		stores  []hierarchy.Candidate
+		minAge  time.Duration
+		want    string
+		pending int
+	}{
+		{"old local pending: routing group store instead",
+			[]hierarchy.Candidate{pending(cand("local", "s1", "rg1", 30*day)), cand("rg", "s2", "rg1", 30*day)}, 48 * time.Hour, "rg", 1},
+		{"young pending not used even when all others are young",
+			[]hierarchy.Candidate{pending(cand("new", "s1", "rg1", time.Hour)), cand("young-rg", "s2", "rg1", time.Hour)}, 48 * time.Hour, "young-rg", 1},
+		{"store_min_age 0 does not let a pending store in",
+			[]hierarchy.Candidate{pending(cand("new", "s1", "rg1", time.Hour)), cand("far", "s9", "rg9", 30*day)}, 0, "far", 1},
+		{"ready again: chosen by R3",
+			[]hierarchy.Candidate{cand("new", "s1", "rg1", 30*day), cand("far", "s9", "rg9", 30*day)}, 48 * time.Hour, "new", 0},
+		{"only pending stores: nothing",
+			[]hierarchy.Candidate{pending(cand("a", "s1", "rg1", 30*day)), pending(cand("b", "s2", "rg1", 30*day))}, 48 * time.Hour, "", 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := base
+			p.MinAge = c.minAge
+			r := hierarchy.Choose(c.stores, p)
+			if r.Chosen.Store != c.want || r.Found != (c.want != "") || r.Pending != c.pending {
+				t.Fatalf("chose %q (found %v, pending %d), want %q, pending %d", r.Chosen.Store, r.Found, r.Pending, c.want, c.pending)
+			}
+			for _, sk := range r.Skipped {
+				isPending := false
+				for _, s := range c.stores {
+					if s.Store == sk.Store && s.Pending {
+						isPending = true
+					}
+				}
+				if isPending && sk.Reason != hierarchy.ReasonPending {
+					t.Fatalf("pending store %s skipped for %q, want %q", sk.Store, sk.Reason, hierarchy.ReasonPending)
+				}
+			}
+		})
+	}
+}

@@ -30,6 +30,9 @@ func (n *Node) startReplication(l net.Listener, id *servercred.Identity) {
 		MaxBody:       int64(org.Limits.MaxMessageSize),
 		OnApplied:     obs.applied,
 		OnError:       obs.failed,
+		OnHierarchyReady: func(store string) error {
+			return n.changes.SetStoreReady(store, n.Name)
+		},
 	})
 	svc := n.Replication
 	n.serve("replication", func() error { return svc.Serve(l) })

@@ -6,13 +6,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 
+	"pfrouter/admin"
+	"pfrouter/hierarchy"
+	"pfrouter/routing"
 	"pfrouter/store"
 )
 
@@ -193,5 +199,220 @@ func TestReplicationPartitionConverges(t *testing.T) {
 		if _, ok := got[id]; !ok {
 			t.Fatalf("converged replicas lack %s", id)
 		}
+	}
+}
+
+// replOrg3 adds s3 in rg-c, reached only over connector bc, with no public
+// store of its own; every server has an admin API and a gossip member.
+const replOrg3 = `
+organization: Repl
+domains: [repl.example]
+secret: repl-secret-0123456789-0123456789-abcdef
+routing: {store_min_age: 0s, retry_initial: 200ms, retry_max: 1s, probe_interval: 500ms, hold_down: 200ms, failure_threshold: 2}
+routing_groups: [{name: rg-a}, {name: rg-b}, {name: rg-c}]
+sites: [{name: one}]
+connectors:
+  - {name: ab, between: [rg-a, rg-b], cost: 10}
+  - {name: bc, between: [rg-b, rg-c], cost: 10}
+servers:
+  - name: s1
+    site: one
+    routing_group: rg-a
+    listen: {smtp: "127.0.0.1:0", admin: "127.0.0.1:0", gossip: "127.0.0.1:0", replication: "127.0.0.1:0"}
+    stores: [{name: s1-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]
+  - name: s2
+    site: one
+    routing_group: rg-b
+    listen: {smtp: "127.0.0.1:0", admin: "127.0.0.1:0", gossip: "127.0.0.1:0", replication: "127.0.0.1:0"}
+    stores: [{name: s2-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]
+  - name: s3
+    site: one
+    routing_group: rg-c
+    listen: {smtp: "127.0.0.1:0", admin: "127.0.0.1:0", gossip: "127.0.0.1:0", replication: "127.0.0.1:0"}
+hierarchies: [{name: PF, tlh: mapi}]
+folders:
+  - {path: /Sales, hierarchy: PF, addresses: [sales@repl.example], replicas: [s1-pub, s2-pub]}
+`
+
+// Issue 12 (readiness beats age, R6): a public store added at run time is
+// skipped by step 1 with "hierarchy not yet replicated" — even on its own
+// server and with store_min_age 0 — until its server has confirmed it
+// holds the hierarchy; given a replica, it backfills the folder's content.
+func TestReplicationRuntimeStoreBackfillsAndWaitsForHierarchy(t *testing.T) {
+	c := startOrg(t, replOrg3)
+	ctx := context.Background()
+	var ids []string
+	for i := range 5 {
+		id, err := post(t, c.Nodes["s1"], "someone@example.net", "sales@repl.example", fmt.Sprint("before ", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	waitMessage(t, c.Nodes["s1"], sales1, ids[4], 20*time.Second)
+	// s3 is cut off (bc down): it cannot compare its hierarchy with anyone.
+	for _, n := range c.Nodes {
+		if _, err := n.LinkState.SetUp("bc", false, "test", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := adminClient(t, c.Nodes["s1"])
+	if err := cl.AddStore(ctx, admin.StoreRequest{Server: "s3", Name: "s3-new", Kind: "public", Hierarchy: "PF"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.AddReplica(ctx, admin.ReplicaRequest{Hierarchy: "PF", Folder: "/Sales", Store: "s3-new"}); err != nil {
+		t.Fatal(err)
+	}
+	s3 := c.Nodes["s3"]
+	decide := func() routing.Decision {
+		return routing.Decide(s3.Directory.Snapshot(), s3.LinkState.Graph(), s3.Params(), routing.Input{At: "s3", Recipient: "sales@repl.example", Now: time.Now()})
+	}
+	eventually(t, 30*time.Second, "s3 learns of s3-new and its replica", func() (bool, string) {
+		snap := s3.Directory.Snapshot()
+		st := snap.Store("s3-new")
+		return st != nil && len(snap.ReplicasIn("s3-new")) == 1, fmt.Sprint(st)
+	})
+	time.Sleep(time.Second) // the readiness check runs every 500 ms: give it a chance to be wrong
+	d := decide()
+	if d.Step1 == nil || d.Step1.Store == "s3-new" {
+		t.Fatalf("step 1 chose s3-new before its hierarchy was replicated: %+v", d.Step1)
+	}
+	skipped := ""
+	for _, sk := range d.Step1.Skipped {
+		if sk.Store == "s3-new" {
+			skipped = sk.Reason
+		}
+	}
+	if skipped != hierarchy.ReasonPending {
+		t.Fatalf("s3-new skipped for %q, want %q", skipped, hierarchy.ReasonPending)
+	}
+	// The link is back: s3 compares its hierarchy with s2's, publishes
+	// store_ready, and every server lets step 1 choose s3-new.
+	for _, n := range c.Nodes {
+		if _, err := n.LinkState.SetUp("bc", true, "test", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		n.Replication.Kick()
+	}
+	eventually(t, 30*time.Second, "step 1 at s3 chooses s3-new (R3)", func() (bool, string) {
+		d := decide()
+		return d.Step1 != nil && d.Step1.Store == "s3-new", fmt.Sprintf("%+v", d.Step1)
+	})
+	eventually(t, 30*time.Second, "s1 sees s3-new ready", func() (bool, string) {
+		st := c.Nodes["s1"].Directory.Snapshot().Store("s3-new")
+		return st != nil && !st.HierarchyPending, fmt.Sprint(st)
+	})
+	// Content backfill: s3-new holds what s1-pub holds.
+	want, _ := replicaContents(c.Nodes["s1"], sales1)
+	eventually(t, 30*time.Second, "s3-new backfills /Sales", func() (bool, string) {
+		got, n := replicaContents(s3, store.MailboxRef{Store: "s3-new", Name: "/Sales"})
+		return n == len(want) && maps.Equal(got, want), fmt.Sprintf("%d of %d", n, len(want))
+	})
+}
+
+// restartNode stops a server of c and starts it again on the same
+// addresses; between the two, between(dataDir) may change its data.
+func restartNode(t *testing.T, c *Cluster, o Options, name string, between func(dataDir string)) {
+	t.Helper()
+	old := c.Nodes[name]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := old.Close(ctx); err != nil {
+		t.Logf("close %s: %v", name, err)
+	}
+	if between != nil {
+		between(old.DataDir)
+	}
+	var n *Node
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ls, err := Bind(old.Org, []string{name})
+		if err == nil {
+			if n, err = Start(context.Background(), old.Org, name, ls[name], o); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restart %s: %v", name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.Nodes[name] = n
+}
+
+// copyDir copies a directory tree (a server's data directory, closed).
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Issue 12: a server whose data directory is restored from an older copy
+// catches up by backfill: the posts made elsewhere since, its own posts
+// lost with the newer data (s1 holds them), and an expunge made since.
+func TestReplicationRestoredDataDirCatchesUp(t *testing.T) {
+	org := parseOrg(t, replOrg)
+	o := Options{BaseDir: t.TempDir(), Logger: testLogger()}
+	c, err := StartAll(context.Background(), org, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c.Close(ctx)
+	})
+	for i := range 2 {
+		for _, s := range []string{"s1", "s2"} {
+			if _, err := post(t, c.Nodes[s], "someone@example.net", "sales@repl.example", fmt.Sprintf("old %s %d", s, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitReplicas(t, c, 4)
+	backup := t.TempDir()
+	restartNode(t, c, o, "s2", func(dir string) { copyDir(t, dir, backup) })
+	for i := range 2 {
+		for _, s := range []string{"s1", "s2"} {
+			if _, err := post(t, c.Nodes[s], "someone@example.net", "sales@repl.example", fmt.Sprintf("new %s %d", s, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitReplicas(t, c, 8)
+	msgs, _ := c.Nodes["s1"].Store.Messages(context.Background(), sales1)
+	if _, err := c.Nodes["s1"].Store.Expunge(context.Background(), sales1, []uint32{msgs[0].UID}); err != nil {
+		t.Fatal(err)
+	}
+	want := waitReplicas(t, c, 7)
+	// s2 loses everything since the backup.
+	restartNode(t, c, o, "s2", func(dir string) {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		copyDir(t, backup, dir)
+	})
+	if _, n := replicaContents(c.Nodes["s2"], sales2); n != 4 {
+		t.Fatalf("restored s2-pub holds %d posts, want the backup's 4", n)
+	}
+	got := waitReplicas(t, c, 7)
+	if !maps.Equal(got, want) {
+		t.Fatal("after catching up the replicas hold other messages than before the restore")
 	}
 }

@@ -15,8 +15,9 @@ import (
 // Start runs the pull loops: one per source server, started and stopped
 // as the directory's replica lists and link state change.
 func (s *Service) Start() {
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.manage()
+	go s.readyLoop()
 }
 
 // Kick makes the pull loops look at the directory again now (a replica

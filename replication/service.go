@@ -67,6 +67,10 @@ type Options struct {
 
 	// OnApplied is told of every batch applied (metrics, tracking log).
 	OnApplied func(Applied)
+	// OnHierarchyReady publishes that a public store of this server holds
+	// the whole hierarchy now (a store_ready record); nil: readiness is
+	// not tracked.
+	OnHierarchyReady func(store string) error
 	// OnError is told of a failed pull (the pull is retried with backoff).
 	OnError func(source string, err error)
 }
@@ -201,6 +205,9 @@ func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest) error {
 	resp, err := s.respond(s.ctx, peer, req)
 	if err != nil {
 		return err
+	}
+	if req.Digest != "" {
+		resp.Digest = HierarchyDigest(s.o.Directory.Snapshot(), req.Digest)
 	}
 	return s.send(w, resp)
 }

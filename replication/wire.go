@@ -30,6 +30,8 @@ type pullRequest struct {
 	Folders  []pullFolder `json:"folders"`
 	MaxBytes int          `json:"max_bytes"` // body bytes in the whole response (at least one change is sent)
 	WaitMS   int64        `json:"wait_ms"`   // nothing to send: wait up to this long for a change (long poll)
+	// Digest asks for the source's HierarchyDigest of this hierarchy.
+	Digest string `json:"digest,omitempty"`
 }
 
 // pullFolder is one replica pair: Source (a store on the serving server)
@@ -44,6 +46,7 @@ type pullFolder struct {
 // pullResponse answers a pullRequest, one batch per folder in order.
 type pullResponse struct {
 	Folders []folderBatch `json:"folders"`
+	Digest  string        `json:"digest,omitempty"`
 }
 
 type folderBatch struct {

@@ -54,6 +54,9 @@ func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Dec
 			if s1.unreachable > 0 {
 				return d.wait("4.4.1", "no store holding hierarchy "+f.Hierarchy+" is reachable now (R6b); waiting for link state")
 			}
+			if s1.pending > 0 {
+				return d.wait("4.4.1", "every reachable store holding hierarchy "+f.Hierarchy+" is still replicating it; waiting")
+			}
 			if len(d.Excluded) > 0 {
 				return d.fail(&Check{"5.4.4", "no store holding hierarchy " + f.Hierarchy + " knows folder " + f.Path + " (R12)", true})
 			}
@@ -159,6 +162,7 @@ type step1Out struct {
 	store            int32
 	rule             string
 	unreachable      int
+	pending          int
 }
 
 // step1Fast is hierarchy.Choose (R2–R6b) over store ids, without the
@@ -179,6 +183,8 @@ func step1Fast(x *directory.Index, b *bound, p Params, v view, f *directory.Inde
 		case len(excluded) > 0 && slices.Contains(excluded, x.Stores[st.ID].Name):
 		case st.ServerID != v.sid && !b.reach(v.graphRG, st.ServerID):
 			out.unreachable++
+		case st.Pending:
+			out.pending++
 		default:
 			eligible = append(eligible, int32(i))
 			if !young(st) {

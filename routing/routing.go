@@ -234,6 +234,9 @@ func Decide(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) De
 			if s1.unreachable > 0 {
 				return d.wait("4.4.1", "no store holding hierarchy "+res.Folder.Hierarchy+" is reachable now (R6b); waiting for link state")
 			}
+			if s1.pending > 0 {
+				return d.wait("4.4.1", "every reachable store holding hierarchy "+res.Folder.Hierarchy+" is still replicating it; waiting")
+			}
 			if len(d.Excluded) > 0 {
 				return d.fail(&Check{"5.4.4", "no store holding hierarchy " + res.Folder.Hierarchy + " knows folder " + res.Folder.Path + " (R12)", true})
 			}
@@ -271,6 +274,7 @@ func Decide(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) De
 type step1Result struct {
 	Step1
 	unreachable int
+	pending     int
 }
 
 func step1(snap *directory.Snapshot, g *linkstate.Graph, p Params, at string, f *directory.Folder, excluded []string, now time.Time) (step1Result, bool) {
@@ -281,7 +285,7 @@ func step1(snap *directory.Snapshot, g *linkstate.Graph, p Params, at string, f 
 	}
 	cands := make([]hierarchy.Candidate, len(h.Stores))
 	for i, s := range h.Stores {
-		cands[i] = hierarchy.Candidate{Store: s.Name, Server: s.Server, RoutingGroup: s.RoutingGroup, Created: s.Created}
+		cands[i] = hierarchy.Candidate{Store: s.Name, Server: s.Server, RoutingGroup: s.RoutingGroup, Created: s.Created, Pending: s.HierarchyPending}
 	}
 	rg, _ := g.RoutingGroupOf(at)
 	r := hierarchy.Choose(cands, hierarchy.Params{
@@ -291,7 +295,7 @@ func step1(snap *directory.Snapshot, g *linkstate.Graph, p Params, at string, f 
 	if r.Skipped != nil {
 		out.Skipped = r.Skipped
 	}
-	out.UsedYoung, out.unreachable = r.UsedYoung, r.Unreachable
+	out.UsedYoung, out.unreachable, out.pending = r.UsedYoung, r.Unreachable, r.Pending
 	if !r.Found {
 		return out, false
 	}
