@@ -218,6 +218,7 @@ func defaults(o *config.Org) {
 	o.Access = config.Access{CrossSite: config.CrossSiteProxy, LoginType: config.LoginSecure}
 	o.Tracking.Retention = config.Duration(7 * 24 * time.Hour)
 	o.Telemetry.Traces = "none"
+	o.Replication.MaxBatchBytes = config.DefaultReplicationBatch
 	o.Limits = config.Limits{MaxMessageSize: config.DefaultMaxMessageSize, MaxRecipients: config.DefaultMaxRecipients,
 		MaxConnections: config.DefaultMaxConnections, MaxLineLength: config.DefaultMaxLineLength}
 }
