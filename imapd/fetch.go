@@ -103,6 +103,13 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	if err != nil {
 		return err
 	}
+	if options.Flags {
+		for _, i := range idx {
+			if err := s.announceKeywords(w, m.flags[m.uids[i]]); err != nil {
+				return err
+			}
+		}
+	}
 	if !needsBody(options) {
 		for _, i := range idx {
 			uid := m.uids[i]
@@ -298,6 +305,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		return err
 	}
 	_, byUID := numSet.(imap.UIDSet)
+	for _, f := range res {
+		if err := s.announceKeywords(w, f); err != nil {
+			return err
+		}
+	}
 	for _, i := range idx {
 		uid := m.uids[i]
 		f, ok := res[uid]

@@ -354,3 +354,40 @@ func readLiteral(r imap.LiteralReader) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// LSub lists subscribed mailboxes matching pattern (RFC 3501 6.3.9): a
+// subscribed mailbox, and, where "%" stops above a subscribed mailbox, its
+// parent at that level as \Noselect unless that parent is subscribed too.
+func (s *session) LSub(w *imapserver.ListWriter, ref, pattern string) error {
+	subs, err := s.srv.store.Subscribed(context.Background(), s.mailboxStore, s.user)
+	if err != nil {
+		return err
+	}
+	subscribed := map[string]bool{}
+	for _, n := range subs {
+		subscribed[n] = true
+	}
+	listed := map[string]bool{}
+	var out []*imap.ListData
+	for _, n := range subs {
+		if matchAny(n, ref, []string{pattern}) && !listed[n] {
+			listed[n] = true
+			out = append(out, &imap.ListData{Mailbox: n, Delim: delim})
+		}
+		for i := strings.IndexByte(n, delim); i > 0; i = nextDelim(n, i) {
+			parent := n[:i]
+			if subscribed[parent] || listed[parent] || !matchAny(parent, ref, []string{pattern}) {
+				continue
+			}
+			listed[parent] = true
+			out = append(out, &imap.ListData{Mailbox: parent, Delim: delim, Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Mailbox < out[j].Mailbox })
+	for _, d := range out {
+		if err := w.WriteList(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
 
 	"pfrouter/internal/imapserver"
 	"pfrouter/store"
@@ -158,7 +159,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 	if len(cr.Header) > 0 || !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
 		h := mail.Header{Header: c.entity().Header}
 		for _, hf := range cr.Header {
-			if !matchHeaderFields(h.FieldsByKey(hf.Key), hf.Value) {
+			if !matchHeaderFields(h.FieldsByKey(hf.Key), hf.Value) && !matchAddresses(h.Header.Header, hf.Key, hf.Value) {
 				return false
 			}
 		}
@@ -213,6 +214,32 @@ func matchHeaderFields(fields gomessage.HeaderFields, pattern string) bool {
 		v, _ := fields.Text()
 		if strings.Contains(strings.ToLower(v), pattern) {
 			return true
+		}
+	}
+	return false
+}
+
+// addressFields are the headers SEARCH FROM/TO/CC/BCC look in.
+var addressFields = map[string]bool{"from": true, "to": true, "cc": true, "bcc": true, "sender": true, "reply-to": true}
+
+// matchAddresses matches an address header on its parsed addresses as
+// well as its text: display name, addr-spec without comments, group name
+// (imaptest "search-addresses": <user (comment)@ (comment) domain.org>
+// is found as user@domain.org).
+func matchAddresses(h textproto.Header, key, pattern string) bool {
+	if pattern == "" || !addressFields[strings.ToLower(key)] {
+		return false
+	}
+	pattern = strings.ToLower(pattern)
+	for _, a := range imapserver.AddressList(h, key) {
+		spec := a.Mailbox
+		if a.Host != "" {
+			spec += "@" + a.Host
+		}
+		for _, s := range []string{a.Name, spec, a.Name + " <" + spec + ">"} {
+			if s != "" && strings.Contains(strings.ToLower(s), pattern) {
+				return true
+			}
 		}
 	}
 	return false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -25,6 +26,9 @@ type selected struct {
 	info   map[uint32]store.MessageInfo
 	ghosts map[uint32]bool // expunged in the store, not yet announced
 	recent map[uint32]bool // \Recent for this session
+	// keywords announced to the client in FLAGS and PERMANENTFLAGS; a
+	// keyword is announced before any FETCH shows it (RFC 3501 7.2.6).
+	keywords map[string]bool
 
 	uidValidity uint32
 	uidNext     uint32
@@ -72,7 +76,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	}
 	readOnly := options != nil && options.ReadOnly
 	m := &selected{t: t, readOnly: readOnly, flags: map[uint32][]string{}, info: map[uint32]store.MessageInfo{},
-		ghosts: map[uint32]bool{}, recent: map[uint32]bool{}, events: events, cancel: cancel}
+		ghosts: map[uint32]bool{}, recent: map[uint32]bool{}, keywords: map[string]bool{}, events: events, cancel: cancel}
 	st, msgs, err := s.srv.store.Snapshot(ctx, t.ref, s.user)
 	if err != nil {
 		cancel()
@@ -83,6 +87,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		m.uids = append(m.uids, msg.UID)
 		m.flags[msg.UID] = msg.Flags
 		m.info[msg.UID] = msg
+		m.learnKeywords(msg.Flags)
 	}
 	if err := s.claimRecent(ctx, m); err != nil {
 		cancel()
@@ -91,7 +96,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	s.sel = m
 
 	data := &imap.SelectData{
-		Flags:       []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft},
+		Flags:       m.mailboxFlags(),
 		NumMessages: uint32(len(m.uids)),
 		NumRecent:   uint32(len(m.recent)),
 		UIDNext:     imap.UID(st.UIDNext),
@@ -248,7 +253,13 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			}
 		}
 	}
-	// Flag changes made by other sessions.
+	// Keywords new to this session, then flag changes made by other
+	// sessions.
+	for _, msg := range msgs {
+		if err := s.announceKeywords(w, msg.Flags); err != nil {
+			return err
+		}
+	}
 	for i, uid := range m.uids {
 		msg, ok := current[uid]
 		if !ok || slices.Equal(msg.Flags, m.flags[uid]) {
@@ -260,6 +271,53 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	return nil
+}
+
+// systemFlags are the flags every mailbox has.
+var systemFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+
+// learnKeywords adds flags' keywords to the announced set; it reports
+// whether any was new.
+func (m *selected) learnKeywords(flags []string) bool {
+	added := false
+	for _, f := range flags {
+		if !strings.HasPrefix(f, "\\") && !m.keywords[f] {
+			m.keywords[f] = true
+			added = true
+		}
+	}
+	return added
+}
+
+// mailboxFlags is FLAGS: the system flags and the announced keywords.
+func (m *selected) mailboxFlags() []imap.Flag {
+	out := slices.Clone(systemFlags)
+	kw := make([]string, 0, len(m.keywords))
+	for k := range m.keywords {
+		kw = append(kw, k)
+	}
+	slices.Sort(kw)
+	for _, k := range kw {
+		out = append(out, imap.Flag(k))
+	}
+	return out
+}
+
+// announceKeywords sends FLAGS and PERMANENTFLAGS when flags hold a
+// keyword the client has not been told of, before a FETCH shows it.
+func (s *session) announceKeywords(w imapserver.MailboxFlagsWriter, flags []string) error {
+	m := s.sel
+	if !m.learnKeywords(flags) {
+		return nil
+	}
+	all := m.mailboxFlags()
+	if err := w.WriteMailboxFlags(all); err != nil {
+		return err
+	}
+	if m.readOnly {
+		return nil
+	}
+	return w.WritePermanentFlags(append(all, imap.FlagWildcard))
 }
 
 // forget drops the message at index i from the view.

@@ -24,7 +24,9 @@ const (
 	respWriteTimeout    = 30 * time.Second
 	literalWriteTimeout = 5 * time.Minute
 
-	maxCommandSize = 50 * 1024 // RFC 2683 section 3.2.1.5 says 8KiB minimum
+	// RFC 2683 section 3.2.1.5 says 8KiB minimum; Dovecot and imaptest
+	// use 64 KiB lines (a 30 KB ID).
+	maxCommandSize = 64 * 1024
 )
 
 var internalServerErrorResp = &imap.StatusResponse{
@@ -185,6 +187,10 @@ func (c *Conn) serve() {
 
 		c.setReadTimeout(cmdReadTimeout)
 		if err := c.readCommand(dec); err != nil {
+			if errors.Is(err, imapwire.ErrMaxSize) {
+				c.Bye("Command line too long")
+				break
+			}
 			if !errors.Is(err, net.ErrClosed) {
 				c.server.logger().Printf("failed to read command: %v", err)
 			}
@@ -290,6 +296,9 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
+	if errors.Is(err, imapwire.ErrMaxSize) || errors.Is(dec.Err(), imapwire.ErrMaxSize) {
+		return imapwire.ErrMaxSize // the session ends with BYE (serve)
+	}
 	dec.DiscardLine()
 
 	var (

@@ -48,6 +48,9 @@ func (c *Conn) handleLSub(dec *imapwire.Decoder) error {
 		conn: c,
 		lsub: true,
 	}
+	if ls, ok := c.session.(SessionLSub); ok {
+		return ls.LSub(w, ref, pattern)
+	}
 	return c.session.List(w, ref, []string{pattern}, options)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"mime"
 	"strings"
 
 	gomessage "github.com/emersion/go-message"
@@ -227,22 +228,113 @@ func ExtractEnvelope(h textproto.Header) *imap.Envelope {
 	}
 }
 
+// parseAddressList reads an address header keeping RFC 5322 group syntax
+// the way ENVELOPE shows it (RFC 3501 7.4.2): a group is a start marker
+// (NIL NIL "name" NIL), its members, and an end marker (NIL NIL NIL NIL).
+// A member that does not parse is skipped, not the whole list.
 func parseAddressList(mh mail.Header, k string) []imap.Address {
-	// TODO: handle groups
-	addrs, _ := mh.AddressList(k)
+	value := strings.NewReplacer("\r\n", "", "\n", "").Replace(mh.Get(k))
 	var l []imap.Address
-	for _, addr := range addrs {
+	flush := func(part string) {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return
+		}
+		addr, err := mail.ParseAddress(part)
+		if err != nil {
+			// Comments and folding inside the addr-spec
+			// (<user (c)@ (c) domain>) are legal but not parsed there.
+			addr, err = mail.ParseAddress(squeezeAngle(stripComments(part)))
+			if err != nil {
+				return
+			}
+		}
 		mailbox, host, ok := strings.Cut(addr.Address, "@")
 		if !ok {
+			return
+		}
+		l = append(l, imap.Address{Name: addr.Name, Mailbox: mailbox, Host: host})
+	}
+	var (
+		cur             strings.Builder
+		quoted, escaped bool
+		comment, angle  int
+		inGroup         bool
+	)
+	for _, r := range value {
+		switch {
+		case escaped:
+			escaped = false
+		case r == '\\' && (quoted || comment > 0):
+			escaped = true
+		case quoted:
+			quoted = r != '"'
+		case r == '"' && comment == 0:
+			quoted = true
+		case r == '(':
+			comment++
+		case r == ')' && comment > 0:
+			comment--
+		case comment > 0:
+		case r == '<':
+			angle++
+		case r == '>' && angle > 0:
+			angle--
+		case angle > 0:
+		case r == ':' && !inGroup:
+			name := strings.TrimSpace(stripComments(cur.String()))
+			if dec, err := new(mime.WordDecoder).DecodeHeader(strings.Trim(name, `"`)); err == nil {
+				name = dec
+			}
+			l = append(l, imap.Address{Mailbox: name})
+			inGroup = true
+			cur.Reset()
+			continue
+		case r == ';' && inGroup:
+			flush(cur.String())
+			l = append(l, imap.Address{})
+			inGroup = false
+			cur.Reset()
+			continue
+		case r == ',':
+			flush(cur.String())
+			cur.Reset()
 			continue
 		}
-		l = append(l, imap.Address{
-			Name:    addr.Name,
-			Mailbox: mailbox,
-			Host:    host,
-		})
+		cur.WriteRune(r)
+	}
+	flush(cur.String())
+	if inGroup { // unterminated group: close it
+		l = append(l, imap.Address{})
 	}
 	return l
+}
+
+// squeezeAngle removes white space inside <...>.
+func squeezeAngle(s string) string {
+	open := strings.IndexByte(s, '<')
+	end := strings.LastIndexByte(s, '>')
+	if open < 0 || end < open {
+		return strings.Join(strings.Fields(s), "")
+	}
+	return s[:open] + strings.Join(strings.Fields(s[open:end+1]), "") + s[end+1:]
+}
+
+// stripComments removes (comments) from a phrase.
+func stripComments(s string) string {
+	var b strings.Builder
+	depth := 0
+	for _, r := range s {
+		switch {
+		case r == '(':
+			depth++
+		case r == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // ExtractBodyStructure extracts the structure of a message body.
@@ -333,4 +425,11 @@ func getContentLanguage(header gomessage.Header) []string {
 		l[i] = strings.TrimSpace(lang)
 	}
 	return l
+}
+
+// AddressList returns header field k of h as ENVELOPE shows it (groups as
+// markers); pfrouter's SEARCH matches FROM/TO/CC/BCC on it too, so an
+// address with comments inside its addr-spec is found by its clean form.
+func AddressList(h textproto.Header, k string) []imap.Address {
+	return parseAddressList(mail.Header{Header: gomessage.Header{Header: h}}, k)
 }

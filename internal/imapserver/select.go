@@ -172,3 +172,25 @@ func (c *Conn) writePermanentFlags(flags []imap.Flag) error {
 	enc.SP().Text("Permanent flags")
 	return enc.CRLF()
 }
+
+// MailboxFlagsWriter announces a change of the selected mailbox's flags
+// (RFC 3501 7.2.6: a keyword is announced in FLAGS and PERMANENTFLAGS
+// before any FETCH shows it). UpdateWriter and FetchWriter implement it.
+type MailboxFlagsWriter interface {
+	WriteMailboxFlags(flags []imap.Flag) error
+	WritePermanentFlags(flags []imap.Flag) error
+}
+
+// WritePermanentFlags writes an untagged OK [PERMANENTFLAGS (...)].
+func (w *UpdateWriter) WritePermanentFlags(flags []imap.Flag) error {
+	return w.conn.writePermanentFlags(flags)
+}
+
+// WriteMailboxFlags writes a FLAGS response in the middle of a FETCH or
+// STORE, before the first message that shows a new keyword.
+func (w *FetchWriter) WriteMailboxFlags(flags []imap.Flag) error { return w.conn.writeFlags(flags) }
+
+// WritePermanentFlags writes an untagged OK [PERMANENTFLAGS (...)].
+func (w *FetchWriter) WritePermanentFlags(flags []imap.Flag) error {
+	return w.conn.writePermanentFlags(flags)
+}

@@ -125,6 +125,15 @@ type SessionAppendLimit interface {
 	AppendLimit() uint32
 }
 
+// SessionLSub is an IMAP session with its own LSUB, which unlike LIST
+// (SUBSCRIBED) lists a \Noselect parent of a subscribed mailbox that "%"
+// stops above (RFC 3501 6.3.9).
+type SessionLSub interface {
+	Session
+
+	LSub(w *ListWriter, ref, pattern string) error
+}
+
 // SessionMailboxAppendLimit is an IMAP session whose APPEND limit depends
 // on the target mailbox (pfrouter: a public folder's size limit). It is
 // asked before the continuation request, so an oversized synchronizing

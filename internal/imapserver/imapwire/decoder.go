@@ -2,6 +2,7 @@ package imapwire
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -30,6 +31,9 @@ func IsAtomChar(ch byte) bool {
 func isAStringChar(ch byte) bool {
 	return IsAtomChar(ch) || ch == ']'
 }
+
+// ErrMaxSize is a command longer than Decoder.MaxSize (literals aside).
+var ErrMaxSize = errors.New("imapwire: command too long")
 
 // DecoderExpectError is an error due to the Decoder.Expect family of methods.
 type DecoderExpectError struct {
@@ -94,7 +98,7 @@ func (dec *Decoder) returnErr(err error) bool {
 
 func (dec *Decoder) readByte() (byte, bool) {
 	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
-		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded"))
+		return 0, dec.returnErr(ErrMaxSize)
 	}
 	dec.crlf = false
 	if dec.literal {
