@@ -27,11 +27,13 @@ func TestEnvelopeGroupSyntax(t *testing.T) {
 	r.appendRaw("INBOX", "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: user@domain (Real Name)\r\n"+
 		"To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\nCc: group:;, group2: (foo) ;\r\n\r\nbody\r\n")
 	r.appendRaw("INBOX", "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: \"Colon: Name\" <a@b.example>, c@d.example\r\n\r\nbody\r\n")
+	r.appendRaw("INBOX", "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: <@route:user@domain>\r\n\r\nbody\r\n")
 	r.cmd("S SELECT INBOX")
-	got := strings.Join(r.cmd("F FETCH 1:2 ENVELOPE"), "\n")
+	got := strings.Join(r.cmd("F FETCH 1:3 ENVELOPE"), "\n")
 	for _, want := range []string{
 		`((NIL NIL "group" NIL) (NIL NIL "g1" "d1.org") (NIL NIL "g2" "d2.org") (NIL NIL NIL NIL) (NIL NIL "group2" NIL) (NIL NIL "g3" "d3.org") (NIL NIL NIL NIL)) ((NIL NIL "group" NIL) (NIL NIL NIL NIL) (NIL NIL "group2" NIL) (NIL NIL NIL NIL))`,
 		`(("Colon: Name" NIL "a" "b.example") (NIL NIL "c" "d.example"))`,
+		`((NIL "@route" "user" "domain"))`, // obsolete source route kept as the adl
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("FETCH ENVELOPE lacks\n%s\ngot\n%s", want, got)

@@ -42,6 +42,13 @@ func TestNewKeywordsAnnouncedBeforeUse(t *testing.T) {
 		t.Fatalf("other session's NOOP:\n%s", strings.Join(got, "\n"))
 	}
 
+	// NIL is an atom like any other keyword (imaptest "nil"), announced
+	// first like any other.
+	got = a.cmd("K STORE 1 +FLAGS NIL")
+	if flags, fetch := indexOf(got, "* FLAGS ("), indexOf(got, "FETCH (FLAGS ("); flags < 0 || fetch < flags || !strings.Contains(got[fetch], "NIL") {
+		t.Fatalf("STORE +FLAGS NIL:\n%s", strings.Join(got, "\n"))
+	}
+
 	c := e.rawLogin("alice")
 	got = c.cmd("S SELECT INBOX")
 	if i := indexOf(got, "* FLAGS ("); i < 0 || !strings.Contains(got[i], "$Label1") {

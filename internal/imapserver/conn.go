@@ -305,9 +305,16 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		resp    *imap.StatusResponse
 		imapErr *imap.Error
 		decErr  *imapwire.DecoderExpectError
+		nameErr *imapwire.MailboxNameError
 	)
 	if errors.As(err, &imapErr) {
 		resp = (*imap.StatusResponse)(imapErr)
+	} else if errors.As(err, &nameErr) {
+		resp = &imap.StatusResponse{
+			Type: imap.StatusResponseTypeNo,
+			Code: imap.ResponseCodeCannot,
+			Text: nameErr.Error(),
+		}
 	} else if errors.As(err, &decErr) {
 		resp = &imap.StatusResponse{
 			Type: imap.StatusResponseTypeBad,

@@ -563,9 +563,12 @@ func writeAddressList(enc *imapwire.Encoder, l []imap.Address) {
 
 	enc.List(len(l), func(i int) {
 		addr := l[i]
+		route, name := splitRoute(addr.Name)
 		enc.Special('(')
-		writeNString(enc, mime.QEncoding.Encode("utf-8", addr.Name))
-		enc.SP().NIL().SP()
+		writeNString(enc, mime.QEncoding.Encode("utf-8", name))
+		enc.SP()
+		writeNString(enc, route)
+		enc.SP()
 		writeNString(enc, addr.Mailbox)
 		enc.SP()
 		writeNString(enc, addr.Host)

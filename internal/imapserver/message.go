@@ -241,10 +241,14 @@ func parseAddressList(mh mail.Header, k string) []imap.Address {
 			return
 		}
 		addr, err := mail.ParseAddress(part)
+		route := ""
 		if err != nil {
 			// Comments and folding inside the addr-spec
-			// (<user (c)@ (c) domain>) are legal but not parsed there.
-			addr, err = mail.ParseAddress(squeezeAngle(stripComments(part)))
+			// (<user (c)@ (c) domain>) and an obsolete source route
+			// (<@route:user@domain>) are legal but not parsed there.
+			var clean string
+			clean, route = cutRoute(squeezeAngle(stripComments(part)))
+			addr, err = mail.ParseAddress(clean)
 			if err != nil {
 				return
 			}
@@ -253,7 +257,11 @@ func parseAddressList(mh mail.Header, k string) []imap.Address {
 		if !ok {
 			return
 		}
-		l = append(l, imap.Address{Name: addr.Name, Mailbox: mailbox, Host: host})
+		name := addr.Name
+		if route != "" {
+			name = routeMarker + route + "\x00" + name
+		}
+		l = append(l, imap.Address{Name: name, Mailbox: mailbox, Host: host})
 	}
 	var (
 		cur             strings.Builder
@@ -308,6 +316,33 @@ func parseAddressList(mh mail.Header, k string) []imap.Address {
 		l = append(l, imap.Address{})
 	}
 	return l
+}
+
+// routeMarker carries an address's source route to the ENVELOPE writer in
+// its Name (imap.Address has no field for the route; only this package
+// writes or reads it).
+const routeMarker = "\x00route:"
+
+// splitRoute undoes routeMarker: the route (ENVELOPE's adl) and the name.
+func splitRoute(name string) (route, rest string) {
+	if !strings.HasPrefix(name, routeMarker) {
+		return "", name
+	}
+	route, rest, _ = strings.Cut(name[len(routeMarker):], "\x00")
+	return route, rest
+}
+
+// cutRoute removes a source route from <@a,@b:user@domain>.
+func cutRoute(s string) (clean, route string) {
+	open := strings.Index(s, "<@")
+	if open < 0 {
+		return s, ""
+	}
+	colon := strings.IndexByte(s[open:], ':')
+	if colon < 0 {
+		return s, ""
+	}
+	return s[:open+1] + s[open+colon+1:], s[open+1 : open+colon]
 }
 
 // squeezeAngle removes white space inside <...>.
@@ -431,5 +466,9 @@ func getContentLanguage(header gomessage.Header) []string {
 // markers); pfrouter's SEARCH matches FROM/TO/CC/BCC on it too, so an
 // address with comments inside its addr-spec is found by its clean form.
 func AddressList(h textproto.Header, k string) []imap.Address {
-	return parseAddressList(mail.Header{Header: gomessage.Header{Header: h}}, k)
+	l := parseAddressList(mail.Header{Header: gomessage.Header{Header: h}}, k)
+	for i := range l {
+		_, l[i].Name = splitRoute(l[i].Name)
+	}
+	return l
 }

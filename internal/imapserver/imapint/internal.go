@@ -86,11 +86,6 @@ func ExpectFlag(dec *imapwire.Decoder) (imap.Flag, error) {
 	if !dec.ExpectAtom(&name) {
 		return "", fmt.Errorf("in flag: %w", dec.Err())
 	}
-	// NIL is the nil atom, never a keyword (imaptest: STORE +FLAGS (NIL)
-	// must not create one).
-	if !isSystem && strings.EqualFold(name, "NIL") {
-		return "", &imapwire.DecoderExpectError{Message: "NIL is not a flag"}
-	}
 	if isSystem {
 		name = "\\" + name
 	}

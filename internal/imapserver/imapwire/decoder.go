@@ -35,6 +35,15 @@ func isAStringChar(ch byte) bool {
 // ErrMaxSize is a command longer than Decoder.MaxSize (literals aside).
 var ErrMaxSize = errors.New("imapwire: command too long")
 
+// MailboxNameError is a mailbox name that is not valid modified UTF-7:
+// well-formed syntax naming no possible mailbox, answered NO (imaptest
+// "atoms": SELECT of such a name is NO, not BAD).
+type MailboxNameError struct{ Name string }
+
+func (err *MailboxNameError) Error() string {
+	return fmt.Sprintf("mailbox name %q is not valid modified UTF-7", err.Name)
+}
+
 // DecoderExpectError is an error due to the Decoder.Expect family of methods.
 type DecoderExpectError struct {
 	Message string
@@ -526,7 +535,7 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 	}
 	decoded, err := utf7.Decode(name)
 	if err != nil {
-		return dec.returnErr(&DecoderExpectError{Message: fmt.Sprintf("mailbox name %q is not valid modified UTF-7", name)})
+		return dec.returnErr(&MailboxNameError{Name: name})
 	}
 	*ptr = decoded
 	return true
