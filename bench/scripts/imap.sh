@@ -89,17 +89,8 @@ mkdir -p "$W/bin" "$W/results"
 (cd "$ROOT" && go build -o "$W/bin/" ./cmd/pfrouter ./bench/imapload ./bench/smtpload)
 
 # ---------------------------------------------------------------- (a) Dovecot
-if ! command -v dovecot >/dev/null; then
-	log "installing dovecot-imapd (apt-get)"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dovecot-imapd >/dev/null
-fi
 D=$W/dovecot
-DV_UID=$(id -u dovecot)
-DV_GID=$(id -g dovecot)
-mkdir -p "$D/run" "$D/home/$USER_NAME"
-printf '%s:{PLAIN}%s:%s:%s::%s\n' "$USER_NAME" "$PASS" "$DV_UID" "$DV_GID" "$D/home/$USER_NAME" >"$D/passwd"
-chown -R dovecot:dovecot "$D/home"
+mkdir -p "$D"
 SSL_CONF="ssl = no"
 if [ "$TLS" = 1 ]; then
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
@@ -113,45 +104,8 @@ if [ "$DOVECOT_MODE" = performance ]; then
 	LOGIN_SERVICE="service_count = 0
   process_min_avail = $(nproc)"
 fi
-cat >"$D/dovecot.conf" <<EOF
-protocols = imap
-listen = 127.0.0.1
-base_dir = $D/run
-log_path = $D/dovecot.log
-info_log_path = $D/dovecot.log
-state_dir = $D/state
-instance_name = pfbench-imap
-$SSL_CONF
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = 100
-mail_location = maildir:~/Maildir
-mail_max_userip_connections = 1000
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u $D/passwd
-}
-userdb {
-  driver = passwd-file
-  args = username_format=%u $D/passwd
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $DV_PORT
-  }
-  inet_listener imaps {
-    port = 0
-  }
-  $LOGIN_SERVICE
-}
-EOF
-mkdir -p "$D/state"
-log "starting Dovecot $(dovecot --version | cut -d' ' -f1) on 127.0.0.1:$DV_PORT (config $D/dovecot.conf, mode $DOVECOT_MODE)"
-dovecot -F -c "$D/dovecot.conf" >"$D/stdout.log" 2>&1 &
-DV_PID=$!
-PIDS+=("$DV_PID")
-wait_port "$DV_PORT" Dovecot || { cat "$D/stdout.log" "$D/dovecot.log" >&2 2>/dev/null; exit 1; }
+log "Dovecot mode $DOVECOT_MODE"
+start_dovecot "$D" "$DV_PORT" "$USER_NAME" "$PASS" "$SSL_CONF" "$LOGIN_SERVICE" pfbench-imap
 DV_ADDR=127.0.0.1:$DV_PORT
 
 # ---------------------------------------------------------------- (b) pfrouter

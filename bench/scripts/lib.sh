@@ -25,3 +25,60 @@ cpu_ticks() {
 	echo "$t"
 }
 HZ=$(getconf CLK_TCK)
+
+# start_dovecot DIR PORT USER PASS [SSL_CONF] [LOGIN_SERVICE] [INSTANCE]:
+# a standalone Dovecot (installed with apt-get if missing) from a config
+# under DIR, IMAP on 127.0.0.1:PORT, one passwd-file user on the dovecot
+# uid with a Maildir. Sets DV_PID and appends it to PIDS.
+start_dovecot() {
+	local d=$1 port=$2 user=$3 pass=$4 ssl_conf=${5:-ssl = no} login_service=${6:-} instance=${7:-pfbench}
+	if ! command -v dovecot >/dev/null; then
+		log "installing dovecot-imapd (apt-get)"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dovecot-imapd >/dev/null
+	fi
+	local uid gid
+	uid=$(id -u dovecot)
+	gid=$(id -g dovecot)
+	mkdir -p "$d/run" "$d/state" "$d/home/$user"
+	printf '%s:{PLAIN}%s:%s:%s::%s\n' "$user" "$pass" "$uid" "$gid" "$d/home/$user" >"$d/passwd"
+	chown -R dovecot:dovecot "$d/home"
+	cat >"$d/dovecot.conf" <<EOF
+protocols = imap
+listen = 127.0.0.1
+base_dir = $d/run
+log_path = $d/dovecot.log
+info_log_path = $d/dovecot.log
+state_dir = $d/state
+instance_name = $instance
+$ssl_conf
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 100
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 1000
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $d/passwd
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $d/passwd
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  $login_service
+}
+EOF
+	log "starting Dovecot $(dovecot --version | cut -d' ' -f1) on 127.0.0.1:$port (config $d/dovecot.conf)"
+	dovecot -F -c "$d/dovecot.conf" >"$d/stdout.log" 2>&1 &
+	DV_PID=$!
+	PIDS+=("$DV_PID")
+	wait_port "$port" Dovecot || { cat "$d/stdout.log" "$d/dovecot.log" >&2 2>/dev/null; return 1; }
+}
