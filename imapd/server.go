@@ -102,6 +102,7 @@ func New(opts Options) (*Server, error) {
 			imap.CapNamespace: {}, imap.CapUIDPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {},
 			imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapMove: {}, imap.CapStatusSize: {},
 			imap.CapBinary: {}, imap.CapChildren: {}, imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {},
+			imap.CapID: {}, imap.CapUnselect: {}, imap.CapLiteralPlus: {},
 		},
 		Logger: printfLogger{s.log},
 		// Plain LOGIN is only reachable through ServeLogin, whose caller

@@ -101,7 +101,7 @@ for rep in $(seq "$REPS"); do
 		set -- $t
 		log "stress $rep: imaptest clients=$CLIENTS secs=$SECS against $1"
 		imaptest "$2" mbox="$mbox" clients="$CLIENTS" secs="$SECS" >"$W/stress-$1-$rep.log" 2>&1 || true
-		echo "stress $rep $1: $(grep -A1 '^Logi' "$W/stress-$1-$rep.log" | tail -1)"
+		echo "stress $rep $1: $(tail -1 "$W/stress-$1-$rep.log")"
 		echo "  keyword errors: $(grep -c 'Keyword used without being in FLAGS' "$W/stress-$1-$rep.log" || true), errors: $(grep -c '^Error:' "$W/stress-$1-$rep.log" || true)"
 	done
 done

@@ -255,6 +255,8 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleList(dec)
 	case "LSUB":
 		err = c.handleLSub(dec)
+	case "ID":
+		err = c.handleID(dec)
 	case "NAMESPACE":
 		err = c.handleNamespace(dec)
 	case "IDLE":
