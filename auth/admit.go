@@ -104,14 +104,31 @@ func (p *Policy) accepted(r Request, d Decision) {
 		"proxy_to", d.ProxyTo, "via", d.ViaServer)
 }
 
-// serverLogin is a peer server logging in on a user's behalf: username is
-// servercred.Username(peer), the password proves the organization secret,
-// and AuthzID names the user whose mailbox is here. The user's kind and
-// flags still apply; the session is local.
+// serverLogin is a peer server logging in on a user's behalf with SASL
+// EXTERNAL: the TLS client certificate proves the peer (servercred), the
+// peer must be a server in the directory, and AuthzID names the user whose
+// mailbox is here. The user's kind and flags still apply; the session is
+// local. Failures count against the client like wrong passwords.
 func (p *Policy) serverLogin(ctx context.Context, r Request) (Decision, error) {
-	peer, ok := servercred.Verify(p.secret, r.Username, r.Password)
+	var peer string
+	ok := false
+	if r.TLSState != nil {
+		peer, ok = servercred.PeerServer(*r.TLSState)
+	}
 	if !ok {
-		return Decision{}, p.failed(ctx, r, "bad server credential")
+		// Not proven: the connecting address is locked out and charged
+		// like a wrong password.
+		if err := p.checkLock(ctx, r, r.Remote); err != nil {
+			return Decision{}, err
+		}
+		return Decision{}, p.failed(ctx, r, "EXTERNAL without a verified organization certificate")
+	}
+	r.Username = servercred.Prefix + peer
+	if snapNow := p.snapshot(); snapNow == nil || snapNow.Server(peer) == nil {
+		if err := p.checkLock(ctx, r, r.Remote); err != nil {
+			return Decision{}, err
+		}
+		return Decision{}, p.failed(ctx, r, "certificate names server "+peer+", which is not in the directory")
 	}
 	if r.AuthzID == "" {
 		return Decision{}, p.refused(r, refuse(AuthFailed, "a server login must name the user it acts for"), "server login without authorization identity", "via", peer)

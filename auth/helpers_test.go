@@ -120,7 +120,7 @@ func (l *logBuf) lines(substr string) []string {
 func newPolicy(t testing.TB, d *directory.Directory, loginType, crossSite string) (*Policy, *logBuf) {
 	buf := &logBuf{}
 	p := New(Options{
-		Directory: d, ServerName: "ex1", Secret: "org-secret", LoginType: loginType, CrossSite: crossSite,
+		Directory: d, ServerName: "ex1", LoginType: loginType, CrossSite: crossSite,
 		Logger:       slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		FailureDelay: -1, MaxFailures: -1,
 	})

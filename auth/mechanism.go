@@ -14,6 +14,9 @@ const (
 	MechUser     = "USER"  // POP3 USER/PASS
 	MechPlain    = "PLAIN" // SASL PLAIN
 	MechSCRAM256 = "SCRAM-SHA-256"
+	// MechExternal is SASL EXTERNAL: the identity is the TLS client
+	// certificate. Only peer servers use it (servercred), with TLS.
+	MechExternal = "EXTERNAL"
 )
 
 // plainMechanism reports whether a mechanism sends the password itself.
@@ -27,7 +30,7 @@ func plainMechanism(mech string) bool {
 
 // knownMechanism reports whether the policy can decide a mechanism.
 func knownMechanism(mech string) bool {
-	return plainMechanism(mech) || strings.EqualFold(mech, MechSCRAM256)
+	return plainMechanism(mech) || strings.EqualFold(mech, MechSCRAM256) || strings.EqualFold(mech, MechExternal)
 }
 
 // allowed applies the login type (A2) to one mechanism.
@@ -37,6 +40,9 @@ func allowed(loginType, mech string, tls bool) bool {
 	}
 	if tls {
 		return true
+	}
+	if strings.EqualFold(mech, MechExternal) {
+		return false // no certificate without TLS
 	}
 	switch loginType {
 	case config.LoginPlainText:

@@ -3,8 +3,9 @@
 // whether the password is right (bcrypt or, in demo configs, a plain
 // password), whether the account may use the protocol (per-user flags,
 // guest/anonymous/admin refusal), where its mailbox lives and whether a
-// cross-site session may be proxied. It also authenticates peer servers
-// logging in on a user's behalf (servercred) and limits failures per client.
+// cross-site session may be proxied. It also admits peer servers logging in
+// on a user's behalf with SASL EXTERNAL over TLS with an organization client
+// certificate (servercred) and limits failures per client, servers' included.
 //
 // Neighbours: imapfront and pop3d call Authenticate (or SCRAM) and turn a
 // Decision into a local session or a proxied one; directory supplies users
@@ -14,6 +15,7 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"strings"
@@ -37,7 +39,6 @@ const (
 type Options struct {
 	Directory  *directory.Directory
 	ServerName string // this server
-	Secret     string // organization secret (servercred)
 	LoginType  string // config.LoginPlainText | LoginPlainTextAuth | LoginSecure; "" = SecureLogin
 	CrossSite  string // config.CrossSiteProxy | CrossSiteRefuse; "" = proxy
 	Logger     *slog.Logger
@@ -57,20 +58,25 @@ type Options struct {
 	SCRAMIterations int
 }
 
-// Request is one login attempt with a password mechanism.
+// Request is one login attempt with a password mechanism, or a peer
+// server's SASL EXTERNAL.
 type Request struct {
-	Protocol  Protocol
-	Mechanism string // "LOGIN"/"USER" (plain credentials), "PLAIN" (SASL PLAIN)
+	Protocol Protocol
+	// Mechanism is "LOGIN"/"USER" (plain credentials), "PLAIN" (SASL
+	// PLAIN) or "EXTERNAL" (a peer server proven by its TLS client
+	// certificate, acting for AuthzID).
+	Mechanism string
 	// AuthzID is the SASL authorization identity ("" for none); Username
-	// is a user name, one of its addresses, or servercred.Username(peer).
+	// is a user name or one of its addresses.
 	AuthzID, Username, Password string
 	TLS                         bool
-	Remote                      net.Addr
+	// TLSState is the connection's TLS state, for EXTERNAL; nil without TLS.
+	TLSState *tls.ConnectionState
+	Remote   net.Addr
 	// Client is, for a server login (a front end proxying a session it
 	// accepted), the address of that session's client as the front end
 	// reports it. The failed-login lockout of a proxied login applies to
-	// it, never to the front end's own address (Remote); it is ignored
-	// unless the server credential is valid.
+	// it; it is ignored unless the peer server is proven.
 	Client net.Addr
 }
 
@@ -96,7 +102,6 @@ type Policy struct {
 	dir    atomic.Pointer[directory.Directory]
 	acc    atomic.Pointer[config.Access]
 	server string
-	secret string
 	log    *slog.Logger
 	now    func() time.Time
 	lim    *limiter
@@ -109,7 +114,7 @@ type Policy struct {
 // New builds a Policy and derives the SCRAM credentials of users with a
 // plain password.
 func New(opts Options) *Policy {
-	p := &Policy{server: opts.ServerName, secret: opts.Secret, log: opts.Logger, now: opts.Now}
+	p := &Policy{server: opts.ServerName, log: opts.Logger, now: opts.Now}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -198,17 +203,22 @@ func (p *Policy) Authenticate(ctx context.Context, r Request) (Decision, error) 
 	// A server login is locked out by its client's address once the
 	// credential is verified (serverLogin), not by the front end's.
 	lockBy := r.Remote
-	if isServerLogin(r.Username) {
-		lockBy = nil
+	if strings.EqualFold(r.Mechanism, MechExternal) {
+		lockBy = nil // serverLogin checks the lock of whoever it proves
 	}
 	if err := p.precheck(ctx, r.Protocol, r.Mechanism, r.TLS, lockBy, r.Username); err != nil {
 		return Decision{}, err
+	}
+	if strings.EqualFold(r.Mechanism, MechExternal) {
+		return p.serverLogin(ctx, r)
 	}
 	if !plainMechanism(r.Mechanism) {
 		return Decision{}, p.refused(r, refuse(AuthFailed, "mechanism %s needs a SASL conversation", r.Mechanism), "not a password mechanism")
 	}
 	if isServerLogin(r.Username) {
-		return p.serverLogin(ctx, r)
+		// Servers prove themselves with certificates; a "server:" password
+		// is at best a replayed credential of the old scheme.
+		return Decision{}, p.failed(ctx, r, "server logins use TLS client certificates, not passwords")
 	}
 	snap := p.snapshot()
 	if snap == nil {

@@ -2,7 +2,9 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
+	"pfrouter/internal/trusttest"
 	"strings"
 	"sync"
 	"testing"
@@ -213,38 +215,106 @@ func TestA5CrossSite(t *testing.T) {
 	}
 }
 
-// Server-on-behalf logins (servercred): only with the org secret; the
-// user's kind and flags still apply; the session is local.
+// foreignClient presents a certificate naming ex3 from another
+// organization's CA to a listener that asks for a certificate but does not
+// verify it: the state has the certificate and no verified chain.
+func foreignClient(t *testing.T) *tls.Config {
+	c := trusttest.Identity(t, trusttest.OtherSecret, "ex3").ClientTLS("ex1")
+	c.InsecureSkipVerify, c.VerifyConnection = true, nil
+	return c
+}
+
+// peerStates are the TLS states a mailbox server (ex1) sees from callers:
+// a verified org server, an unverified certificate of another organization, a server that is
+// not in the directory, and a user without a certificate.
+func peerStates(t *testing.T) map[string]*tls.ConnectionState {
+	me := trusttest.Identity(t, trusttest.Secret, "ex1")
+	user := &tls.Config{Certificates: me.ServerTLS().Certificates, GetCertificate: me.ServerTLS().GetCertificate}
+	st := func(client *tls.Config, server *tls.Config) *tls.ConnectionState {
+		cs := trusttest.ServerState(t, client, server)
+		return &cs
+	}
+	return map[string]*tls.ConnectionState{
+		"ex3":     st(trusttest.Identity(t, trusttest.Secret, "ex3").ClientTLS("ex1"), me.WrapServerTLS(user)),
+		"foreign": st(foreignClient(t), &tls.Config{GetCertificate: user.GetCertificate, ClientAuth: tls.RequestClientCert}),
+		"ex9":     st(trusttest.Identity(t, trusttest.Secret, "ex9").ClientTLS("ex1"), me.WrapServerTLS(user)),
+		"user":    st(&tls.Config{InsecureSkipVerify: true, ServerName: "mail.example"}, me.WrapServerTLS(user)),
+	}
+}
+
+// S5/A5: a peer server logs in on a user's behalf with SASL EXTERNAL, proven
+// by its organization certificate; it must be in the directory; the user's
+// kind and flags still apply; the session is local.
 func TestServerOnBehalf(t *testing.T) {
 	p, _ := newPolicy(t, newDir(t, "", ""), config.LoginSecure, config.CrossSiteRefuse)
-	req := func(authz, secret string) Request {
-		return Request{Protocol: IMAP, Mechanism: MechPlain, AuthzID: authz, Username: servercred.Username("ex3"),
-			Password: servercred.Password(secret, "ex3"), TLS: true, Remote: client}
+	states := peerStates(t)
+	req := func(authz, peer string) Request {
+		return Request{Protocol: IMAP, Mechanism: MechExternal, AuthzID: authz, TLS: true, TLSState: states[peer], Remote: client}
 	}
-	dec, err := p.Authenticate(ctx, req("alice", "org-secret"))
+	dec, err := p.Authenticate(ctx, req("alice", "ex3"))
 	if err != nil || !dec.Local || dec.ViaServer != "ex3" || dec.User.Name != "alice" {
 		t.Fatalf("server login for alice: %+v %v", dec, err)
 	}
 	for _, c := range []struct {
-		authz, secret string
-		want          Kind
+		authz, peer string
+		want        Kind
 	}{
-		{"alice", "wrong-secret", AuthFailed},
-		{"", "org-secret", AuthFailed},
-		{"nobody", "org-secret", AuthFailed},
-		{"carol", "org-secret", Disabled},
-		{"guest", "org-secret", Refused},
-		{"dan", "org-secret", TempFail}, // mailbox not here: never forward again
+		{"alice", "foreign", AuthFailed}, // another organization's CA
+		{"alice", "ex9", AuthFailed},     // a valid certificate, but not a server in the directory
+		{"alice", "user", AuthFailed},    // no certificate
+		{"alice", "none", AuthFailed},    // no TLS state at all
+		{"", "ex3", AuthFailed},
+		{"nobody", "ex3", AuthFailed},
+		{"carol", "ex3", Disabled},
+		{"guest", "ex3", Refused},
+		{"dan", "ex3", TempFail}, // mailbox not here: never forward again
 	} {
-		if _, err := p.Authenticate(ctx, req(c.authz, c.secret)); kindOf(err) != c.want {
-			t.Errorf("authz %q secret %q: %v, want %v", c.authz, c.secret, err, c.want)
+		if _, err := p.Authenticate(ctx, req(c.authz, c.peer)); kindOf(err) != c.want {
+			t.Errorf("authz %q peer %q: %v, want %v", c.authz, c.peer, err, c.want)
 		}
 	}
-	// A server login is still a plain login: no TLS under SecureLogin, no login.
-	r := req("alice", "org-secret")
-	r.TLS = false
-	if _, err := p.Authenticate(ctx, r); kindOf(err) != PrivacyRequired {
-		t.Errorf("server login without TLS: %v", err)
+	// EXTERNAL without TLS is never allowed.
+	r := req("alice", "ex3")
+	r.TLS, r.TLSState = false, nil
+	if _, err := p.Authenticate(ctx, r); err == nil {
+		t.Error("EXTERNAL without TLS accepted")
+	}
+	// The old replayable credential (server:ex3 + HMAC of the name) is dead.
+	old := Request{Protocol: IMAP, Mechanism: MechPlain, AuthzID: "alice", Username: servercred.Username("ex3"),
+		Password: servercred.Password(trusttest.Secret, "ex3"), TLS: true, TLSState: states["ex3"], Remote: client}
+	if _, err := p.Authenticate(ctx, old); kindOf(err) != AuthFailed {
+		t.Errorf("PLAIN as server:ex3 with the HMAC: %v", err)
+	}
+}
+
+// Failed server logins count in the same limiter as users' (issue 10: a
+// 3-character secret was found online in 731 tries).
+func TestServerLoginRateLimited(t *testing.T) {
+	states := peerStates(t)
+	p := New(Options{Directory: newDir(t, "", ""), ServerName: "ex1", LoginType: config.LoginSecure,
+		MaxFailures: 3, FailureWindow: time.Minute, Lockout: 2 * time.Minute, FailureDelay: -1})
+	tries := []Request{
+		{Protocol: IMAP, Mechanism: MechPlain, AuthzID: "alice", Username: "server:ex3", Password: "guess1", TLS: true, Remote: client},
+		{Protocol: IMAP, Mechanism: MechExternal, AuthzID: "alice", TLS: true, TLSState: states["foreign"], Remote: client},
+		{Protocol: POP3, Mechanism: MechExternal, AuthzID: "alice", TLS: true, TLSState: states["ex9"], Remote: client},
+	}
+	for i, r := range tries {
+		if _, err := p.Authenticate(ctx, r); kindOf(err) != AuthFailed {
+			t.Fatalf("try %d: %v", i, err)
+		}
+	}
+	again := Request{Protocol: IMAP, Mechanism: MechExternal, AuthzID: "alice", TLS: true, TLSState: states["user"], Remote: client}
+	if _, err := p.Authenticate(ctx, again); kindOf(err) != RateLimited {
+		t.Fatalf("after three failed server logins the client is not locked out: %v", err)
+	}
+	// A proven server is locked out by the client it reports, not by its
+	// own address (issue 14), so it still gets in.
+	good := Request{Protocol: IMAP, Mechanism: MechExternal, AuthzID: "alice", TLS: true, TLSState: states["ex3"], Remote: client}
+	if _, err := p.Authenticate(ctx, good); err != nil {
+		t.Fatalf("proven server from the locked address: %v", err)
+	}
+	if _, err := login(p, IMAP, MechLogin, "alice", "alice-pw", true); kindOf(err) != RateLimited {
+		t.Fatalf("user login from the locked-out address: %v", err)
 	}
 }
 

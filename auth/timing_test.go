@@ -10,7 +10,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"pfrouter/config"
-	"pfrouter/servercred"
 )
 
 // bcryptCalls replaces p's bcrypt comparison with one that records the
@@ -68,7 +67,8 @@ func TestUnknownUserCostsWhatAWrongPasswordCosts(t *testing.T) {
 // directly does not block the logins it proxies: a server login is locked
 // out by the client address the front end reports (issue 14).
 func TestProxiedLoginLockoutAppliesToTheReportedClient(t *testing.T) {
-	p := New(Options{Directory: newDir(t, "", ""), ServerName: "ex1", Secret: "org-secret", LoginType: config.LoginSecure,
+	ex3 := peerStates(t)["ex3"]
+	p := New(Options{Directory: newDir(t, "", ""), ServerName: "ex1", LoginType: config.LoginSecure,
 		MaxFailures: 2, FailureWindow: time.Minute, Lockout: time.Minute, FailureDelay: -1})
 	frontEnd := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 3), Port: 50000}
 	attacker := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 66), Port: 40000}
@@ -83,13 +83,12 @@ func TestProxiedLoginLockoutAppliesToTheReportedClient(t *testing.T) {
 		fail(frontEnd) // someone on the front end's host
 		fail(attacker)
 	}
-	if err := p.Check(ctx, IMAP, MechPlain, true, frontEnd); err != nil {
-		t.Fatalf("Check before a proxied AUTHENTICATE PLAIN: %v", err)
+	if err := p.Check(ctx, IMAP, MechExternal, true, frontEnd); err != nil {
+		t.Fatalf("Check before a proxied AUTHENTICATE EXTERNAL: %v", err)
 	}
 	proxied := func(client net.Addr) error {
-		_, err := p.Authenticate(ctx, Request{Protocol: IMAP, Mechanism: MechPlain, AuthzID: "alice",
-			Username: servercred.Username("ex3"), Password: servercred.Password("org-secret", "ex3"), TLS: true,
-			Remote: frontEnd, Client: client})
+		_, err := p.Authenticate(ctx, Request{Protocol: IMAP, Mechanism: MechExternal, AuthzID: "alice",
+			TLS: true, TLSState: ex3, Remote: frontEnd, Client: client})
 		return err
 	}
 	if err := proxied(user); err != nil {

@@ -14,7 +14,7 @@ import (
 const org = `
 organization: T
 domains: [t.example]
-secret: test-secret-0123456789
+secret: test-secret-0123456789abcdef0123456789
 routing_groups: [{name: a}, {name: b}]
 sites: [{name: one}]
 connectors:

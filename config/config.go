@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"pfrouter/servercred"
 	"strings"
 	"time"
 )
@@ -466,14 +467,27 @@ func (o *Org) hierarchyTLH(name string) string {
 
 // ResolveSecret returns the organization's shared secret: secret, else the
 // contents of secret_file, else the contents of dataDir/org.secret,
-// generated (0600) on first use. Servers of one organization must share it,
-// so multi-process deployments set secret or secret_file.
+// generated (0600, 256 bits) on first use. Servers of one organization must
+// share it, so multi-process deployments set secret or secret_file. A
+// secret under 128 bits (servercred.CheckSecret) or a file readable by
+// group or others is refused.
 func (o *Org) ResolveSecret(dataDir string) (string, error) {
 	c := Credential{What: "secret", Inline: o.Secret, File: o.SecretFile, OrgDir: o.Dir}
 	if dataDir != "" {
 		c.Default = filepath.Join(dataDir, "org.secret")
 	}
-	return c.Resolve()
+	v, err := c.Resolve()
+	if err != nil {
+		return "", err
+	}
+	if err := servercred.CheckSecret(v); err != nil {
+		src := "secret"
+		if o.Secret == "" {
+			src = "secret_file"
+		}
+		return "", fmt.Errorf("%s: %w", src, err)
+	}
+	return v, nil
 }
 
 // DataDir returns a server's data directory: data_dir as configured

@@ -95,6 +95,8 @@ func TestValidationCases(t *testing.T) {
 		{"Anonymous: Contributor", "Anonymous: Boss", `unknown role "Boss"`},
 		{"organization: T", "organization: T\nbogus_key: 1", "bogus_key"},
 		{"addresses: [m@x.example]", "addresses: [u@x.example]", "already used by"},
+		{"organization: T", "organization: T\nsecret: short-secret", "openssl rand -hex 32"},
+		{"  - name: s1", "  - name: s1.x", "servers[0].name"},
 	}
 	for _, c := range cases {
 		src := strings.Replace(full, c.old, c.new, 1)

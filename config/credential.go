@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func (c Credential) Resolve() (string, error) {
 	case !filepath.IsAbs(path):
 		path = filepath.Join(c.OrgDir, path)
 	}
-	b, err := os.ReadFile(path)
+	b, err := readPrivate(path, c.What)
 	if err == nil {
 		v := strings.TrimSpace(string(b))
 		if v == "" {
@@ -45,6 +46,9 @@ func (c Credential) Resolve() (string, error) {
 		return v, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) || c.File != "" {
+		if errors.Is(err, errExposed) {
+			return "", err
+		}
 		return "", fmt.Errorf("read %s: %w", c.What, err)
 	}
 	buf := make([]byte, 32)
@@ -70,4 +74,26 @@ func (c Credential) Resolve() (string, error) {
 		return "", fmt.Errorf("write generated %s: %w", c.What, err)
 	}
 	return v, nil
+}
+
+// errExposed marks a credential file others can read.
+var errExposed = errors.New("credential file readable by group or others")
+
+// readPrivate reads a credential file, refusing one that group or others
+// can read: whoever can read the organization secret can mint server
+// certificates, and an admin token runs the admin API.
+func readPrivate(path, what string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s file %s has mode %04o; run `chmod 600 %s`", errExposed, what, path, perm, path)
+	}
+	return io.ReadAll(io.LimitReader(f, 1<<16))
 }

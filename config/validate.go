@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"pfrouter/permissions"
+	"pfrouter/servercred"
 )
 
 type problems []FieldError
@@ -47,8 +48,8 @@ func (o *Org) validate() Errors {
 	if o.Secret != "" && o.SecretFile != "" {
 		p.add("secret_file", "set either secret or secret_file, not both")
 	}
-	if o.Secret != "" && len(o.Secret) < 16 {
-		p.add("secret", "must be at least 16 characters")
+	if o.Secret != "" && servercred.CheckSecret(o.Secret) != nil {
+		p.add("secret", "%v", servercred.CheckSecret(o.Secret))
 	}
 	if !oneOf(o.Mode, ModeMixed, ModeNative) {
 		p.add("mode", "%q is not a mode (mixed or native)", o.Mode)
@@ -115,6 +116,9 @@ func (o *Org) validate() Errors {
 	for i, s := range o.Servers {
 		f := fmt.Sprintf("servers[%d]", i)
 		serverRG[s.Name] = s.RoutingGroup
+		if err := servercred.CheckServerName(s.Name); s.Name != "" && err != nil {
+			p.add(f+".name", "%v", err)
+		}
 		switch {
 		case s.Site == "":
 			p.add(f+".site", "is required: the site the server is in (one of sites: %s)", listOf(o.Sites, func(x Site) string { return x.Name }))

@@ -21,6 +21,7 @@ import (
 	"pfrouter/auth"
 	"pfrouter/config"
 	"pfrouter/directory"
+	"pfrouter/internal/trusttest"
 )
 
 // selfSigned makes a server certificate for 127.0.0.1 and a client config
@@ -140,11 +141,12 @@ func startFrontend(t *testing.T, o feOpts) *frontend {
 	serverTLS, clientTLS := selfSigned(t)
 	logs := &logBuf{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	pol := auth.New(auth.Options{Directory: o.dir, ServerName: o.name, Secret: "org-secret", LoginType: o.loginType,
+	pol := auth.New(auth.Options{Directory: o.dir, ServerName: o.name, LoginType: o.loginType,
 		CrossSite: o.crossSite, Logger: logger, FailureDelay: -1})
 	local := newFakeLocal(o.name)
-	srv := New(Options{ServerName: o.name, Policy: pol, Local: local, TLSConfig: serverTLS, Secret: "org-secret",
-		Logger: logger, DialTLS: &tls.Config{InsecureSkipVerify: true}, MaxConnsPerIP: o.perIP, MaxConnsPerUser: o.perUser})
+	id := trusttest.Identity(t, trusttest.Secret, o.name)
+	srv := New(Options{ServerName: o.name, Policy: pol, Local: local, TLSConfig: id.WrapServerTLS(serverTLS),
+		Logger: logger, PeerTLS: id.ClientTLS, MaxConnsPerIP: o.perIP, MaxConnsPerUser: o.perUser})
 	l := o.listener
 	if l == nil {
 		l = listen(t)

@@ -24,9 +24,12 @@ type warmPool struct {
 
 	mu      sync.Mutex
 	closed  bool
-	idle    map[string][]warmConn // by mailbox server address
-	filling map[string]bool
+	idle    map[target][]warmConn
+	filling map[target]bool
 }
+
+// target is a mailbox server and the address it is reached at.
+type target struct{ server, addr string }
 
 type warmConn struct {
 	tc   *tls.Conn
@@ -34,11 +37,11 @@ type warmConn struct {
 }
 
 func newWarmPool(s *Server, size int) *warmPool {
-	return &warmPool{s: s, size: size, idle: map[string][]warmConn{}, filling: map[string]bool{}}
+	return &warmPool{s: s, size: size, idle: map[target][]warmConn{}, filling: map[target]bool{}}
 }
 
 // take returns a warm connection to addr, or nil when none is ready.
-func (p *warmPool) take(addr string) *tls.Conn {
+func (p *warmPool) take(addr target) *tls.Conn {
 	if p.size <= 0 {
 		return nil
 	}
@@ -61,7 +64,7 @@ func (p *warmPool) take(addr string) *tls.Conn {
 }
 
 // refillLocked starts filling addr's pool unless a fill runs or it is full.
-func (p *warmPool) refillLocked(addr string) {
+func (p *warmPool) refillLocked(addr target) {
 	if p.closed || p.filling[addr] || len(p.idle[addr]) >= p.size {
 		return
 	}
@@ -76,7 +79,7 @@ func (p *warmPool) refillLocked(addr string) {
 	}()
 }
 
-func (p *warmPool) fill(addr string) {
+func (p *warmPool) fill(addr target) {
 	for {
 		p.mu.Lock()
 		if p.closed || len(p.idle[addr]) >= p.size {
@@ -86,7 +89,7 @@ func (p *warmPool) fill(addr string) {
 		}
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(p.s.ctx, p.s.opts.DialTimeout)
-		tc, err := dialStartTLS(ctx, addr, p.s.opts.DialTLS)
+		tc, err := dialStartTLS(ctx, addr.addr, p.s.peerTLS(addr.server))
 		cancel()
 		p.mu.Lock()
 		if err != nil || p.closed {
@@ -94,7 +97,7 @@ func (p *warmPool) fill(addr string) {
 				tc.Close()
 			} else if !errors.Is(err, context.Canceled) {
 				// Logins still dial on their own; they report the failure.
-				p.s.log.Debug("warm connection to mailbox server failed", "addr", addr, "err", err)
+				p.s.log.Debug("warm connection to mailbox server failed", "server", addr.server, "addr", addr.addr, "err", err)
 			}
 			p.filling[addr] = false
 			p.mu.Unlock()
@@ -119,13 +122,24 @@ func (p *warmPool) close() {
 	}
 }
 
-// dialBackend logs in to the mailbox server at addr for a proxied session,
-// on a warm connection when there is one. A warm connection the server
-// dropped meanwhile fails its login with an I/O error; then a fresh
-// connection is dialed. A refusal (BackendError) is final.
-func (s *Server) dialBackend(ctx context.Context, addr, authzid, authcid, password string) (*BackendConn, error) {
-	if tc := s.pool.take(addr); tc != nil {
-		bc, err := authenticate(ctx, tc, addr, authzid, authcid, password)
+// peerTLS is the TLS config for mailbox server `server`; nil when none is
+// configured (dialing then fails: STARTTLS with a verified peer is
+// mandatory).
+func (s *Server) peerTLS(server string) *tls.Config {
+	if s.opts.PeerTLS == nil {
+		return nil
+	}
+	return s.opts.PeerTLS(server)
+}
+
+// dialBackend logs in to mailbox server `server` at addr for a proxied
+// session acting for authzid, on a warm connection when there is one. A
+// warm connection the server dropped meanwhile fails its login with an I/O
+// error; then a fresh connection is dialed. A refusal (BackendError) is
+// final.
+func (s *Server) dialBackend(ctx context.Context, server, addr, authzid string) (*BackendConn, error) {
+	if tc := s.pool.take(target{server, addr}); tc != nil {
+		bc, err := authenticate(ctx, tc, addr, authzid)
 		if err == nil {
 			return bc, nil
 		}
@@ -136,7 +150,7 @@ func (s *Server) dialBackend(ctx context.Context, addr, authzid, authcid, passwo
 		}
 		s.log.Debug("warm connection to mailbox server was stale; dialing", "addr", addr, "err", err)
 	}
-	conn, err := DialAuthenticated(ctx, addr, s.opts.DialTLS, authzid, authcid, password)
+	conn, err := DialAuthenticated(ctx, addr, s.peerTLS(server), authzid)
 	if err != nil {
 		return nil, err
 	}

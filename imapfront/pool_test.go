@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"pfrouter/config"
-	"pfrouter/servercred"
 )
 
 // warmIdle returns the warm connections ready for addr.
@@ -17,7 +16,7 @@ func warmIdle(fe *frontend, addr string) []*tls.Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []*tls.Conn
-	for _, w := range p.idle[addr] {
+	for _, w := range p.idle[target{"ex2", addr}] {
 		out = append(out, w.tc)
 	}
 	return out
@@ -63,7 +62,7 @@ func TestA5ProxiedLoginUsesWarmConnection(t *testing.T) {
 	warm := waitWarm(t, front, addr, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	bc, err := front.srv.dialBackend(ctx, addr, "dan", servercred.Username("ex1"), servercred.Password("org-secret", "ex1"))
+	bc, err := front.srv.dialBackend(ctx, "ex2", addr, "dan")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +72,10 @@ func TestA5ProxiedLoginUsesWarmConnection(t *testing.T) {
 	}
 	waitUser(t, back.local, "dan")
 	// A refusal on a warm connection is final, not retried on a new one.
-	if _, err := front.srv.dialBackend(ctx, addr, "dan", servercred.Username("ex1"), "wrong"); err == nil {
-		t.Fatal("wrong credential accepted")
+	if _, err := front.srv.dialBackend(ctx, "ex2", addr, "nobody"); err == nil {
+		t.Fatal("login for an unknown user accepted")
 	} else if _, ok := err.(*BackendError); !ok {
-		t.Fatalf("wrong credential: %v, want a BackendError", err)
+		t.Fatalf("unknown user: %v, want a BackendError", err)
 	}
 	c := proxiedLogin(t, front, "dan")
 	if _, ok := c.cmd("s", "SELECT INBOX"); ok != "s OK ex2 dan got SELECT" {
@@ -104,7 +103,7 @@ func TestA5StaleWarmConnectionFallsBackToDial(t *testing.T) {
 	waitWarm(t, front, addr, 2)
 	p := front.srv.pool
 	p.mu.Lock()
-	old := p.idle[addr]
+	old := p.idle[target{"ex2", addr}]
 	for i := range old {
 		old[i].born = time.Now().Add(-2 * warmMaxAge)
 	}
@@ -133,7 +132,7 @@ func TestWarmPoolClosedWithServer(t *testing.T) {
 			t.Fatal("a warm connection survived Close")
 		}
 	}
-	if front.srv.pool.take(addr) != nil {
+	if front.srv.pool.take(target{"ex2", addr}) != nil {
 		t.Fatal("take after Close returned a connection")
 	}
 }

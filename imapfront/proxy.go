@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"pfrouter/auth"
-	"pfrouter/servercred"
 )
 
 // BackendConn is an IMAP connection logged in to a mailbox server, as
@@ -43,16 +42,18 @@ func (e *BackendError) Error() string {
 }
 
 // DialAuthenticated connects to an IMAP server's plain listener, upgrades
-// with STARTTLS (tlsCfg is required: the credentials must not travel in
-// clear), and logs in with AUTHENTICATE PLAIN (SASL-IR) as authcid acting
-// for authzid. The returned net.Conn is a *BackendConn positioned after the
-// tagged OK. ctx bounds the whole exchange.
-func DialAuthenticated(ctx context.Context, addr string, tlsCfg *tls.Config, authzid, authcid, password string) (net.Conn, error) {
+// with STARTTLS (tlsCfg is required, normally servercred's ClientTLS: the
+// client certificate is the credential and the peer's is verified), and
+// logs in with AUTHENTICATE EXTERNAL (SASL-IR) acting for authzid. Nothing
+// sent can be replayed: the proof is the TLS handshake itself. The returned
+// net.Conn is a *BackendConn positioned after the tagged OK. ctx bounds the
+// whole exchange.
+func DialAuthenticated(ctx context.Context, addr string, tlsCfg *tls.Config, authzid string) (net.Conn, error) {
 	tc, err := dialStartTLS(ctx, addr, tlsCfg)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := authenticate(ctx, tc, addr, authzid, authcid, password)
+	conn, err := authenticate(ctx, tc, addr, authzid)
 	if err != nil {
 		tc.Close()
 		return nil, err
@@ -103,7 +104,7 @@ func startTLS(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config
 		return nil, fmt.Errorf("imapfront: %s sent data after STARTTLS OK before the handshake", addr)
 	}
 	cfg := tlsCfg.Clone()
-	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+	if cfg.ServerName == "" {
 		host, _, _ := net.SplitHostPort(addr)
 		cfg.ServerName = host
 	}
@@ -115,13 +116,13 @@ func startTLS(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config
 }
 
 // authenticate logs in on a connection past STARTTLS with AUTHENTICATE
-// PLAIN (SASL-IR) as authcid acting for authzid.
-func authenticate(ctx context.Context, tc *tls.Conn, addr, authzid, authcid, password string) (*BackendConn, error) {
+// EXTERNAL (SASL-IR) acting for authzid.
+func authenticate(ctx context.Context, tc *tls.Conn, addr, authzid string) (*BackendConn, error) {
 	stop := bound(ctx, tc)
 	defer stop()
 	br := bufio.NewReader(tc)
-	ir := base64.StdEncoding.EncodeToString([]byte(authzid + "\x00" + authcid + "\x00" + password))
-	login := "p2 AUTHENTICATE PLAIN " + ir + "\r\n"
+	ir := base64.StdEncoding.EncodeToString([]byte(authzid))
+	login := "p2 AUTHENTICATE EXTERNAL " + ir + "\r\n"
 	if client, ok := ctx.Value(clientKey{}).(net.Addr); ok {
 		// The mailbox server locks out failed logins by this address,
 		// not by ours (auth.Request.Client).
@@ -205,9 +206,8 @@ func (ss *session) proxy(tag string, dec auth.Decision) error {
 	user := dec.User.Name
 	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.DialTimeout)
 	defer cancel()
-	me := ss.s.opts.ServerName
 	ctx = context.WithValue(ctx, clientKey{}, ss.conn.RemoteAddr())
-	backend, err := ss.s.dialBackend(ctx, dec.ProxyTo, user, servercred.Username(me), servercred.Password(ss.s.opts.Secret, me))
+	backend, err := ss.s.dialBackend(ctx, dec.Server, dec.ProxyTo, user)
 	if err != nil {
 		ss.log.Warn("IMAP proxy to mailbox server failed", "user", user, "mailbox_server", dec.Server, "addr", dec.ProxyTo, "err", err)
 		return ss.refuse(tag, &auth.Error{Kind: auth.TempFail, Msg: "your mailbox server is not reachable; try again later"})

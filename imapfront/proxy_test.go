@@ -2,13 +2,12 @@ package imapfront
 
 import (
 	"context"
-	"crypto/tls"
 	"strings"
 	"testing"
 	"time"
 
 	"pfrouter/config"
-	"pfrouter/servercred"
+	"pfrouter/internal/trusttest"
 )
 
 // A5: a user whose mailbox is on another server of the same site is
@@ -88,23 +87,33 @@ func TestA5BackendDown(t *testing.T) {
 	}
 }
 
-// DialAuthenticated refuses a wrong server credential and positions the
-// connection after the tagged OK on success.
+// S5/A5: DialAuthenticated logs in with the organization certificate only
+// where the peer is a verified server of the organization and the caller
+// is a server in the directory; it positions the connection after the
+// tagged OK on success.
 func TestDialAuthenticated(t *testing.T) {
 	backendL := listen(t)
 	dir := newDir(t, "", backendL.Addr().String(), "127.0.0.1:3")
 	back := startFrontend(t, feOpts{name: "ex2", loginType: config.LoginSecure, dir: dir, listener: backendL})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	insecure := &tls.Config{InsecureSkipVerify: true}
-	_, err := DialAuthenticated(ctx, back.addr, insecure, "dan", servercred.Username("ex1"), "wrong")
+	// A server of the organization that is not in the directory.
+	_, err := DialAuthenticated(ctx, back.addr, trusttest.Identity(t, trusttest.Secret, "ex9").ClientTLS("ex2"), "dan")
 	if be, ok := err.(*BackendError); !ok || !strings.Contains(be.Line, "NO [AUTHENTICATIONFAILED]") {
-		t.Fatalf("wrong credential: %v", err)
+		t.Fatalf("server not in the directory: %v", err)
 	}
-	if _, err := DialAuthenticated(ctx, back.addr, nil, "dan", "x", "y"); err == nil {
+	// Another organization's certificate: the handshake fails.
+	if _, err := DialAuthenticated(ctx, back.addr, trusttest.Identity(t, trusttest.OtherSecret, "ex1").ClientTLS("ex2"), "dan"); err == nil {
+		t.Fatal("a foreign organization's server logged in")
+	}
+	// Dialing ex2's address but expecting ex3: the peer's certificate names ex2.
+	if _, err := DialAuthenticated(ctx, back.addr, trusttest.Identity(t, trusttest.Secret, "ex1").ClientTLS("ex3"), "dan"); err == nil {
+		t.Fatal("the front end accepted a mailbox server certificate for another server")
+	}
+	if _, err := DialAuthenticated(ctx, back.addr, nil, "dan"); err == nil {
 		t.Fatal("nil TLS config must be refused")
 	}
-	conn, err := DialAuthenticated(ctx, back.addr, insecure, "dan", servercred.Username("ex1"), servercred.Password("org-secret", "ex1"))
+	conn, err := DialAuthenticated(ctx, back.addr, trusttest.Identity(t, trusttest.Secret, "ex1").ClientTLS("ex2"), "dan")
 	if err != nil {
 		t.Fatal(err)
 	}

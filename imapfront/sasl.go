@@ -2,6 +2,7 @@ package imapfront
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -12,8 +13,8 @@ import (
 // errCancelled is a client's "*" answer to a SASL challenge.
 var errCancelled = errors.New("AUTHENTICATE cancelled")
 
-// authenticate runs AUTHENTICATE PLAIN or SCRAM-SHA-256 (RFC 9051 §6.2.2,
-// SASL-IR RFC 4959).
+// authenticate runs AUTHENTICATE PLAIN, SCRAM-SHA-256 or, for peer servers,
+// EXTERNAL (RFC 9051 §6.2.2, SASL-IR RFC 4959, EXTERNAL RFC 4422 App. A).
 func (ss *session) authenticate(cmd command) error {
 	if len(cmd.Args) < 1 || len(cmd.Args) > 2 {
 		return ss.badCommand(cmd.Tag, "AUTHENTICATE needs a mechanism and at most an initial response")
@@ -28,6 +29,8 @@ func (ss *session) authenticate(cmd command) error {
 		return ss.authPlain(cmd.Tag, ir)
 	case auth.MechSCRAM256:
 		return ss.authSCRAM(cmd.Tag, ir)
+	case auth.MechExternal:
+		return ss.authExternal(cmd.Tag, ir)
 	}
 	return ss.writef(cmd.Tag + " NO Unsupported authentication mechanism")
 }
@@ -92,6 +95,29 @@ func (ss *session) authPlain(tag string, ir *string) error {
 	}
 	dec, err := ss.s.opts.Policy.Authenticate(ss.s.ctx, auth.Request{Protocol: auth.IMAP, Mechanism: auth.MechPlain,
 		AuthzID: string(parts[0]), Username: string(parts[1]), Password: string(parts[2]), TLS: ss.tls, Remote: ss.conn.RemoteAddr(), Client: ss.client})
+	if err != nil {
+		return ss.refuse(tag, err)
+	}
+	return ss.loggedIn(tag, dec)
+}
+
+// authExternal is a peer server logging in for a user (A5): the TLS client
+// certificate is the credential, the response the user it acts for.
+func (ss *session) authExternal(tag string, ir *string) error {
+	if err := ss.s.opts.Policy.Check(ss.s.ctx, auth.IMAP, auth.MechExternal, ss.tls, ss.conn.RemoteAddr()); err != nil {
+		return ss.refuse(tag, err)
+	}
+	msg, err := ss.response(tag, ir, nil)
+	if err != nil {
+		return ss.saslError(tag, err)
+	}
+	r := auth.Request{Protocol: auth.IMAP, Mechanism: auth.MechExternal, AuthzID: string(msg), TLS: ss.tls,
+		Remote: ss.conn.RemoteAddr(), Client: ss.client}
+	if c, ok := ss.conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		cs := c.ConnectionState()
+		r.TLSState = &cs
+	}
+	dec, err := ss.s.opts.Policy.Authenticate(ss.s.ctx, r)
 	if err != nil {
 		return ss.refuse(tag, err)
 	}

@@ -50,18 +50,12 @@ type Options struct {
 	// TLSConfig is the server certificate: STARTTLS on Serve, implicit TLS
 	// on ServeTLS. nil: no STARTTLS and no ServeTLS.
 	TLSConfig *tls.Config
-	// Secret is the organization secret, to log in to peers as this server
-	// (servercred) when proxying.
-	Secret string
-	Logger *slog.Logger
-	// DialTLS is the client TLS configuration for STARTTLS to peers.
-	// Peers use self-signed certificates by default (config tls: empty),
-	// so InsecureSkipVerify is accepted here for the demo and for
-	// loopback/trusted networks. Be aware of what it gives up: a
-	// man-in-the-middle could capture this server's credential, which
-	// lets it log in to any peer as this server. With real certificates,
-	// set RootCAs (and ServerName if the listen address is an IP).
-	DialTLS *tls.Config
+	Logger    *slog.Logger
+	// PeerTLS gives the client TLS configuration for STARTTLS to mailbox
+	// server `server` (servercred.Identity.ClientTLS): it presents this
+	// server's organization certificate, which is what the proxied login
+	// (SASL EXTERNAL) rests on, and verifies the peer's.
+	PeerTLS func(server string) *tls.Config
 	// Capabilities are announced in the OK of a local login; default: the
 	// Local's Capabilities() if it has that method, else "IMAP4rev1
 	// IMAP4rev2".

@@ -14,9 +14,11 @@ import (
 // server is a front end that authenticates with the auth policy, then
 // serves a local mailbox or proxies to the server that holds it.
 func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
-	// Peers use self-signed certificates by default; see imapfront.Options.DialTLS.
-	// Resumed sessions keep a full handshake off most proxied logins.
-	peerTLS := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+	// tlsCfg is the listeners' config (servercred WrapServerTLS: users get
+	// the user certificate, peer servers the organization identity);
+	// connections to peers use ClientTLS, whose certificate is the proxied
+	// login's credential (SASL EXTERNAL).
+	peerTLS := n.Identity.ClientTLS
 	if ls["imap"] != nil || ls["imaps"] != nil {
 		var err error
 		if n.IMAP, err = imapd.New(imapd.Options{ServerName: n.Name, Directory: n.Directory, Store: n.Store, Logger: n.Log,
@@ -25,7 +27,7 @@ func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
 			return err
 		}
 		front := imapfront.New(imapfront.Options{ServerName: n.Name, Policy: meteredPolicy{n.Auth, n.Telemetry.Metrics()}, Local: n.IMAP, TLSConfig: tlsCfg,
-			Secret: n.Secret, Logger: n.Log, DialTLS: peerTLS,
+			Logger: n.Log, PeerTLS: peerTLS,
 			MaxConnsPerIP: n.Org.Access.MaxConnectionsPerIP, MaxConnsPerUser: n.Org.Access.MaxConnectionsPerUser})
 		if l := ls["imap"]; l != nil {
 			n.serve("imap", func() error { return front.Serve(l) })
@@ -36,7 +38,7 @@ func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
 		n.closers = append(n.closers, func(context.Context) error { front.Close(); return n.IMAP.Close() })
 	}
 	if ls["pop3"] != nil || ls["pop3s"] != nil {
-		pa := pop3d.NewFront(pop3d.FrontOptions{Server: n.Name, Secret: n.Secret, Policy: meteredPolicy{n.Auth, n.Telemetry.Metrics()},
+		pa := pop3d.NewFront(pop3d.FrontOptions{Server: n.Name, Policy: meteredPolicy{n.Auth, n.Telemetry.Metrics()},
 			Store: n.Store, PeerTLS: peerTLS, Logger: n.Log})
 		mk := func(cfg *tls.Config) (*pop3d.Server, error) {
 			return pop3d.New(pop3d.Options{Hostname: n.Name, TLSConfig: cfg, Auth: pa, Logger: n.Log, PlaintextAllowed: n.Auth.PlainAllowed,

@@ -21,7 +21,7 @@ import (
 const accessOrg = `
 organization: Access
 domains: [acc.example]
-secret: access-secret-0123456789
+secret: access-secret-0123456789abcdef0123456789
 access: {cross_site: %s, login_type: SecureLogin}
 routing_groups: [{name: rg}]
 sites: [{name: tokyo}, {name: berlin}]

@@ -84,7 +84,7 @@ func TestCrashSafetySIGKILL(t *testing.T) {
 	cfg := fmt.Sprintf(`
 organization: Crash
 domains: [crash.example]
-secret: crash-secret-0123456789
+secret: crash-secret-0123456789abcdef0123456789
 routing: {retry_initial: 100ms, retry_max: 500ms}
 routing_groups: [{name: rg}]
 sites: [{name: one}]

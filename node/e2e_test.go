@@ -30,7 +30,7 @@ import (
 const testOrg = `
 organization: Test
 domains: [test.example]
-secret: test-secret-0123456789
+secret: test-secret-0123456789abcdef0123456789
 routing: {store_min_age: 48h, retry_initial: 200ms, retry_max: 1s, probe_interval: 500ms, hold_down: 500ms, failure_threshold: 2}
 limits: {max_message_size: 200KB}
 routing_groups: [{name: rg-a}, {name: rg-b}, {name: rg-c}]

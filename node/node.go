@@ -121,6 +121,9 @@ type Node struct {
 	IMAP      *imapd.Server
 	DataDir   string
 	Secret    string
+	// Identity is this server's certificate from the organization CA
+	// (servercred): every connection to or from a peer server uses it.
+	Identity  *servercred.Identity
 	Log       *slog.Logger
 	Tracking  *tracking.Log
 	Telemetry *telemetry.Telemetry
@@ -168,6 +171,9 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	if n.Secret, err = org.ResolveSecret(o.BaseDir); err != nil {
 		return nil, fmt.Errorf("server %s: %w", name, err)
 	}
+	if n.Identity, err = identity(n.Secret, name); err != nil {
+		return nil, fmt.Errorf("server %s: %w", name, err)
+	}
 	firstSeen, err := loadFirstSeen(n.DataDir)
 	if err != nil {
 		return nil, err
@@ -206,7 +212,7 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	if err != nil {
 		return nil, fmt.Errorf("server %s: %w", name, err)
 	}
-	n.relay = &relay.Client{Self: name, Secret: n.Secret, Timeout: 30 * time.Second}
+	n.relay = &relay.Client{Self: name, Identity: n.Identity, PeerAt: n.serverAtSMTP, Timeout: 30 * time.Second}
 	n.Qmgr = qmgr.New(qmgr.Options{Server: name, Org: org, Queue: n.Queue, Store: n.Store, Directory: n.Directory,
 		LinkState: n.LinkState, Relay: n.relay, Outbound: smarthosts{n}, Params: n.Params, Logger: n.Log, OnEvent: obs.event, Trace: obs})
 	tel.Metrics().SetQueueDepthFunc(func() int64 { return int64(n.Qmgr.Depth()) })
@@ -219,13 +225,14 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	if err := n.startOps(ctx, ls["admin"], srv); err != nil {
 		return nil, err
 	}
-	n.Auth = auth.New(auth.Options{Directory: n.Directory, ServerName: name, Secret: n.Secret,
+	n.Auth = auth.New(auth.Options{Directory: n.Directory, ServerName: name,
 		LoginType: org.Access.LoginType, CrossSite: org.Access.CrossSite, Logger: n.Log})
 	if l := ls["smtp"]; l != nil {
 		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, Limits: smtpLimits(org.Limits), MaxLineLength: org.Limits.MaxLineLength,
-			TLSConfig: tlsCfg, Acceptor: n.Qmgr, Logger: n.Log, NewMessageID: n.newMessageID,
+			TLSConfig: n.Identity.WrapServerTLS(tlsCfg), Acceptor: n.Qmgr, Logger: n.Log, NewMessageID: n.newMessageID,
 			Checker: smtpd.DirectoryChecker{Directory: n.Directory, Refused: func(code string) { tel.Metrics().Refused(context.Background(), code) }},
-			Auth:    smtpd.OrgAuthenticator{Secret: n.Secret, Directory: n.Directory, Users: n.Auth}})
+			Auth:    smtpd.OrgAuthenticator{Directory: n.Directory, Users: n.Auth},
+			Servers: smtpd.OrgAuthenticator{Directory: n.Directory, Users: n.Auth}})
 		n.serve("smtp", func() error { return n.SMTP.Serve(l) })
 		n.closers = append(n.closers, func(ctx context.Context) error {
 			// Sessions in progress get a grace period; idle sessions
@@ -239,17 +246,9 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 		})
 	}
 	if ls["replication"] != nil {
-		org, err := servercred.New(n.Secret)
-		if err != nil {
-			return nil, fmt.Errorf("server %s: replication: %w", name, err)
-		}
-		id, err := org.Identity(name)
-		if err != nil {
-			return nil, fmt.Errorf("server %s: replication: %w", name, err)
-		}
-		n.startReplication(ls["replication"], id)
+		n.startReplication(ls["replication"], n.Identity)
 	}
-	if err := n.startAccess(ls, tlsCfg); err != nil {
+	if err := n.startAccess(ls, n.Identity.WrapServerTLS(tlsCfg)); err != nil {
 		return nil, fmt.Errorf("server %s: access tier: %w", name, err)
 	}
 	n.Log.Info("server started", "data_dir", n.DataDir, "smtp", srv.Listen.SMTP, "routing_group", srv.RoutingGroup, "site", srv.Site)
@@ -343,4 +342,25 @@ func loadFirstSeen(dataDir string) (func(string) time.Time, error) {
 		}
 		return t
 	}, nil
+}
+
+// identity derives the organization CA from the secret and issues this
+// server's certificate (servercred).
+func identity(secret, name string) (*servercred.Identity, error) {
+	org, err := servercred.New(secret)
+	if err != nil {
+		return nil, fmt.Errorf("organization secret: %w", err)
+	}
+	return org.Identity(name)
+}
+
+// serverAtSMTP names the server whose SMTP listener is addr, for the relay
+// to verify its certificate.
+func (n *Node) serverAtSMTP(addr string) (string, bool) {
+	for _, s := range n.Directory.Snapshot().Servers() {
+		if s.Listen.SMTP == addr {
+			return s.Name, true
+		}
+	}
+	return "", false
 }

@@ -24,7 +24,7 @@ import (
 const procOrg = `
 organization: Proc
 domains: [proc.example]
-secret: proc-secret-0123456789
+secret: proc-secret-0123456789abcdef0123456789
 routing: {store_min_age: 0, retry_initial: 200ms, retry_max: 1s}
 routing_groups: [{name: rg-a}, {name: rg-b}, {name: rg-c}]
 sites: [{name: one}]

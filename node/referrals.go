@@ -10,15 +10,16 @@ import (
 	"pfrouter/directory"
 	"pfrouter/imapfront"
 	"pfrouter/referral"
-	"pfrouter/servercred"
 )
 
 // referrer lets imapd read public folders that have no replica here from
 // a replica server (issue 13): decisions from the directory and link state
 // (package referral), connections over the server-to-server login.
 type referrer struct {
-	n   *Node
-	tls *tls.Config
+	n *Node
+	// tls is the client config for server `peer` (servercred ClientTLS):
+	// its certificate is the login (SASL EXTERNAL).
+	tls func(peer string) *tls.Config
 }
 
 func (r *referrer) Decide(f *directory.Folder, exclude []string) referral.Decision {
@@ -32,6 +33,5 @@ func (r *referrer) Dial(ctx context.Context, server, user string) (net.Conn, err
 	if srv == nil || srv.Listen.IMAP == "" {
 		return nil, fmt.Errorf("server %s has no IMAP listener in the directory", server)
 	}
-	me := r.n.Name
-	return imapfront.DialAuthenticated(ctx, srv.Listen.IMAP, r.tls, auth.ReferralAuthzID(user), servercred.Username(me), servercred.Password(r.n.Secret, me))
+	return imapfront.DialAuthenticated(ctx, srv.Listen.IMAP, r.tls(server), auth.ReferralAuthzID(user))
 }

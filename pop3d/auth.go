@@ -56,11 +56,16 @@ func (ss *session) cmdAuth(cmd command) {
 		ss.badCommand("", "AUTH takes a mechanism and an optional initial response")
 		return
 	}
-	if !strings.EqualFold(cmd.Args[0], "PLAIN") {
+	external := strings.EqualFold(cmd.Args[0], "EXTERNAL")
+	if !external && !strings.EqualFold(cmd.Args[0], "PLAIN") {
 		ss.badCommand("", "unsupported SASL mechanism")
 		return
 	}
-	if !ss.plaintextAllowed() {
+	if external && !ss.tls {
+		ss.badCommand("AUTH", "EXTERNAL needs TLS with a client certificate; use STLS first")
+		return
+	}
+	if !external && !ss.plaintextAllowed() {
 		ss.badCommand("AUTH", "plaintext authentication not allowed on this connection; use STLS first")
 		return
 	}
@@ -98,6 +103,11 @@ func (ss *session) cmdAuth(cmd command) {
 		ss.badCommand("", "invalid base64 in SASL response")
 		return
 	}
+	if external {
+		// RFC 4422 App. A: the response is the authorization identity.
+		ss.login(AuthRequest{Mechanism: "EXTERNAL", AuthzID: string(raw)})
+		return
+	}
 	authz, user, pass, ok := parsePlain(raw)
 	if !ok {
 		ss.badCommand("AUTH", "malformed SASL PLAIN response")
@@ -121,7 +131,11 @@ func parsePlain(b []byte) (authz, user, pass string, ok bool) {
 func (ss *session) login(req AuthRequest) {
 	req.TLS = ss.tls
 	req.Remote = ss.conn.RemoteAddr()
-	log := ss.log.With("user", req.Username, "mechanism", req.Mechanism, "tls", req.TLS)
+	if tc, ok := ss.conn.(interface{ ConnectionState() tls.ConnectionState }); ok && ss.tls {
+		cs := tc.ConnectionState()
+		req.TLSState = &cs
+	}
+	log := ss.log.With("user", req.Username, "mechanism", req.Mechanism, "tls", req.TLS, "authzid", req.AuthzID)
 	res, err := ss.srv.opts.Auth.Authenticate(ss.ctx, req)
 	if err != nil {
 		var ae *AuthError

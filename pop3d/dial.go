@@ -15,28 +15,32 @@ import (
 // dialTimeout bounds the whole login exchange when ctx has no deadline.
 const dialTimeout = 30 * time.Second
 
-// DialAuthenticated connects to the POP3 server at addr and logs in with
-// AUTH PLAIN (authzid may be ""), for the front end's proxy (SPEC A5).
-// When tlsCfg is non-nil it first upgrades with STLS and fails if the
-// server does not advertise STLS rather than send the password in clear.
-// (A nil ServerName is filled from addr's host.) The returned conn is
-// positioned right after the "+OK" of the login; bytes the server sent
-// after it are not lost. ctx bounds the dial and the login only.
-func DialAuthenticated(ctx context.Context, addr string, tlsCfg *tls.Config, authzid, username, password string) (net.Conn, error) {
+// DialAuthenticated connects to the POP3 server at addr, upgrades with STLS
+// (tlsCfg is required, normally servercred's ClientTLS: its client
+// certificate is the credential and the server's certificate is verified)
+// and logs in with AUTH EXTERNAL acting for authzid, for the front end's
+// proxy (SPEC A5). A server that does not offer STLS is refused: nothing
+// goes in clear. The returned conn is positioned right after the "+OK" of
+// the login; bytes the server sent after it are not lost. ctx bounds the
+// dial and the login only.
+func DialAuthenticated(ctx context.Context, addr string, tlsCfg *tls.Config, authzid string) (net.Conn, error) {
+	if tlsCfg == nil {
+		return nil, errors.New("pop3d: DialAuthenticated needs a TLS config (STLS is mandatory)")
+	}
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("pop3d: dial backend %s: %w", addr, err)
 	}
-	conn, err := login(ctx, raw, addr, tlsCfg, authzid, username, password)
+	conn, err := login(ctx, raw, addr, tlsCfg, authzid)
 	if err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("pop3d: login to backend %s as %q: %w", addr, username, err)
+		return nil, fmt.Errorf("pop3d: login to backend %s for %q: %w", addr, authzid, err)
 	}
 	return conn, nil
 }
 
-func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, authzid, username, password string) (net.Conn, error) {
+func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, authzid string) (net.Conn, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(dialTimeout)
@@ -51,7 +55,7 @@ func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, a
 	if _, err := expectOK(r, "greeting"); err != nil {
 		return nil, err
 	}
-	if tlsCfg != nil {
+	{
 		if err := send(c, "CAPA"); err != nil {
 			return nil, err
 		}
@@ -72,7 +76,7 @@ func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, a
 			return nil, errors.New("server sent data after STLS +OK before TLS; refusing")
 		}
 		cfg := tlsCfg
-		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		if cfg.ServerName == "" {
 			cfg = cfg.Clone()
 			host, _, err := net.SplitHostPort(addr)
 			if err != nil {
@@ -87,8 +91,11 @@ func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, a
 		c = tc
 		r = bufio.NewReader(c)
 	}
-	ir := base64.StdEncoding.EncodeToString([]byte(authzid + "\x00" + username + "\x00" + password))
-	if err := send(c, "AUTH PLAIN "+ir); err != nil {
+	ir := base64.StdEncoding.EncodeToString([]byte(authzid))
+	if ir == "" {
+		ir = "=" // RFC 5034 §4: an empty initial response
+	}
+	if err := send(c, "AUTH EXTERNAL "+ir); err != nil {
 		return nil, err
 	}
 	for {
@@ -107,7 +114,7 @@ func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, a
 				return nil, err
 			}
 		default:
-			return nil, fmt.Errorf("AUTH PLAIN refused: %q", s)
+			return nil, fmt.Errorf("AUTH EXTERNAL refused: %q", s)
 		}
 	}
 }

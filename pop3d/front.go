@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"pfrouter/auth"
-	"pfrouter/servercred"
 	"pfrouter/store"
 )
 
@@ -24,16 +23,15 @@ type Policy interface {
 
 // FrontOptions configure a Front.
 type FrontOptions struct {
-	// Server is this server's name; Secret the organization secret. A
-	// proxied login authenticates to the mailbox server with the server
-	// credential derived from both (A5).
-	Server, Secret string
-	Policy         Policy
+	// Server is this server's name.
+	Server string
+	Policy Policy
 	// Store holds the mailboxes of this server.
 	Store *store.Store
-	// PeerTLS is the client TLS configuration for connections to other
-	// servers' POP3 ports.
-	PeerTLS *tls.Config
+	// PeerTLS gives the client TLS configuration for STLS to mailbox server
+	// `server` (servercred.Identity.ClientTLS). A proxied login is AUTH
+	// EXTERNAL on it: the organization certificate is the credential (A5).
+	PeerTLS func(server string) *tls.Config
 	Logger  *slog.Logger
 }
 
@@ -58,11 +56,14 @@ func NewFront(o FrontOptions) *Front {
 // Authenticate implements Authenticator.
 func (f *Front) Authenticate(ctx context.Context, req AuthRequest) (Result, error) {
 	mech := auth.MechUser
-	if req.Mechanism == "PLAIN" {
+	switch req.Mechanism {
+	case "PLAIN":
 		mech = auth.MechPlain
+	case "EXTERNAL":
+		mech = auth.MechExternal
 	}
 	d, err := f.o.Policy.Authenticate(ctx, auth.Request{Protocol: auth.POP3, Mechanism: mech, AuthzID: req.AuthzID,
-		Username: req.Username, Password: req.Password, TLS: req.TLS, Remote: req.Remote})
+		Username: req.Username, Password: req.Password, TLS: req.TLS, TLSState: req.TLSState, Remote: req.Remote})
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
@@ -73,7 +74,11 @@ func (f *Front) Authenticate(ctx context.Context, req AuthRequest) (Result, erro
 	if !d.Local {
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		conn, err := DialAuthenticated(dctx, d.ProxyTo, f.o.PeerTLS, d.User.Name, servercred.Username(f.o.Server), servercred.Password(f.o.Secret, f.o.Server))
+		var peerTLS *tls.Config
+		if f.o.PeerTLS != nil {
+			peerTLS = f.o.PeerTLS(d.Server)
+		}
+		conn, err := DialAuthenticated(dctx, d.ProxyTo, peerTLS, d.User.Name)
 		if err != nil {
 			f.o.Logger.Warn("pop3 proxy to mailbox server failed", "user", d.User.Name, "server", d.Server, "err", err)
 			return Result{}, &AuthError{Code: "SYS/TEMP", Msg: "mailbox server " + d.Server + " unavailable, try again later"}

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"pfrouter/servercred"
 	"slices"
 	"strings"
 	"sync"
@@ -130,12 +131,22 @@ type fakeAuth struct {
 	user    string
 	pass    string
 	authzOK string // accepted authzid besides ""
+	peer    string // server accepted with EXTERNAL, proven by its certificate
 }
 
 func (a *fakeAuth) Authenticate(_ context.Context, req AuthRequest) (Result, error) {
 	a.mu.Lock()
 	a.reqs = append(a.reqs, req)
 	a.mu.Unlock()
+	if req.Mechanism == "EXTERNAL" {
+		if req.TLSState == nil || req.AuthzID != a.authzOK {
+			return Result{}, &AuthError{Code: "AUTH", Msg: "invalid credentials"}
+		}
+		if p, ok := servercred.PeerServer(*req.TLSState); !ok || p != a.peer {
+			return Result{}, &AuthError{Code: "AUTH", Msg: "invalid credentials"}
+		}
+		return Result{User: req.AuthzID, Maildrop: a.md}, nil
+	}
 	user, pass := a.user, a.pass
 	if user == "" {
 		user, pass = "alice", "secret pw"

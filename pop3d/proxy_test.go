@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"pfrouter/internal/trusttest"
 	"strings"
 	"testing"
 	"time"
@@ -80,13 +81,16 @@ func TestProxyPipesBytes_A5(t *testing.T) {
 }
 
 // SPEC A5 end to end: the front end proxies to a real pop3d backend through
-// DialAuthenticated over STLS; deletion happens on the backend at QUIT.
+// DialAuthenticated over STLS with AUTH EXTERNAL; deletion happens on the
+// backend at QUIT.
 func TestProxyToPop3dBackend_A5(t *testing.T) {
-	srvCfg, cliCfg, _ := selfSigned(t)
+	srvCfg, _, _ := selfSigned(t)
 	bmd := newMaildrop(msg1, msg2)
-	_, baddr := startServer(t, Options{Hostname: "backend", Auth: &fakeAuth{md: bmd, user: "svc", pass: "svcpw", authzOK: "alice"}, TLSConfig: srvCfg})
+	back := trusttest.Identity(t, trusttest.Secret, "ex2")
+	_, baddr := startServer(t, Options{Hostname: "backend", Auth: &fakeAuth{md: bmd, authzOK: "alice", peer: "ex1"}, TLSConfig: back.WrapServerTLS(srvCfg)})
+	front := trusttest.Identity(t, trusttest.Secret, "ex1")
 	auth := &fakeAuth{proxy: func() (net.Conn, error) {
-		return DialAuthenticated(context.Background(), baddr, cliCfg, "alice", "svc", "svcpw")
+		return DialAuthenticated(context.Background(), baddr, front.ClientTLS("ex2"), "alice")
 	}}
 	_, addr := startServer(t, Options{Auth: auth})
 	cl := dial(t, addr)
@@ -109,16 +113,20 @@ func TestProxyDialFailureIsSysTemp(t *testing.T) {
 	cl.expect("PASS secret pw", "-ERR [SYS/TEMP]")
 }
 
+// S5/A5: a proxied login is AUTH EXTERNAL over STLS with the organization
+// certificate; nothing travels in clear and the peer must prove its name.
 func TestDialAuthenticated(t *testing.T) {
-	srvCfg, cliCfg, _ := selfSigned(t)
+	srvCfg, _, _ := selfSigned(t)
 	md := newMaildrop(msg1)
-	auth := &fakeAuth{md: md, authzOK: "bob"}
-	_, addr := startServer(t, Options{Auth: auth, TLSConfig: srvCfg})
+	auth := &fakeAuth{md: md, authzOK: "bob", peer: "ex1"}
+	back := trusttest.Identity(t, trusttest.Secret, "ex2")
+	_, addr := startServer(t, Options{Auth: auth, TLSConfig: back.WrapServerTLS(srvCfg)})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	ex1 := trusttest.Identity(t, trusttest.Secret, "ex1")
 
-	t.Run("STLS and PLAIN", func(t *testing.T) {
-		c, err := DialAuthenticated(ctx, addr, cliCfg, "bob", "alice", "secret pw")
+	t.Run("STLS and EXTERNAL", func(t *testing.T) {
+		c, err := DialAuthenticated(ctx, addr, ex1.ClientTLS("ex2"), "bob")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,30 +134,43 @@ func TestDialAuthenticated(t *testing.T) {
 		cl := &client{t: t, c: c, r: bufio.NewReader(c)}
 		cl.expect("STAT", "+OK 1 ")
 		r := auth.requests()
-		if last := r[len(r)-1]; last.Mechanism != "PLAIN" || last.AuthzID != "bob" || !last.TLS {
+		if last := r[len(r)-1]; last.Mechanism != "EXTERNAL" || last.AuthzID != "bob" || !last.TLS || last.Password != "" {
 			t.Errorf("request %+v", last)
 		}
 	})
-	t.Run("plain connection", func(t *testing.T) {
-		c, err := DialAuthenticated(ctx, addr, nil, "", "alice", "secret pw")
-		if err != nil {
-			t.Fatal(err)
+	t.Run("no TLS config", func(t *testing.T) {
+		if _, err := DialAuthenticated(ctx, addr, nil, "bob"); err == nil {
+			t.Error("DialAuthenticated without TLS succeeded")
 		}
-		defer c.Close()
-		cl := &client{t: t, c: c, r: bufio.NewReader(c)}
-		cl.expect("NOOP", "+OK")
 	})
-	t.Run("bad password", func(t *testing.T) {
-		_, err := DialAuthenticated(ctx, addr, nil, "", "alice", "wrong")
+	t.Run("server not the one expected", func(t *testing.T) {
+		if _, err := DialAuthenticated(ctx, addr, ex1.ClientTLS("ex3"), "bob"); err == nil {
+			t.Error("accepted ex2's certificate when dialing ex3")
+		}
+	})
+	t.Run("user-facing certificate only", func(t *testing.T) {
+		// A server that answers with its user certificate (as a fake
+		// would) is not trusted.
+		_, userOnly := startServer(t, Options{Auth: auth, TLSConfig: srvCfg})
+		if _, err := DialAuthenticated(ctx, userOnly, ex1.ClientTLS("ex2"), "bob"); err == nil {
+			t.Error("accepted a non-organization certificate")
+		}
+	})
+	t.Run("another server's proof", func(t *testing.T) {
+		_, err := DialAuthenticated(ctx, addr, trusttest.Identity(t, trusttest.Secret, "ex3").ClientTLS("ex2"), "bob")
 		if err == nil || !strings.Contains(err.Error(), "[AUTH]") {
 			t.Errorf("err = %v, want the server's [AUTH] refusal", err)
 		}
 	})
+	t.Run("EXTERNAL without TLS", func(t *testing.T) {
+		c := dial(t, addr)
+		c.expect("AUTH EXTERNAL Ym9i", "-ERR [AUTH]")
+	})
 	t.Run("no STLS offered", func(t *testing.T) {
 		_, plainAddr := startServer(t, Options{Auth: &fakeAuth{md: newMaildrop()}})
-		_, err := DialAuthenticated(ctx, plainAddr, cliCfg, "", "alice", "secret pw")
+		_, err := DialAuthenticated(ctx, plainAddr, ex1.ClientTLS("ex2"), "bob")
 		if err == nil || !strings.Contains(err.Error(), "STLS") {
-			t.Errorf("err = %v, want refusal to send credentials in clear", err)
+			t.Errorf("err = %v, want refusal to log in without TLS", err)
 		}
 	})
 }

@@ -44,12 +44,17 @@ type Options struct {
 
 // AuthRequest is one login attempt.
 type AuthRequest struct {
-	Mechanism string // "USER" (USER/PASS) or "PLAIN" (AUTH PLAIN)
-	// AuthzID comes from SASL PLAIN; it is "" for USER/PASS and when the
-	// client sent none.
+	// Mechanism is "USER" (USER/PASS), "PLAIN" (AUTH PLAIN) or "EXTERNAL"
+	// (AUTH EXTERNAL: a peer server proven by its TLS client certificate,
+	// acting for AuthzID; only offered under TLS).
+	Mechanism string
+	// AuthzID comes from SASL PLAIN or EXTERNAL; it is "" for USER/PASS and
+	// when the client sent none.
 	AuthzID, Username, Password string
 	TLS                         bool // is the connection TLS-protected now
-	Remote                      net.Addr
+	// TLSState is the connection's TLS state when TLS is on.
+	TLSState *tls.ConnectionState
+	Remote   net.Addr
 }
 
 // Authenticator decides logins.

@@ -1,8 +1,10 @@
 // Package relay is the SMTP client one pfrouter server uses to hand a
 // message to the next hop (SPEC R13, S5): it connects, upgrades with
-// STARTTLS when offered, authenticates as a server of the organization
-// (package servercred) so the peer trusts the routing metadata, and sends
-// one transaction for a group of recipients. It reports connection-level
+// STARTTLS (mandatory) presenting this server's organization certificate
+// and verifying that the peer's names the expected server (package
+// servercred), so the peer trusts the routing metadata and nothing
+// replayable is ever sent, and sends one transaction for a group of
+// recipients. It reports connection-level
 // failures (which count towards marking a hop down, R13b) apart from the
 // peer's per-recipient replies. It decides nothing: the queue manager does.
 package relay
@@ -18,14 +20,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"pfrouter/servercred"
 )
 
 // ConnError is a failure to reach or talk to the next hop at all: refused,
-// timed out, TLS or authentication failure, or the session broke.
+// timed out, no STARTTLS, TLS or certificate failure, or the session broke.
 type ConnError struct {
 	Addr string
 	Err  error
@@ -37,14 +38,14 @@ func (e *ConnError) Unwrap() error { return e.Err }
 // Client relays to peers. It keeps a few idle sessions per peer so a busy
 // route does not pay a TCP and TLS handshake per message.
 type Client struct {
-	Self    string // this server's name (login and EHLO)
-	Secret  string // organization secret
+	Self string // this server's name (EHLO)
+	// Identity is this server's organization certificate; STARTTLS uses
+	// Identity.ClientTLS(peer). Required.
+	Identity *servercred.Identity
+	// PeerAt names the server of the organization whose SMTP listener is
+	// addr; a relay to an address that is no server's fails. Required.
+	PeerAt  func(addr string) (server string, ok bool)
 	Timeout time.Duration
-	// TLS for STARTTLS to peers. Peers use per-server self-signed
-	// certificates by default, so verification is off unless the operator
-	// configures a CA; the server credential is an HMAC that an eavesdropper
-	// cannot reuse for another server name, and TLS keeps content private.
-	TLS *tls.Config
 
 	mu   sync.Mutex
 	idle map[string][]idleClient
@@ -228,9 +229,14 @@ func (c *Client) dial(ctx context.Context, addr string) (*smtp.Client, error) {
 		return nil, &ConnError{addr, err}
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
+	cfg, err := c.tlsFor(addr)
+	if err != nil {
+		conn.Close()
+		return nil, &ConnError{addr, err}
+	}
 	// STARTTLS is done before go-smtp's client takes over so that the EHLO
 	// it sends afterwards carries this server's name.
-	tconn, err := startTLS(conn, c.Self, c.TLS)
+	tconn, err := startTLS(conn, c.Self, cfg)
 	if err != nil {
 		conn.Close()
 		return nil, &ConnError{addr, err}
@@ -246,13 +252,20 @@ func (c *Client) dial(ctx context.Context, addr string) (*smtp.Client, error) {
 	if err := cl.Hello(c.Self); err != nil {
 		return fail(err)
 	}
-	if c.Secret != "" {
-		a := sasl.NewPlainClient("", servercred.Username(c.Self), servercred.Password(c.Secret, c.Self))
-		if err := cl.Auth(a); err != nil {
-			return fail(fmt.Errorf("authenticate as server %s: %w", c.Self, err))
-		}
-	}
+	// No AUTH: the client certificate of the handshake is the proof.
 	return cl, nil
+}
+
+// tlsFor is the STARTTLS config for the server listening at addr.
+func (c *Client) tlsFor(addr string) (*tls.Config, error) {
+	if c.Identity == nil || c.PeerAt == nil {
+		return nil, errors.New("relay has no server identity: cannot prove itself to peers")
+	}
+	peer, ok := c.PeerAt(addr)
+	if !ok {
+		return nil, fmt.Errorf("no server of the organization listens at %s", addr)
+	}
+	return c.Identity.ClientTLS(peer), nil
 }
 
 // Probe checks that a peer answers SMTP (used to bring a hop back up).
@@ -277,10 +290,10 @@ func (c *Client) Close() {
 	c.idle = nil
 }
 
-// startTLS reads the greeting, says EHLO, and upgrades with STARTTLS when
-// the peer offers it. It returns a conn on which a fresh greeting is
-// replayed for go-smtp's client. A peer without STARTTLS gets plain text
-// (loopback test setups); the server credential is still required.
+// startTLS reads the greeting, says EHLO, and upgrades with STARTTLS. It
+// returns a conn on which a fresh greeting is replayed for go-smtp's
+// client. A peer that does not offer STARTTLS is refused: between servers
+// nothing travels in clear (S5).
 func startTLS(conn net.Conn, self string, cfg *tls.Config) (net.Conn, error) {
 	tp := textproto.NewConn(conn)
 	if _, _, err := tp.ReadResponse(220); err != nil {
@@ -300,16 +313,14 @@ func startTLS(conn net.Conn, self string, cfg *tls.Config) (net.Conn, error) {
 		}
 	}
 	if !hasTLS {
-		return &replayConn{Conn: conn, pending: []byte("220 " + self + " ready\r\n")}, nil
+		_ = tp.PrintfLine("QUIT")
+		return nil, errors.New("peer does not offer STARTTLS; refusing to relay in clear")
 	}
 	if err := tp.PrintfLine("STARTTLS"); err != nil {
 		return nil, err
 	}
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return nil, fmt.Errorf("STARTTLS: %w", err)
-	}
-	if cfg == nil {
-		cfg = &tls.Config{InsecureSkipVerify: true}
 	}
 	tc := tls.Client(conn, cfg)
 	if err := tc.Handshake(); err != nil {

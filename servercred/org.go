@@ -136,7 +136,7 @@ type Identity struct {
 
 // Identity issues the certificate of server `server`.
 func (o *Org) Identity(server string) (*Identity, error) {
-	if err := validName(server); err != nil {
+	if err := CheckServerName(server); err != nil {
 		return nil, err
 	}
 	id := &Identity{org: o, name: server}
@@ -146,8 +146,9 @@ func (o *Org) Identity(server string) (*Identity, error) {
 	return id, nil
 }
 
-// validName keeps server names usable as a DNS label in ServerSNI.
-func validName(server string) error {
+// CheckServerName refuses server names that cannot be a DNS label, which
+// ServerSNI needs.
+func CheckServerName(server string) error {
 	if server == "" || len(server) > 63 {
 		return fmt.Errorf("server name %q: must be 1 to 63 characters", server)
 	}

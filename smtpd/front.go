@@ -2,7 +2,7 @@ package smtpd
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"net"
 
 	"pfrouter/auth"
@@ -41,24 +41,29 @@ type UserAuthenticator interface {
 	Authenticate(ctx context.Context, r auth.Request) (auth.Decision, error)
 }
 
-// OrgAuthenticator is the Authenticator of a pfrouter server: a server of
-// the organization proves itself with the credential derived from the
-// organization secret (S5); a user is checked by the same policy as IMAP4
-// and POP3 (passwords, login type, rate limits).
+// OrgAuthenticator is the Authenticator and ServerVerifier of a pfrouter
+// server: a server of the organization proves itself with its TLS client
+// certificate from the organization CA and must be in the directory (S5); a
+// user is checked by the same policy as IMAP4 and POP3 (passwords, login
+// type, rate limits). No password makes a session a server's.
 type OrgAuthenticator struct {
-	Secret    string
 	Directory *directory.Directory
 	Users     UserAuthenticator
 }
 
-// Authenticate implements Authenticator.
-func (a OrgAuthenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr, tlsOn bool) (Principal, error) {
-	if servercred.IsServerName(username) {
-		if srv, ok := servercred.Verify(a.Secret, username, password); ok && a.Directory.Snapshot().Server(srv) != nil {
-			return Principal{Server: srv}, nil
-		}
-		return Principal{}, errors.New("bad server credential")
+// PeerServer implements ServerVerifier.
+func (a OrgAuthenticator) PeerServer(cs tls.ConnectionState) (string, bool) {
+	srv, ok := servercred.PeerServer(cs)
+	if !ok || a.Directory.Snapshot().Server(srv) == nil {
+		return "", false
 	}
+	return srv, true
+}
+
+// Authenticate implements Authenticator. "server:" names go to the user
+// policy too, which refuses them and counts the failure: servers never log
+// in with a password.
+func (a OrgAuthenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr, tlsOn bool) (Principal, error) {
 	d, err := a.Users.Authenticate(ctx, auth.Request{Protocol: auth.SMTP, Mechanism: auth.MechPlain,
 		Username: username, Password: password, TLS: tlsOn, Remote: remote})
 	if err != nil {

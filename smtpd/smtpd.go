@@ -52,6 +52,12 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, username, password string, remote net.Addr, tls bool) (Principal, error)
 }
 
+// ServerVerifier names the server of the organization proven by a session's
+// TLS client certificate, if it is one in the directory (S5).
+type ServerVerifier interface {
+	PeerServer(cs tls.ConnectionState) (server string, ok bool)
+}
+
 // Incoming is a message received and ready to queue.
 type Incoming struct {
 	From       string
@@ -123,7 +129,10 @@ type Options struct {
 	Checker       Checker
 	Acceptor      Acceptor
 	Auth          Authenticator
-	Logger        *slog.Logger
+	// Servers recognises peer servers by their TLS client certificate; a
+	// session is a server's (relay metadata trusted) only through it.
+	Servers ServerVerifier
+	Logger  *slog.Logger
 	// NewMessageID makes a Message-ID for mail that arrives without one.
 	NewMessageID func() string
 }
@@ -305,6 +314,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.identifyServer()
 	size := int64(0)
 	if opts != nil {
 		size = opts.Size
@@ -334,6 +344,21 @@ func (s *session) limit() int64 {
 
 func tooLarge(size, max int64) *smtp.SMTPError {
 	return smtpErr(552, "5.3.4", fmt.Sprintf("message size %d exceeds the limit of %d bytes", size, max))
+}
+
+// identifyServer makes the session a server's when its TLS client
+// certificate proves a server of the organization in the directory (S5).
+// It is checked at each MAIL so it follows STARTTLS and directory changes.
+func (s *session) identifyServer() {
+	if s.s.opts.Servers == nil || s.principal.User != "" {
+		return
+	}
+	s.principal.Server = ""
+	if cs, ok := s.conn.TLSConnectionState(); ok {
+		if srv, ok := s.s.opts.Servers.PeerServer(cs); ok {
+			s.principal.Server = srv
+		}
+	}
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
