@@ -42,7 +42,7 @@ func mustID(t *testing.T, o *Org, name string) *Identity {
 // result is what each side of one handshake saw.
 type result struct {
 	clientErr, serverErr error
-	client, server      tls.ConnectionState
+	client, server       tls.ConnectionState
 }
 
 // handshake runs one TLS handshake over a real loopback socket.
