@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"pfrouter/internal/trusttest"
+	"pfrouter/servercred"
 )
 
 // fakeHop is a small next hop on go-smtp's server whose replies the test
@@ -32,6 +35,9 @@ func startHop(t *testing.T, reply func(cmd, arg string) error) *fakeHop {
 	srv := smtp.NewServer(h)
 	srv.Domain = "hop.test"
 	srv.AllowInsecureAuth = true
+	// The hop is server b1 of the test organization (S5: STARTTLS with
+	// organization certificates is mandatory between servers).
+	srv.TLSConfig = hopID.ServerTLS()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,8 +48,12 @@ func startHop(t *testing.T, reply func(cmd, arg string) error) *fakeHop {
 	return h
 }
 
-func (h *fakeHop) NewSession(*smtp.Conn) (smtp.Session, error) {
-	h.sessions.Add(1)
+func (h *fakeHop) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	// go-smtp starts a new session after STARTTLS: count TLS ones, one
+	// per connection.
+	if _, ok := c.TLSConnectionState(); ok {
+		h.sessions.Add(1)
+	}
 	return &hopSession{h: h}, nil
 }
 
@@ -80,7 +90,29 @@ func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
 }
 
-func newClient() *Client { return &Client{Self: "a1", Timeout: 2 * time.Second} }
+// hopID and selfID are the test organization's b1 (every fake hop) and a1
+// (the relaying server).
+var (
+	hopID  = mustIdentity("b1")
+	selfID = mustIdentity("a1")
+)
+
+func mustIdentity(name string) *servercred.Identity {
+	org, err := servercred.New(trusttest.Secret)
+	if err != nil {
+		panic(err)
+	}
+	id, err := org.Identity(name)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
+func newClient() *Client {
+	return &Client{Self: "a1", Timeout: 2 * time.Second, Identity: selfID,
+		PeerAt: func(string) (string, bool) { return "b1", true }}
+}
 
 var body = []byte("Subject: t\r\n\r\nhello\r\n")
 
@@ -277,4 +309,74 @@ func containsStr(l []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// S5: between servers nothing travels in clear and only the expected
+// server is talked to: a hop without STARTTLS, a hop whose certificate
+// names another server or comes from another organization, and an address
+// that is no server's are connection failures, and the hop sees no MAIL.
+func TestS5RelayRefusesUnprovenHop(t *testing.T) {
+	plain := func() *fakeHop {
+		h := &fakeHop{}
+		srv := smtp.NewServer(h)
+		srv.Domain = "plain.test"
+		srv.AllowInsecureAuth = true
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.addr = l.Addr().String()
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		return h
+	}
+	withID := func(id *servercred.Identity) *fakeHop {
+		h := &fakeHop{}
+		srv := smtp.NewServer(h)
+		srv.Domain = "other.test"
+		srv.TLSConfig = id.ServerTLS()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.addr = l.Addr().String()
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		return h
+	}
+	foreign, err := servercred.New(trusttest.OtherSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignB1, err := foreign.Identity("b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		hop  *fakeHop
+		want string
+	}{
+		{"no STARTTLS", plain(), "does not offer STARTTLS"},
+		{"certificate of another server", withID(mustIdentity("c1")), "certificate"},
+		{"certificate of another organization", withID(foreignB1), "certificate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := newClient().Send(context.Background(), c.hop.addr, "a@x.example", []string{"b@x.example"}, body)
+			var ce *ConnError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want a ConnError mentioning %q", err, c.want)
+			}
+			if c.hop.sessions.Load() != 0 || len(c.hop.got) != 0 {
+				t.Errorf("the hop got a TLS session or a message")
+			}
+		})
+	}
+	cl := newClient()
+	cl.PeerAt = func(string) (string, bool) { return "", false }
+	if _, err := cl.Send(context.Background(), startHop(t, nil).addr, "a@x.example", []string{"b@x.example"}, body); err == nil ||
+		!strings.Contains(err.Error(), "no server of the organization") {
+		t.Errorf("relay to an address that is no server's: %v", err)
+	}
 }
