@@ -62,8 +62,15 @@ func startIMAPOrg(b *testing.B) *node.Cluster {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close(context.Background()) })
+	fillMailbox(b, c.Nodes["s1"].Store, store.Delivery{Store: "s1-mbx", User: "alice", Class: "IPM.Note"})
+	return c
+}
+
+// fillMailbox delivers imapMessages messages of imapMsgSize bytes like
+// proto (its ID, Date and Body set per message) straight into a store.
+func fillMailbox(b *testing.B, st *store.Store, proto store.Delivery) {
+	b.Helper()
 	msg := load.NewMessage(imapMsgSize, "alice@contoso.example")
-	st := c.Nodes["s1"].Store
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for w := range 8 {
@@ -71,9 +78,9 @@ func startIMAPOrg(b *testing.B) *node.Cluster {
 		go func() {
 			defer wg.Done()
 			for i := w; i < imapMessages; i += 8 {
-				_, _, err := st.Deliver(context.Background(), store.Delivery{Store: "s1-mbx", User: "alice",
-					ID: fmt.Sprintf("bench-%d", i), Class: "IPM.Note", Date: time.Now(), Body: msg.Build(i)})
-				if err != nil {
+				d := proto
+				d.ID, d.Date, d.Body = fmt.Sprintf("bench-%d", i), time.Now(), msg.Build(i)
+				if _, _, err := st.Deliver(context.Background(), d); err != nil {
 					errs <- err
 					return
 				}
@@ -85,7 +92,6 @@ func startIMAPOrg(b *testing.B) *node.Cluster {
 	if err := <-errs; err != nil {
 		b.Fatal(err)
 	}
-	return c
 }
 
 func imapAddr(c *node.Cluster, server string) string {

@@ -9,10 +9,8 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,31 +55,8 @@ func startReferralBenchOrg(b *testing.B) *node.Cluster {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close(context.Background()) })
-	msg := load.NewMessage(imapMsgSize, "alice@contoso.example")
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for _, f := range []struct{ server, store, path string }{{"s1", "s1-pub", "/Local"}, {"s2", "s2-pub", "/Remote"}} {
-		st := c.Nodes[f.server].Store
-		for w := range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := w; i < imapMessages; i += 4 {
-					_, _, err := st.Deliver(context.Background(), store.Delivery{Store: f.store, Folder: f.path,
-						ID: fmt.Sprintf("bench-%d", i), Class: "IPM.Post", Date: time.Now(), Body: msg.Build(i)})
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
+	fillMailbox(b, c.Nodes["s1"].Store, store.Delivery{Store: "s1-pub", Folder: "/Local", Class: "IPM.Post"})
+	fillMailbox(b, c.Nodes["s2"].Store, store.Delivery{Store: "s2-pub", Folder: "/Remote", Class: "IPM.Post"})
 	return c
 }
 

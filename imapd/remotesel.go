@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"context"
+	"errors"
 	"io"
 	"slices"
 	"sync"
@@ -321,7 +322,22 @@ func (r *remoteSel) staticSet(numSet imap.NumSet) imap.NumSet {
 }
 
 // remoteFetch forwards FETCH (or STORE's FETCH responses) to the client.
-func (s *session) remoteFetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+func (s *session) remoteFetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	return s.relayCommand(w, numSet, options, func(c *imapclient.Client, set imap.NumSet) *imapclient.FetchCommand {
+		return c.Fetch(set, options)
+	})
+}
+
+func (s *session) remoteStore(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	return s.relayCommand(w, numSet, nil, func(c *imapclient.Client, set imap.NumSet) *imapclient.FetchCommand {
+		return c.Store(set, flags, options)
+	})
+}
+
+// relayCommand runs a command answered by FETCH responses (FETCH, STORE)
+// on the remote session and relays the responses.
+func (s *session) relayCommand(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions,
+	send func(c *imapclient.Client, set imap.NumSet) *imapclient.FetchCommand) (err error) {
 	if err := s.alive(); err != nil {
 		return err
 	}
@@ -334,23 +350,7 @@ func (s *session) remoteFetch(w *imapserver.FetchWriter, numSet imap.NumSet, opt
 	}()
 	numSet = s.rsel.staticSet(numSet)
 	return s.do(func(c *imapclient.Client) error {
-		return s.relayFetch(w, c.Fetch(numSet, options), options)
-	})
-}
-
-func (s *session) remoteStore(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
-	if err := s.alive(); err != nil {
-		return err
-	}
-	uncork := s.corkConn()
-	defer func() {
-		if uerr := uncork(); err == nil {
-			err = uerr
-		}
-	}()
-	numSet = s.rsel.staticSet(numSet)
-	return s.do(func(c *imapclient.Client) error {
-		return s.relayFetch(w, c.Store(numSet, flags, options), nil)
+		return s.relayFetch(w, send(c, numSet), options)
 	})
 }
 
@@ -386,28 +386,16 @@ func (s *session) relayFetch(w *imapserver.FetchWriter, cmd *imapclient.FetchCom
 			case imapclient.FetchItemDataBinarySectionSize:
 				rw.WriteBinarySectionSize(&imap.FetchItemBinarySectionSize{Part: it.Part}, it.Size)
 			case imapclient.FetchItemDataBodySection:
-				if it.Literal == nil {
-					continue
-				}
-				bw := rw.WriteBodySection(requestedSection(options, &it), it.Literal.Size())
-				if _, err := io.CopyBuffer(bw, it.Literal, buf); err != nil {
-					bw.Close()
-					return err
-				}
-				if err := bw.Close(); err != nil {
-					return err
+				if it.Literal != nil {
+					if err := copyLiteral(rw.WriteBodySection(requestedSection(options, &it), it.Literal.Size()), it.Literal, buf); err != nil {
+						return err
+					}
 				}
 			case imapclient.FetchItemDataBinarySection:
-				if it.Literal == nil {
-					continue
-				}
-				bw := rw.WriteBinarySection(requestedBinary(options, &it), it.Literal.Size())
-				if _, err := io.CopyBuffer(bw, it.Literal, buf); err != nil {
-					bw.Close()
-					return err
-				}
-				if err := bw.Close(); err != nil {
-					return err
+				if it.Literal != nil {
+					if err := copyLiteral(rw.WriteBinarySection(requestedBinary(options, &it), it.Literal.Size()), it.Literal, buf); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -416,6 +404,11 @@ func (s *session) relayFetch(w *imapserver.FetchWriter, cmd *imapclient.FetchCom
 		}
 	}
 	return cmd.Close()
+}
+
+func copyLiteral(w io.WriteCloser, r io.Reader, buf []byte) error {
+	_, err := io.CopyBuffer(w, r, buf)
+	return errors.Join(err, w.Close())
 }
 
 // requestedSection maps a returned section to the one the client asked
