@@ -52,7 +52,15 @@ const (
 // measured, not delivery).
 func startIMAPOrg(b *testing.B) *node.Cluster {
 	b.Helper()
-	org, err := config.Parse([]byte(imapOrg), "imap.yaml", b.TempDir())
+	c := startBenchOrg(b, imapOrg)
+	fillMailbox(b, c.Nodes["s1"].Store, store.Delivery{Store: "s1-mbx", User: "alice", Class: "IPM.Note"})
+	return c
+}
+
+// startBenchOrg starts every server of an organization in process, quiet.
+func startBenchOrg(b *testing.B, yaml string) *node.Cluster {
+	b.Helper()
+	org, err := config.Parse([]byte(yaml), "bench.yaml", b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,7 +70,6 @@ func startIMAPOrg(b *testing.B) *node.Cluster {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close(context.Background()) })
-	fillMailbox(b, c.Nodes["s1"].Store, store.Delivery{Store: "s1-mbx", User: "alice", Class: "IPM.Note"})
 	return c
 }
 
@@ -127,31 +134,35 @@ func benchIMAP(b *testing.B, server string) {
 		if bodies {
 			name = "bodies"
 		}
-		b.Run(name, func(b *testing.B) {
-			s, err := load.Dial(b.Context(), cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			s.Deadline()
-			sel, err := s.Select("INBOX", nil).Wait()
-			if err != nil || sel.NumMessages != imapMessages {
-				b.Fatalf("SELECT INBOX: %v (%d messages, want %d)", err, sel.NumMessages, imapMessages)
-			}
-			var msgs, n int64
-			for b.Loop() {
-				s.Deadline()
-				m, k, err := load.FetchAll(s.Client, bodies)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if m != imapMessages {
-					b.Fatalf("FETCH returned %d messages, want %d", m, imapMessages)
-				}
-				msgs, n = msgs+m, n+k
-			}
-			b.SetBytes(n / int64(b.N))
-			b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
-		})
+		b.Run(name, func(b *testing.B) { benchFetchAll(b, cfg, "INBOX", bodies) })
 	}
+}
+
+// benchFetchAll selects mailbox (imapMessages messages) on a fresh session
+// and measures one FETCH 1:* of headers or whole bodies per op.
+func benchFetchAll(b *testing.B, cfg load.Config, mailbox string, bodies bool) {
+	s, err := load.Dial(b.Context(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	s.Deadline()
+	sel, err := s.Select(mailbox, nil).Wait()
+	if err != nil || sel.NumMessages != imapMessages {
+		b.Fatalf("SELECT %s: %v (%d messages, want %d)", mailbox, err, sel.NumMessages, imapMessages)
+	}
+	var msgs, n int64
+	for b.Loop() {
+		s.Deadline()
+		m, k, err := load.FetchAll(s.Client, bodies)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if m != imapMessages {
+			b.Fatalf("FETCH returned %d messages, want %d", m, imapMessages)
+		}
+		msgs, n = msgs+m, n+k
+	}
+	b.SetBytes(n / int64(b.N))
+	b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
 }

@@ -8,14 +8,10 @@ package bench
 //	go test ./bench/ -run '^$' -bench 'ReferralFetch' -benchtime 20x
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"pfrouter/bench/imapload/load"
-	"pfrouter/config"
 	"pfrouter/node"
 	"pfrouter/store"
 )
@@ -45,16 +41,7 @@ users:
 
 func startReferralBenchOrg(b *testing.B) *node.Cluster {
 	b.Helper()
-	org, err := config.Parse([]byte(referralBenchOrg), "referral.yaml", b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := node.StartAll(context.Background(), org, nil, node.Options{BaseDir: b.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close(context.Background()) })
+	c := startBenchOrg(b, referralBenchOrg)
 	fillMailbox(b, c.Nodes["s1"].Store, store.Delivery{Store: "s1-pub", Folder: "/Local", Class: "IPM.Post"})
 	fillMailbox(b, c.Nodes["s2"].Store, store.Delivery{Store: "s2-pub", Folder: "/Remote", Class: "IPM.Post"})
 	return c
@@ -73,30 +60,7 @@ func BenchmarkReferralFetch(b *testing.B) {
 				name = "bodies"
 			}
 			b.Run(name+"/"+map[string]string{"Local": "local", "Remote": "referred"}[folder], func(b *testing.B) {
-				s, err := load.Dial(b.Context(), cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				s.Deadline()
-				sel, err := s.Select("Public Folders/"+folder, nil).Wait()
-				if err != nil || sel.NumMessages != imapMessages {
-					b.Fatalf("SELECT %s: %v (%d messages, want %d)", folder, err, sel.NumMessages, imapMessages)
-				}
-				var msgs, n int64
-				for b.Loop() {
-					s.Deadline()
-					m, k, err := load.FetchAll(s.Client, bodies)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if m != imapMessages {
-						b.Fatalf("FETCH returned %d messages, want %d", m, imapMessages)
-					}
-					msgs, n = msgs+m, n+k
-				}
-				b.SetBytes(n / int64(b.N))
-				b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
+				benchFetchAll(b, cfg, "Public Folders/"+folder, bodies)
 			})
 		}
 	}
