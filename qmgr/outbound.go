@@ -39,7 +39,7 @@ func (m *Manager) sendOutbound(ctx context.Context, env *envelope.Envelope, conn
 	defer cancel()
 	res, err := m.o.Outbound.SendOutbound(attemptCtx, connector, env.From, rcpts, body)
 	if m.o.Trace != nil {
-		env.TraceParent = keep(env.TraceParent, m.o.Trace.Attempt(ctx, env.TraceParent, "outbound", connector, err))
+		env.TraceParent = keep(env.TraceParent, m.o.Trace.Attempt(ctx, env.TraceParent, "outbound", "outbound:"+connector, err))
 	}
 	via := "smarthost " + c.Smarthost + " of outbound connector " + connector
 	if err != nil {
