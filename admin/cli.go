@@ -98,7 +98,8 @@ func Command() *cobra.Command {
 		dd = "./pfrouter-data"
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&c.config, "config", "", "organization file (default: the embedded demo organization)")
+	pf.StringVar(&c.config, "config", os.Getenv("PFROUTER_CONFIG"),
+		"organization file (env PFROUTER_CONFIG; default: the embedded demo organization, or the copy `serve` wrote into --data-dir)")
 	pf.StringVar(&c.server, "server", "", "server to talk to (default: the first server of the organization)")
 	pf.StringVar(&c.dataDir, "data-dir", dd, "base data directory (env PFROUTER_DATA); a server's own is <base>/<name> unless its data_dir is set")
 	pf.BoolVar(&c.json, "json", false, "print JSON instead of tables")
@@ -129,8 +130,14 @@ func (c *cli) run(fn func(ctx context.Context, cl *Client, out io.Writer, args [
 func (c *cli) client() (*Client, error) {
 	var org *config.Org
 	var err error
-	if c.config != "" {
-		org, err = config.Load(c.config)
+	path := c.config
+	if demo := examples.DemoFile(c.dataDir); path == "" {
+		if _, err := os.Stat(demo); err == nil {
+			path = demo // the copy `pfrouter serve` serves without --config
+		}
+	}
+	if path != "" {
+		org, err = config.Load(path)
 	} else {
 		org, err = config.Parse(examples.Contoso, examples.ContosoName, ".")
 	}
@@ -164,15 +171,23 @@ func (c *cli) client() (*Client, error) {
 	if u, err := user.Current(); err == nil {
 		by = "cli:" + u.Username
 	}
-	return &Client{BaseURL: "http://" + net.JoinHostPort(host, port), Token: tok, By: by}, nil
+	return &Client{BaseURL: "http://" + net.JoinHostPort(host, port), Token: tok, By: by,
+		TokenSource: TokenSource(org, org.DataDir(srv, c.dataDir))}, nil
 }
 
 func (c *cli) emit(out io.Writer, v any, human func()) error {
 	if c.json {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return WriteJSON(out, v)
 	}
 	human()
 	return nil
+}
+
+// WriteJSON prints v as indented JSON for people and scripts, without
+// HTML escaping (addresses and Message-IDs keep their < and >).
+func WriteJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }

@@ -127,7 +127,11 @@ func (c *cli) linkstateCmd() *cobra.Command {
 }
 
 func writeLinkState(out io.Writer, ls LinkState) {
-	fmt.Fprintf(out, "link-state version %d\n\n", ls.Version)
+	// Two numbers, two names: route explanations cite the table's version
+	// ("link state vN"); the runtime-change version is what converged
+	// servers agree on.
+	fmt.Fprintf(out, "link-state version %d (this server's table; route explanations cite it)\n", ls.LinkStateVersion)
+	fmt.Fprintf(out, "runtime changes   %d (the newest change this server holds; equal on servers that have converged)\n\n", ls.Version)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONNECTOR\tBETWEEN\tCOST\tSTATE\tCAUSES\tCHANGED BY\tCHANGED AT")
 	for _, c := range ls.Connectors {

@@ -172,7 +172,7 @@ func TestCommand(t *testing.T) {
 		{[]string{"connector", "down", "tokyo-berlin"}, 0, "SetConnectorState tokyo-berlin false cli", []string{"tokyo-berlin: down"}},
 		{[]string{"connector", "up", "tokyo-berlin"}, 0, "SetConnectorState tokyo-berlin true cli", nil},
 		{[]string{"server", "maintenance", "ex1", "on"}, 0, "SetServerMaintenance ex1 true cli", []string{"maintenance on"}},
-		{[]string{"linkstate"}, 0, "", []string{"link-state version 7", "CONNECTOR", "tokyo-berlin", "rg-tokyo <-> rg-berlin", "SERVER", "ex1",
+		{[]string{"linkstate"}, 0, "", []string{"link-state version 12", "runtime changes   7", "CONNECTOR", "tokyo-berlin", "rg-tokyo <-> rg-berlin", "SERVER", "ex1",
 			"CAUSES", "hop-health,maintenance"}}, // issue 10 item 3: every cause holding ex3 down
 		{[]string{"store", "add", "--server", "ex1", "--name", "ex1-pub2", "--hierarchy", "Public Folders"}, 0, "AddStore ex1 ex1-pub2 public Public Folders", []string{"store ex1-pub2 added on ex1"}},
 		{[]string{"replica", "add", "--hierarchy", "Public Folders", "--folder", "/Sales", "--store", "ex3-pub"}, 0, "AddReplica Public Folders /Sales ex3-pub", nil},

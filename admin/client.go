@@ -21,6 +21,9 @@ type Client struct {
 	Token   string
 	HTTP    *http.Client // nil: a client with a 30 s timeout
 	By      string       // sent as X-Pfrouter-By: who makes the changes
+	// TokenSource says where Token was read (a file's path), so that a
+	// 401 tells the operator which token the server refused.
+	TokenSource string
 }
 
 // APIError is a refusal by the server (4xx/5xx) with its message.
@@ -84,6 +87,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		var ae apiError
 		if json.Unmarshal(data, &ae) != nil || ae.Error == "" {
 			ae.Error = strings.TrimSpace(string(data))
+		}
+		if resp.StatusCode == http.StatusUnauthorized && c.TokenSource != "" {
+			ae.Error += "; the token was read from " + c.TokenSource +
+				" (give the same --config and --data-dir as `pfrouter serve`, or set admin.token_file)"
 		}
 		return &APIError{Status: resp.StatusCode, Message: ae.Error, Field: ae.Field}
 	}

@@ -59,7 +59,7 @@ func (f *fakeOps) SetStoreMinAge(_ context.Context, d time.Duration, by string) 
 	return nil
 }
 func (f *fakeOps) LinkState() LinkState {
-	ls := LinkState{Version: 7}
+	ls := LinkState{Version: 7, LinkStateVersion: 12}
 	for _, c := range f.conns {
 		ls.Connectors = append(ls.Connectors, *c)
 	}

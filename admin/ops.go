@@ -43,10 +43,16 @@ type Ops interface {
 
 // LinkState is a server's current view of the topology.
 type LinkState struct {
-	// Version is the gossip version: equal on converged servers.
-	Version    uint64                `json:"version"`
-	Connectors []linkstate.Connector `json:"connectors"`
-	Servers    []linkstate.Server    `json:"servers"`
+	// Version is the runtime-change (gossip) version: the newest change
+	// this server holds, equal on servers that have converged.
+	Version uint64 `json:"version"`
+	// LinkStateVersion is the version of this server's link-state table,
+	// the one route explanations cite ("link state vN"): it also counts
+	// local changes such as failure detection, so it differs between
+	// servers.
+	LinkStateVersion uint64                `json:"linkstate_version"`
+	Connectors       []linkstate.Connector `json:"connectors"`
+	Servers          []linkstate.Server    `json:"servers"`
 }
 
 // QueueItem is one queued message.

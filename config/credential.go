@@ -21,6 +21,20 @@ type Credential struct {
 	OrgDir  string // directory relative File paths resolve against
 }
 
+// Source says where Resolve takes the value from, for messages: "inline"
+// or the file's path.
+func (c Credential) Source() string {
+	switch {
+	case c.Inline != "":
+		return "inline"
+	case c.File == "":
+		return c.Default
+	case !filepath.IsAbs(c.File):
+		return filepath.Join(c.OrgDir, c.File)
+	}
+	return c.File
+}
+
 // Resolve returns the credential, generating the default file on first use.
 // If two processes race to generate it, one wins and the other reads its
 // value (O_EXCL).

@@ -168,10 +168,12 @@ func (o *Operator) SetStoreMinAge(ctx context.Context, d time.Duration, by strin
 	return o.n.changes.SetStoreMinAge(d, by)
 }
 
-// LinkState is this server's view: connectors, servers and the gossip
-// version (equal on converged servers).
+// LinkState is this server's view: connectors, servers, the runtime-change
+// version (equal on converged servers) and the link-state table's version
+// (the one route explanations cite).
 func (o *Operator) LinkState() admin.LinkState {
-	return admin.LinkState{Version: o.n.changes.Version(), Connectors: o.n.LinkState.Connectors(), Servers: o.n.LinkState.Servers()}
+	return admin.LinkState{Version: o.n.changes.Version(), LinkStateVersion: o.n.LinkState.Version(),
+		Connectors: o.n.LinkState.Connectors(), Servers: o.n.LinkState.Servers()}
 }
 
 func (o *Operator) connector(name string) (linkstate.Connector, error) {

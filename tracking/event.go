@@ -1,6 +1,8 @@
 package tracking
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"time"
 )
@@ -20,14 +22,90 @@ const (
 
 // Event is one step of one message on one server.
 type Event struct {
-	Time      time.Time         `json:"time"`
-	Server    string            `json:"server"`
-	Kind      string            `json:"event"`
-	QueueID   string            `json:"queue_id"`
-	OriginID  string            `json:"origin_id"`
-	MessageID string            `json:"message_id"`
-	Recipient string            `json:"recipient,omitempty"`
-	Details   map[string]string `json:"details,omitempty"` // rule, store, folder, path, cost, reason, next_hop, code ...
+	Time      time.Time `json:"time"`
+	Server    string    `json:"server"`
+	Kind      string    `json:"event"`
+	QueueID   string    `json:"queue_id"`
+	OriginID  string    `json:"origin_id"`
+	MessageID string    `json:"message_id"`
+	Recipient string    `json:"recipient,omitempty"`
+	Details   Details   `json:"details,omitempty"` // rule, store, folder, path, cost, reason, next_hop, code ...
+}
+
+// Details are an event's facts by name. Values are kept as text; in JSON a
+// value that is a plain integer (a cost, a hop count, a size) is written as
+// a number, so tools read numbers as numbers, and either form is read back.
+type Details map[string]string
+
+// MarshalJSON writes integer values as JSON numbers.
+func (d Details) MarshalJSON() ([]byte, error) {
+	if d == nil {
+		return []byte("null"), nil
+	}
+	out := make(map[string]json.RawMessage, len(d))
+	for k, v := range d {
+		if isJSONInteger(v) {
+			out[k] = json.RawMessage(v)
+			continue
+		}
+		b, err := marshalNoEscape(v)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = b
+	}
+	return marshalNoEscape(out)
+}
+
+// UnmarshalJSON reads strings, numbers and booleans as text.
+func (d *Details) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if raw == nil {
+		*d = nil
+		return nil
+	}
+	out := make(Details, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			out[k] = s
+			continue
+		}
+		out[k] = strings.TrimSpace(string(v))
+	}
+	*d = out
+	return nil
+}
+
+// isJSONInteger: an optional minus, then 0 or a digit 1-9 and at most 14
+// more digits (exact in a float64, so every JSON reader keeps it).
+func isJSONInteger(s string) bool {
+	t := strings.TrimPrefix(s, "-")
+	if t == "" || len(t) > 15 || (len(t) > 1 && t[0] == '0') {
+		return false
+	}
+	for _, c := range t {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// marshalNoEscape is json.Marshal without HTML escaping: tracking data is
+// read by people and tools, never embedded in HTML, and Message-IDs are
+// full of angle brackets.
+func marshalNoEscape(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 // maxIDLen bounds an indexed id; longer ids are indexed (and looked up) by

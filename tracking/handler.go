@@ -43,5 +43,7 @@ func Handler(l *Log) http.Handler {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v) // the client is gone if this fails
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // Message-IDs are <...>
+	_ = enc.Encode(v)        // the client is gone if this fails
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"pfrouter/admin"
 	"pfrouter/directory"
 	"pfrouter/linkstate"
 	"pfrouter/referral"
@@ -20,7 +20,10 @@ func routeCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "route --at SERVER (--to ADDRESS | --read --folder PATH)",
 		Short: "Explain where a message for ADDRESS received by SERVER goes, or (--read) which replica a reader on SERVER is referred to, and why (rule O2, docs/rules.md)",
-		Args:  cobra.NoArgs,
+		Long: "Explain where a message for ADDRESS received by SERVER goes (step 1, step 2, path, cost), or (--read) which replica a reader on SERVER is referred to, and why (rule O2, docs/rules.md).\n" +
+			"Exit codes: 0 the message would be delivered (here or after relaying), 4 it would wait in the queue (no reachable destination now), " +
+			"5 it would end in a non-delivery report, 1 the config does not load, 2 usage error. --read exits 0 when it explains a referral.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			org, err := loadOrg(cfg)
 			if err != nil {
@@ -55,15 +58,16 @@ func routeCmd() *cobra.Command {
 				MinAge: org.Routing.EffectiveMinAge(), HopLimit: org.Routing.HopLimit, Spread: org.Routing.Spread,
 			}, routing.Input{At: at, Recipient: to, Sender: from, SenderUser: user, Now: t})
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(d)
+				if err := admin.WriteJSON(os.Stdout, d); err != nil {
+					return err
+				}
+			} else {
+				d.WriteText(os.Stdout)
 			}
-			d.WriteText(os.Stdout)
-			return nil
+			return outcomeExit(d)
 		},
 	}
-	c.Flags().StringVar(&cfg, "config", "", "organization file (default: the embedded demo organization)")
+	configFlag(c, &cfg)
 	c.Flags().StringVar(&at, "at", "", "server that receives the message (default: the first server)")
 	c.Flags().StringVar(&to, "to", "", "recipient address")
 	c.Flags().StringVar(&now, "now", "", "decide as of this time (RFC 3339; default now)")
@@ -87,9 +91,7 @@ func routeRead(snap *directory.Snapshot, g *linkstate.Graph, at, path string, as
 	}
 	d := referral.Decide(snap, g, at, f, nil)
 	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(d)
+		return admin.WriteJSON(os.Stdout, d)
 	}
 	d.WriteText(os.Stdout)
 	return nil
@@ -118,6 +120,19 @@ func checkCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&cfg, "config", "", "organization file (default: the embedded demo organization)")
+	configFlag(c, &cfg)
 	return c
+}
+
+// outcomeExit gives each routing outcome its exit code, so scripts can
+// tell them apart without parsing the explanation.
+func outcomeExit(d routing.Decision) error {
+	switch d.Outcome {
+	case routing.Deliver:
+		return nil
+	case routing.Queue:
+		return &exitError{exitQueued, fmt.Errorf("%s would wait in the queue: %s", d.Recipient, d.Reason)}
+	default:
+		return &exitError{exitReport, fmt.Errorf("%s would end in a non-delivery report: %s %s", d.Recipient, d.Code, d.Reason)}
+	}
 }

@@ -3,16 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"pfrouter/config"
 	"pfrouter/node"
 )
 
@@ -24,26 +27,40 @@ func serveCmd() *cobra.Command {
 		Short: "Run servers of an organization (all of them by default; the embedded demo without --config)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			org, err := loadOrg(cfg)
-			if err != nil {
-				return &exitError{1, err}
-			}
 			var lv slog.Level
 			if err := lv.UnmarshalText([]byte(level)); err != nil {
 				return &exitError{2, fmt.Errorf("--log-level: %w", err)}
 			}
-			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 			base, err := filepath.Abs(dataDir)
 			if err != nil {
 				return &exitError{1, err}
 			}
+			// Without --config the demo is served from a copy in the data
+			// directory, so that editing it and reloading does something.
+			demoWritten := false
+			if cfg == "" {
+				if cfg, demoWritten, err = demoConfig(base); err != nil {
+					return &exitError{1, err}
+				}
+			}
+			org, err := config.Load(cfg)
+			if err != nil {
+				return &exitError{1, err}
+			}
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cl, err := node.StartAll(ctx, org, servers, node.Options{BaseDir: base, Logger: logger})
 			if err != nil {
 				return &exitError{1, err}
 			}
-			printBanner(org.Organization, cfg, base, cl)
+			pidFile := filepath.Join(base, pidFileName)
+			if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+				logger.Warn("pid file not written", "path", pidFile, "err", err)
+			} else {
+				defer removePidFile(pidFile)
+			}
+			printBanner(os.Stdout, org, cfg, demoWritten, base, pidFile, cl)
 			// SIGHUP reloads the config on every server; a bad one is
 			// refused and the running one stays (O5).
 			hup := make(chan os.Signal, 1)
@@ -70,7 +87,7 @@ func serveCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&cfg, "config", "", "organization file (default: the embedded demo organization)")
+	configFlag(c, &cfg)
 	c.Flags().StringSliceVar(&servers, "server", nil, "server to run (repeatable; default: every server of the organization)")
 	c.Flags().StringVar(&dataDir, "data-dir", envOr("PFROUTER_DATA", "pfrouter-data"), "base directory for servers without data_dir")
 	c.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
@@ -84,9 +101,25 @@ func envOr(k, def string) string {
 	return def
 }
 
-func printBanner(orgName, cfg, base string, cl *node.Cluster) {
-	w := os.Stdout
-	fmt.Fprintf(w, "pfrouter: organization %q running %d server(s); data under %s\n", orgName, len(cl.Order), base)
+// pidFileName is where serve writes its process id, in the base data
+// directory: `kill -HUP $(cat pfrouter-data/pfrouter.pid)` reloads this
+// process only.
+const pidFileName = "pfrouter.pid"
+
+// removePidFile removes the pid file if it is still this process's.
+func removePidFile(path string) {
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(path)
+	}
+}
+
+// printBanner says what runs where, from the configuration being served,
+// and how to try it: a post to one of its own mail-enabled folders.
+func printBanner(w io.Writer, org *config.Org, cfg string, demoWritten bool, base, pidFile string, cl *node.Cluster) {
+	fmt.Fprintf(w, "pfrouter: organization %q from %s, %d server(s), pid file %s\n", org.Organization, cfg, len(cl.Order), pidFile)
+	if demoWritten {
+		fmt.Fprintf(w, "  (the demo organization was written to %s: edit it, then `pfrouter admin reload` or `kill -HUP $(cat %s)`)\n", cfg, pidFile)
+	}
 	var firstSMTP, firstServer string
 	for _, name := range cl.Order {
 		n := cl.Nodes[name]
@@ -99,22 +132,44 @@ func printBanner(orgName, cfg, base string, cl *node.Cluster) {
 			}
 		}
 		fmt.Fprintf(w, "  %-6s %-10s %s\n", name, s.RoutingGroup, strings.Join(parts, "  "))
+		fmt.Fprintf(w, "  %-6s %-10s data in %s\n", "", "", n.DataDir)
 		if firstSMTP == "" && s.Listen.SMTP != "" {
 			firstSMTP, firstServer = s.Listen.SMTP, name
 		}
 	}
-	if firstSMTP == "" {
+	rcpt := demoRecipient(org)
+	if firstSMTP == "" || rcpt == "" {
 		return
 	}
-	conf := ""
-	if cfg != "" {
-		conf = " --config " + cfg
+	self, _ := os.Executable()
+	if self == "" || strings.Contains(self, "go-build") {
+		self = "go run ./cmd/pfrouter" // `go run` builds into a temporary directory
 	}
+	flags := " --config " + cfg
 	fmt.Fprintf(w, `
 Try it (in another terminal):
-  printf 'Subject: hello\r\n\r\nmy first post\r\n' | curl -sS smtp://%s --mail-from you@example.net --mail-rcpt sales@contoso.example -T -
-  go run ./cmd/pfrouter route%s --at %s --to sales@contoso.example
-The log below shows the post being routed, relayed and delivered. Ctrl-C stops the servers.
+  printf 'Subject: hello\r\nMessage-Id: <hello@example.net>\r\n\r\nmy first post\r\n' | curl -sS smtp://%s --mail-from you@example.net --mail-rcpt %s -T -
+  %s route%s --at %s --to %s
+  %s trace%s --data-dir %s hello@example.net
+The server that stores the post logs "delivered" with the store. Ctrl-C stops the servers.
 
-`, firstSMTP, conf, firstServer)
+`, firstSMTP, rcpt, self, flags, firstServer, rcpt, self, flags, base)
+}
+
+// demoRecipient is an address of the first mail-enabled folder of org
+// ("" if it has none).
+func demoRecipient(org *config.Org) string {
+	for i := range org.Folders {
+		f := &org.Folders[i]
+		if !org.FolderMailEnabled(f) {
+			continue
+		}
+		if len(f.Addresses) > 0 {
+			return f.Addresses[0]
+		}
+		if f.Alias != "" && len(org.Domains) > 0 {
+			return f.Alias + "@" + org.Domains[0].Name
+		}
+	}
+	return ""
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,11 +22,11 @@ func traceCmd() *cobra.Command {
 		Short: "Follow a message across every server: each step in time order, with the rule, store, path and reason (rule O4, docs/rules.md)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			org, err := loadOrg(cfg)
+			base, err := filepath.Abs(dataDir)
 			if err != nil {
 				return &exitError{1, err}
 			}
-			base, err := filepath.Abs(dataDir)
+			org, err := loadOrgIn(cfg, base)
 			if err != nil {
 				return &exitError{1, err}
 			}
@@ -50,15 +49,15 @@ func traceCmd() *cobra.Command {
 			defer cancel()
 			res := tracking.Collect(ctx, eps, args[0])
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
+				if err := admin.WriteJSON(os.Stdout, res); err != nil {
 					return err
 				}
 			} else {
 				tracking.WriteText(os.Stdout, res)
 			}
 			switch {
+			case len(res.Events) == 0 && len(res.Unreachable) > 0:
+				return &exitError{3, fmt.Errorf("no server that answered knows %s, and %d of %d server(s) did not answer", args[0], len(res.Unreachable), len(eps))}
 			case len(res.Events) == 0:
 				return &exitError{1, fmt.Errorf("no server knows %s", args[0])}
 			case len(res.Unreachable) > 0:
@@ -67,7 +66,7 @@ func traceCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&cfg, "config", "", "organization file (default: the embedded demo organization)")
+	configFlag(c, &cfg)
 	c.Flags().StringVar(&dataDir, "data-dir", envOr("PFROUTER_DATA", "pfrouter-data"), "base data directory (where generated admin tokens are)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON for tools")
 	c.Flags().DurationVar(&timeout, "timeout", 15*time.Second, "overall time limit")
