@@ -204,7 +204,7 @@ func TestServeRefusesInvalidConfigsO5(t *testing.T) {
 		{"site missing", "    site: tokyo\n    routing_group: rg-tokyo\n", "    routing_group: rg-tokyo\n", "site: is required"},
 		{"otlp endpoint malformed", "access:", "telemetry: {traces: otlp, endpoint: \"127.0.0.1:4318\"}\naccess:", "telemetry.endpoint"},
 		{"unknown exporter", "access:", "telemetry: {traces: zipkin}\naccess:", "telemetry.traces"},
-		{"no servers", "servers:", "servers: []\nxservers:", "xservers"},
+		{"no servers", "\nservers:\n", "\nservers: []\nxservers:\n", "xservers"},
 		{"certificate missing", "access:", "tls: {cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem}\naccess:", "nonexistent"},
 		{"data dir is a file", "    routing_group: rg-paris\n", "    routing_group: rg-paris\n    data_dir: " + notDir + "\n", "data directory"},
 		{"port taken", `smtp: "127.0.0.1:0"`, `smtp: "` + taken.Addr().String() + `"`, "listen.smtp"},
