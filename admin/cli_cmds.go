@@ -238,7 +238,7 @@ func (c *cli) replicaCmd() *cobra.Command {
 	for _, n := range []string{"hierarchy", "folder", "store"} {
 		_ = add.MarkFlagRequired(n)
 	}
-	rc.AddCommand(add)
+	rc.AddCommand(add, c.replicaStatusCmd())
 	return rc
 }
 

@@ -206,7 +206,8 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	}
 	tel := n.Telemetry
 	n.closers = append(n.closers, func(ctx context.Context) error { return tel.Shutdown(ctx) })
-	n.AdminExtra = map[string]http.Handler{tracking.Path: tracking.Handler(n.Tracking), "/metrics": tel.MetricsHandler()}
+	n.AdminExtra = map[string]http.Handler{tracking.Path: tracking.Handler(n.Tracking), "/metrics": tel.MetricsHandler(),
+		"GET /v1/replication": http.HandlerFunc(n.replicationStatus)}
 	obs := &observer{server: name, tel: tel, log: n.Tracking}
 	tlsCfg, err := tlsutil.Load(firstNonEmpty(srv.TLS.CertFile, org.TLS.CertFile), firstNonEmpty(srv.TLS.KeyFile, org.TLS.KeyFile), n.DataDir, []string{name})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,6 +189,19 @@ func TestReplicationPartitionConverges(t *testing.T) {
 	if _, n := replicaContents(c.Nodes["s1"], sales1); n != 3 {
 		t.Fatalf("s1-pub holds %d posts while partitioned, want its own 3", n)
 	}
+	// replica status reads both sides live: each replica lacks the other's 3 posts.
+	st, err := c.Nodes["s1"].Replication.FolderStatus(context.Background(), "PF", "/Sales")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.InSync || len(st.Replicas) != 2 {
+		t.Fatalf("status while partitioned: %+v", st)
+	}
+	for _, r := range st.Replicas {
+		if r.InSync || r.Behind != 3 || r.Messages != 3 || r.Error != "" {
+			t.Fatalf("status of %s while partitioned: %+v, want 3 messages, 3 behind", r.Store, r)
+		}
+	}
 	for _, n := range c.Nodes {
 		if _, err := n.LinkState.SetUp("ab", true, "test", time.Now()); err != nil {
 			t.Fatal(err)
@@ -200,6 +214,10 @@ func TestReplicationPartitionConverges(t *testing.T) {
 			t.Fatalf("converged replicas lack %s", id)
 		}
 	}
+	eventually(t, 30*time.Second, "status in sync", func() (bool, string) {
+		st, err := c.Nodes["s2"].Replication.FolderStatus(context.Background(), "PF", "/Sales")
+		return err == nil && st.InSync && st.Replicas[0].Behind == 0 && st.Replicas[1].Messages == 6, fmt.Sprintf("%+v %v", st, err)
+	})
 }
 
 // replOrg3 adds s3 in rg-c, reached only over connector bc, with no public
@@ -308,6 +326,22 @@ func TestReplicationRuntimeStoreBackfillsAndWaitsForHierarchy(t *testing.T) {
 		got, n := replicaContents(s3, store.MailboxRef{Store: "s3-new", Name: "/Sales"})
 		return n == len(want) && maps.Equal(got, want), fmt.Sprintf("%d of %d", n, len(want))
 	})
+	// pfrouter admin replica status --folder /Sales, over the admin API of s2.
+	eventually(t, 30*time.Second, "admin replica status shows three replicas in sync", func() (bool, string) {
+		st, err := adminClient(t, c.Nodes["s2"]).ReplicaStatus(ctx, "", "/Sales")
+		if err != nil || len(st.Replicas) != 3 || !st.InSync {
+			return false, fmt.Sprintf("%+v %v", st, err)
+		}
+		for _, r := range st.Replicas {
+			if r.Messages != 5 || r.Behind != 0 || !strings.Contains(r.CNSet, "s1-pub:") {
+				return false, fmt.Sprintf("%+v", r)
+			}
+		}
+		return true, ""
+	})
+	if list, err := adminClient(t, c.Nodes["s1"]).UnsyncedReplicas(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("server-wide status lists %d folders not in sync (%v), want none", len(list), err)
+	}
 }
 
 // restartNode stops a server of c and starts it again on the same

@@ -209,6 +209,9 @@ func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest) error {
 	if req.Digest != "" {
 		resp.Digest = HierarchyDigest(s.o.Directory.Snapshot(), req.Digest)
 	}
+	if req.Status != nil {
+		resp.Status = s.localStatus(s.ctx, req.Status)
+	}
 	return s.send(w, resp)
 }
 

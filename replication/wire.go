@@ -32,6 +32,8 @@ type pullRequest struct {
 	WaitMS   int64        `json:"wait_ms"`   // nothing to send: wait up to this long for a change (long poll)
 	// Digest asks for the source's HierarchyDigest of this hierarchy.
 	Digest string `json:"digest,omitempty"`
+	// Status asks about the source's replicas of a folder (status.go).
+	Status *statusQuery `json:"status,omitempty"`
 }
 
 // pullFolder is one replica pair: Source (a store on the serving server)
@@ -45,8 +47,9 @@ type pullFolder struct {
 
 // pullResponse answers a pullRequest, one batch per folder in order.
 type pullResponse struct {
-	Folders []folderBatch `json:"folders"`
-	Digest  string        `json:"digest,omitempty"`
+	Folders []folderBatch   `json:"folders"`
+	Digest  string          `json:"digest,omitempty"`
+	Status  []replicaReport `json:"status,omitempty"`
 }
 
 type folderBatch struct {

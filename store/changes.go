@@ -328,6 +328,11 @@ type Batch struct {
 // its add, and its delete is sent. A folder this store does not hold
 // yields an empty batch.
 func (s *Store) ChangesSince(ctx context.Context, ref MailboxRef, have CNSet, maxBytes, maxChanges int) (Batch, error) {
+	return s.changesSince(ctx, ref, have, maxBytes, maxChanges, true)
+}
+
+// changesSince is ChangesSince; without bodies it only lists the changes.
+func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, maxBytes, maxChanges int, bodies bool) (Batch, error) {
 	ref = ref.normalize()
 	var b Batch
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -386,10 +391,12 @@ func (s *Store) ChangesSince(ctx context.Context, ref MailboxRef, have CNSet, ma
 					cut, b.More = ChangeID{Origin: id.Origin, N: id.N - 1}, true
 					break
 				}
-				if c.Body, err = readChunks(txn, uid, m.Body, m.Chunks, m.Size); err != nil {
-					return err
+				if bodies {
+					if c.Body, err = readChunks(txn, uid, m.Body, m.Chunks, m.Size); err != nil {
+						return err
+					}
 				}
-				size += len(c.Body)
+				size += int(m.Size)
 			} else if len(b.Changes) >= maxChanges {
 				cut, b.More = ChangeID{Origin: id.Origin, N: id.N - 1}, true
 				break
@@ -660,7 +667,7 @@ func (s *Store) CNSetOf(ctx context.Context, ref MailboxRef) (CNSet, error) {
 func (s *Store) Missing(ctx context.Context, ref MailboxRef, have CNSet) (int, error) {
 	n := 0
 	for {
-		b, err := s.ChangesSince(ctx, ref, have, 1<<62, 4096)
+		b, err := s.changesSince(ctx, ref, have, 1<<62, 4096, false)
 		if err != nil {
 			return 0, err
 		}

@@ -20,12 +20,14 @@ import (
 // pfrouter_messages_expired_total, pfrouter_messages_ndr_total,
 // pfrouter_routing_decisions_total{rule}, pfrouter_routing_decision_duration_seconds,
 // pfrouter_queue_depth, pfrouter_linkstate_changes_total,
-// pfrouter_sessions_total{proto}, pfrouter_logins_total{proto,result}.
+// pfrouter_sessions_total{proto}, pfrouter_logins_total{proto,result},
+// and replication's (replication.go).
 type Metrics struct {
 	accepted, refused, delivered, queued, deferred, expired, ndr metric.Int64Counter
 	linkChanges, sessions, logins                                metric.Int64Counter
 	decisionTime                                                 metric.Float64Histogram
 	queueDepth                                                   atomic.Pointer[func() int64]
+	repl                                                         replicationMetrics
 
 	// Label options are built once per (key, value): building an attribute
 	// set per measurement allocates on every message.
@@ -103,6 +105,7 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 			return nil
 		}))
 	errs = append(errs, err)
+	errs = append(errs, newReplicationMetrics(m, &out.repl)...)
 	for _, e := range errs {
 		if e != nil {
 			return nil, fmt.Errorf("create metric instruments: %w", e)
