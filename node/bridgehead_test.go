@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -139,5 +140,58 @@ func TestSizeJustUnderLimitCrossesOrganization(t *testing.T) {
 	var se *gosmtp.SMTPError
 	if !errors.As(err, &se) || se.Code != 552 {
 		t.Fatalf("a post over the limit: %v, want 552", err)
+	}
+}
+
+// Issue 10 item 2: a 552 from the next hop is an answer about the message,
+// not a broken link. b1 runs with a smaller limit than a1 and a2 (its own
+// copy of the file), so a post a1 accepted is refused by b1 at MAIL even
+// with the servers' allowance: the sender gets a report quoting b1's
+// reply, and no server's link state changes (same version, b1 up).
+func TestNextHop552IsAReportNotALinkFailure(t *testing.T) {
+	yaml := strings.Replace(bridgeheadOrg, "sites: [{name: one}]", "sites: [{name: one}]\nlimits: {max_message_size: %s}", 1)
+	for _, s := range []string{"a1", "a2", "b1"} {
+		yaml = strings.Replace(yaml, "name: "+s+"\n    site: one\n    routing_group: rg-"+s[:1]+"\n    listen: {smtp: \"127.0.0.1:0\"}",
+			"name: "+s+"\n    site: one\n    routing_group: rg-"+s[:1]+"\n    listen: {smtp: \""+freePort(t)+"\"}", 1)
+	}
+	start := func(limit string, names ...string) *Cluster {
+		org := parseOrg(t, fmt.Sprintf(yaml, limit))
+		c, err := StartAll(context.Background(), org, names, Options{BaseDir: t.TempDir(), Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c.Close(ctx)
+		})
+		return c
+	}
+	a := start("1MB", "a1", "a2")
+	b := start("16KB", "b1")
+	a1, a2 := a.Nodes["a1"], a.Nodes["a2"]
+	before := map[string]uint64{"a1": a1.LinkState.Version(), "a2": a2.LinkState.Version(), "b1": b.Nodes["b1"].LinkState.Version()}
+
+	id := "<too-big-for-b1@test>"
+	body := fmt.Sprintf("From: alice@bridge.example\r\nTo: f@bridge.example\r\nSubject: big\r\nMessage-Id: %s\r\n\r\n%s\r\n", id,
+		strings.Repeat(strings.Repeat("x", 78)+"\r\n", 300<<10/80)) // ~300 KB: over 16KB + the servers' 256 KiB
+	if err := sendRaw(a1.Org.ServerByName("a1").Listen.SMTP, "alice@bridge.example", []string{"f@bridge.example"}, []byte(body)); err != nil {
+		t.Fatalf("a1 refused a post under its limit: %v", err)
+	}
+	ndr := waitMessage(t, a1, mbox("a1-mbx", "alice"), id, 30*time.Second)
+	if !bytes.Contains(ndr, []byte("Status: 5.3.4")) || !bytes.Contains(ndr, []byte("552")) || !bytes.Contains(ndr, []byte("refused by b1")) {
+		t.Fatalf("report does not carry b1's 552 5.3.4:\n%.2000s", ndr)
+	}
+	after := map[string]uint64{"a1": a1.LinkState.Version(), "a2": a2.LinkState.Version(), "b1": b.Nodes["b1"].LinkState.Version()}
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("link-state versions %v -> %v: a reply changed link state", before, after)
+	}
+	for _, n := range []*Node{a1, a2} {
+		if n.LinkState.Graph().ServerDown("b1") {
+			t.Errorf("%s marked b1 down for a 552", n.Name)
+		}
+	}
+	if findMessage(b.Nodes["b1"], store.MailboxRef{Store: "b1-pub", Name: "/F"}, id) != nil {
+		t.Error("b1 stored a message it refused")
 	}
 }
