@@ -267,7 +267,7 @@ func parseAddressList(mh mail.Header, k string) []imap.Address {
 		cur             strings.Builder
 		quoted, escaped bool
 		comment, angle  int
-		inGroup         bool
+		inGroup, marked bool
 	)
 	for _, r := range value {
 		switch {
@@ -294,13 +294,20 @@ func parseAddressList(mh mail.Header, k string) []imap.Address {
 			if dec, err := new(mime.WordDecoder).DecodeHeader(strings.Trim(name, `"`)); err == nil {
 				name = dec
 			}
-			l = append(l, imap.Address{Mailbox: name})
+			// A group without a display name would look like an end
+			// marker: list its members without markers.
+			marked = name != ""
+			if marked {
+				l = append(l, imap.Address{Mailbox: name})
+			}
 			inGroup = true
 			cur.Reset()
 			continue
 		case r == ';' && inGroup:
 			flush(cur.String())
-			l = append(l, imap.Address{})
+			if marked {
+				l = append(l, imap.Address{})
+			}
 			inGroup = false
 			cur.Reset()
 			continue
@@ -312,7 +319,7 @@ func parseAddressList(mh mail.Header, k string) []imap.Address {
 		cur.WriteRune(r)
 	}
 	flush(cur.String())
-	if inGroup { // unterminated group: close it
+	if inGroup && marked { // unterminated group: close it
 		l = append(l, imap.Address{})
 	}
 	return l
