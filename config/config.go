@@ -343,6 +343,10 @@ func under(field string, errs Errors) bool {
 // EffectiveMinAge is store_min_age with its default applied.
 func (r Routing) EffectiveMinAge() time.Duration { return time.Duration(r.StoreMinAge) }
 
+// ApplyDefaults fills unset keys with their defaults, as Parse does; for
+// organizations built in code (bench/orggen) rather than read from a file.
+func (o *Org) ApplyDefaults() { o.applyDefaults() }
+
 func (o *Org) applyDefaults() {
 	if o.Mode == "" {
 		o.Mode = ModeMixed

@@ -103,7 +103,6 @@ func Generate(seed uint64, p Params) *config.Org {
 		Organization: "Bench", Domains: []config.Domain{{Name: Domain}}, Mode: config.ModeMixed,
 		Secret: "bench-secret-0123456789",
 	}
-	defaults(org)
 
 	nSites := max(1, p.RoutingGroups/10)
 	for i := 0; i < nSites; i++ {
@@ -203,22 +202,8 @@ func Generate(seed uint64, p Params) *config.Org {
 			Permissions: map[string]string{"Default": "Author", "Anonymous": "Contributor"},
 		}
 	}
+	// config.Parse would apply the same defaults; applying them here keeps a
+	// generated org equal to its parsed form as config grows new keys.
+	org.ApplyDefaults()
 	return org
-}
-
-// defaults mirrors config's applyDefaults for the org-wide keys.
-func defaults(o *config.Org) {
-	o.Routing = config.Routing{
-		StoreMinAge: config.Duration(config.DefaultStoreMinAge), MessageClass: config.ClassPost,
-		MessageExpiry: config.Duration(config.DefaultMessageExpiry), HopLimit: config.DefaultHopLimit,
-		FailureThreshold: config.DefaultFailureThreshold, ProbeInterval: config.Duration(config.DefaultProbeInterval),
-		HoldDown: config.Duration(config.DefaultHoldDown), RetryInitial: config.Duration(config.DefaultRetryInitial),
-		RetryMax: config.Duration(config.DefaultRetryMax),
-	}
-	o.Access = config.Access{CrossSite: config.CrossSiteProxy, LoginType: config.LoginSecure}
-	o.Tracking.Retention = config.Duration(7 * 24 * time.Hour)
-	o.Telemetry.Traces = "none"
-	o.Replication.MaxBatchBytes = config.DefaultReplicationBatch
-	o.Limits = config.Limits{MaxMessageSize: config.DefaultMaxMessageSize, MaxRecipients: config.DefaultMaxRecipients,
-		MaxConnections: config.DefaultMaxConnections, MaxLineLength: config.DefaultMaxLineLength}
 }
