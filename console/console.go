@@ -51,6 +51,11 @@ type Config struct {
 	Self string
 	// Servers lists the organization's servers in force (reloadable).
 	Servers func() []Server
+	// PeerToken, when set, gives the admin token of another server when
+	// this one can read it locally (servers of one process or machine with
+	// generated tokens); otherwise the console calls every server with the
+	// token the admin logged in with, which is right when they share one.
+	PeerToken func(server string) (string, bool)
 	// Directory is the directory snapshot in force (folders, replicas).
 	Directory func() *directory.Snapshot
 	// HTTP calls the admin APIs; nil means a client with a 15 s timeout.
@@ -175,6 +180,16 @@ func (c *Console) client(s Server, token string) *admin.Client {
 }
 
 func (c *Console) selfClient(ss *session) *admin.Client { return c.client(c.self(), ss.token) }
+
+// tokenFor is the token to call server s with for a session.
+func (c *Console) tokenFor(s Server, ss *session) string {
+	if s.Name != c.cfg.Self && c.cfg.PeerToken != nil {
+		if tok, ok := c.cfg.PeerToken(s.Name); ok {
+			return tok
+		}
+	}
+	return ss.token
+}
 
 // checkToken asks this server's own admin API whether token is right, so
 // the console accepts exactly the tokens the API does.

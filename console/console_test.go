@@ -261,3 +261,30 @@ func TestConsole(t *testing.T) {
 		}
 	})
 }
+
+// TestConsoleGeneratedTokens: with no configured token each server of the
+// demo generates its own; the console logged in on ex1 still reads every
+// server's queue and tracking log, with the tokens it finds locally.
+func TestConsoleGeneratedTokens(t *testing.T) {
+	d := startDemoWith(t, "")
+	tok, err := admin.ResolveToken(d.org, d.c.Nodes["ex1"].DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, d.consoleURL("ex1"))
+	if code, _, _ := b.post("/console/login", b.base, url.Values{"token": {testToken}}); code != http.StatusUnauthorized {
+		t.Fatalf("a token that is not ex1's: %d, want 401", code)
+	}
+	b.login(tok)
+	_, body, _ := b.get("/console/queues")
+	for _, s := range []string{"ex1", "ex2", "ex3", "ex4"} {
+		mustContain(t, "queues", body, `id="queue-`+s+`"`)
+	}
+	if strings.Contains(body, "cannot read the queue") {
+		t.Fatalf("a server's queue is unreadable:\n%s", body)
+	}
+	_, body, _ = b.get("/console/path?id=%3Cnone%40x%3E")
+	if strings.Contains(body, "did not answer") {
+		t.Fatalf("a server did not answer the trace:\n%s", body)
+	}
+}

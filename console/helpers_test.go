@@ -34,10 +34,14 @@ type demo struct {
 
 var portRE = regexp.MustCompile(`127\.0\.0\.1:\d+`)
 
-func startDemo(t testing.TB) *demo {
+func startDemo(t testing.TB) *demo { return startDemoWith(t, "admin: {token: "+testToken+"}\n") }
+
+// startDemoWith starts the demo with extra top-level config (such as an
+// admin token shared by every server).
+func startDemoWith(t testing.TB, extra string) *demo {
 	t.Helper()
 	yaml := portRE.ReplaceAllString(string(examples.Contoso), "127.0.0.1:0")
-	yaml = strings.Replace(yaml, "\nrouting:\n", "\nadmin: {token: "+testToken+"}\nrouting:\n  retry_initial: 200ms\n  retry_max: 1s\n", 1)
+	yaml = strings.Replace(yaml, "\nrouting:\n", "\n"+extra+"routing:\n  retry_initial: 200ms\n  retry_max: 1s\n", 1)
 	org, err := config.Parse([]byte(yaml), "contoso-test.yaml", t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func (c *Console) render(w http.ResponseWriter, status int, name string, p page)
 }
 
 func (c *Console) newPage(ss *session, title, nav string) page {
-	p := page{Title: title, Nav: nav, Self: c.cfg.Self, Route: `{"servers":[],"connectors":[]}`}
+	p := page{Title: title, Nav: nav, Self: c.cfg.Self, Route: routeJSON(nil, nil, nil)}
 	if ss != nil {
 		p.CSRF = ss.csrf
 		p.Flash = c.ss.takeFlash(ss)
@@ -80,11 +80,17 @@ func (c *Console) newPage(ss *session, title, nav string) page {
 	return p
 }
 
-func routeJSON(servers, connectors []string) string {
+// routeJSON is what the map highlights: servers, connectors by name, and
+// hops (server pairs) whose connector the map finds.
+func routeJSON(servers, connectors []string, hops [][2]string) string {
+	if hops == nil {
+		hops = [][2]string{}
+	}
 	b, _ := json.Marshal(struct {
-		Servers    []string `json:"servers"`
-		Connectors []string `json:"connectors"`
-	}{nonNil(servers), nonNil(connectors)})
+		Servers    []string    `json:"servers"`
+		Connectors []string    `json:"connectors"`
+		Hops       [][2]string `json:"hops"`
+	}{nonNil(servers), nonNil(connectors), hops})
 	return string(b)
 }
 
@@ -183,13 +189,13 @@ func (c *Console) pathPage(w http.ResponseWriter, r *http.Request, ss *session) 
 		var eps []tracking.Endpoint
 		for _, s := range c.cfg.Servers() {
 			if s.AdminURL != "" {
-				eps = append(eps, tracking.Endpoint{Server: s.Name, URL: s.AdminURL, Token: ss.token})
+				eps = append(eps, tracking.Endpoint{Server: s.Name, URL: s.AdminURL, Token: c.tokenFor(s, ss)})
 			}
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 		defer cancel()
 		d.Timeline = buildTimeline(tracking.Collect(ctx, eps, id))
-		p.Route = routeJSON(d.Timeline.Servers, nil)
+		p.Route = routeJSON(d.Timeline.Servers, nil, d.Timeline.Hops)
 	}
 	p.Data = d
 	c.render(w, http.StatusOK, "path", p)
@@ -220,7 +226,7 @@ func (c *Console) routePage(w http.ResponseWriter, r *http.Request, ss *session)
 			if dec.Step2 != nil {
 				conns = dec.Step2.Connectors
 			}
-			p.Route = routeJSON(dec.Route, conns)
+			p.Route = routeJSON(dec.Route, conns, nil)
 		}
 	}
 	p.Data = d
@@ -238,7 +244,7 @@ func (c *Console) queues(ctx context.Context, ss *session) []QueueSummary {
 				out[i] = QueueSummary{Server: s.Name, Error: "no admin listener"}
 				return
 			}
-			items, err := c.client(s, ss.token).QueueList(ctx)
+			items, err := c.client(s, c.tokenFor(s, ss)).QueueList(ctx)
 			if err != nil {
 				out[i] = QueueSummary{Server: s.Name, Error: errText(err)}
 				return
@@ -285,7 +291,7 @@ func (c *Console) queueAction(w http.ResponseWriter, r *http.Request, ss *sessio
 		http.Error(w, "a queue id is required", http.StatusBadRequest)
 		return
 	}
-	cl := c.client(*srv, ss.token)
+	cl := c.client(*srv, c.tokenFor(*srv, ss))
 	if r.PostFormValue("confirm") != "yes" {
 		p := c.newPage(ss, "Confirm", "queues")
 		if d.ID != "" {

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -219,9 +220,11 @@ type KV struct{ K, V string }
 // Timeline is a message's path across servers.
 type Timeline struct {
 	Steps []Step
-	// Servers is the order in which servers saw the message (consecutive
-	// repeats folded), drawn as the route on the map.
-	Servers     []string
+	// Servers is the order in which servers received the message (by hop
+	// count), drawn as the route on the map.
+	Servers []string
+	// Hops are the relays, [from, to], from the relayed events.
+	Hops        [][2]string
 	MessageIDs  []string
 	Unreachable []KV
 }
@@ -232,6 +235,14 @@ var detailOrder = []string{"rule", "store", "folder", "skipped", "path", "next_h
 func buildTimeline(res tracking.Result) Timeline {
 	tl := Timeline{}
 	seenID := map[string]bool{}
+	// Events of different servers interleave in time (the sender records
+	// "relayed" after the next server's "received"), so the path is the
+	// received events ordered by the hop count each carries.
+	type received struct {
+		hops   int
+		server string
+	}
+	var recv []received
 	for _, e := range res.Events {
 		st := Step{Time: e.Time, Server: e.Server, Kind: e.Kind, QueueID: e.QueueID, MessageID: e.MessageID, Recipient: e.Recipient}
 		done := map[string]bool{}
@@ -247,12 +258,28 @@ func buildTimeline(res tracking.Result) Timeline {
 			}
 		}
 		tl.Steps = append(tl.Steps, st)
-		if n := len(tl.Servers); e.Server != "" && (n == 0 || tl.Servers[n-1] != e.Server) {
-			tl.Servers = append(tl.Servers, e.Server)
+		if e.Kind == tracking.Received && e.Server != "" {
+			h, err := strconv.Atoi(e.Details["hops"])
+			if err != nil {
+				h = len(recv)
+			}
+			recv = append(recv, received{h, e.Server})
+		}
+		if hop := e.Details["next_hop"]; e.Kind == tracking.Relayed && hop != "" && e.Server != "" {
+			pair := [2]string{e.Server, hop}
+			if !slices.Contains(tl.Hops, pair) {
+				tl.Hops = append(tl.Hops, pair)
+			}
 		}
 		if e.MessageID != "" && !seenID[e.MessageID] {
 			seenID[e.MessageID] = true
 			tl.MessageIDs = append(tl.MessageIDs, e.MessageID)
+		}
+	}
+	sort.SliceStable(recv, func(i, j int) bool { return recv[i].hops < recv[j].hops })
+	for _, r := range recv {
+		if n := len(tl.Servers); n == 0 || tl.Servers[n-1] != r.server {
+			tl.Servers = append(tl.Servers, r.server)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(res.Unreachable)) {

@@ -89,15 +89,22 @@ func TestSummarizeQueue(t *testing.T) {
 func TestBuildTimeline(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	res := tracking.Result{Events: []tracking.Event{
-		{Time: t0, Server: "ex1", Kind: "received", MessageID: "<m@x>"},
+		{Time: t0, Server: "ex1", Kind: "received", MessageID: "<m@x>", Details: map[string]string{"hops": "0"}},
 		{Time: t0.Add(1), Server: "ex1", Kind: "routed", MessageID: "<m@x>", Details: map[string]string{"zz": "1", "reason": "r", "rule": "R2"}},
-		{Time: t0.Add(2), Server: "ex3", Kind: "relayed", MessageID: "<m@x>"},
-		{Time: t0.Add(3), Server: "ex4", Kind: "delivered", MessageID: "<m@x>"},
-		{Time: t0.Add(4), Server: "ex1", Kind: "ndr", MessageID: "<dsn@x>"},
+		// The next server's received is logged before the sender's relayed.
+		{Time: t0.Add(2), Server: "ex3", Kind: "received", MessageID: "<m@x>", Details: map[string]string{"hops": "1"}},
+		{Time: t0.Add(3), Server: "ex1", Kind: "relayed", MessageID: "<m@x>", Details: map[string]string{"next_hop": "ex3"}},
+		{Time: t0.Add(4), Server: "ex4", Kind: "received", MessageID: "<m@x>", Details: map[string]string{"hops": "2"}},
+		{Time: t0.Add(4), Server: "ex3", Kind: "relayed", MessageID: "<m@x>", Details: map[string]string{"next_hop": "ex4"}},
+		{Time: t0.Add(5), Server: "ex4", Kind: "delivered", MessageID: "<m@x>"},
+		{Time: t0.Add(6), Server: "ex1", Kind: "ndr", MessageID: "<dsn@x>"},
 	}, Unreachable: map[string]string{"ex2": "timed out"}}
 	tl := buildTimeline(res)
-	if got := tl.Servers; len(got) != 4 || got[0] != "ex1" || got[1] != "ex3" || got[3] != "ex1" {
-		t.Fatalf("servers %v", got)
+	if got := tl.Servers; len(got) != 3 || got[0] != "ex1" || got[1] != "ex3" || got[2] != "ex4" {
+		t.Fatalf("servers %v, want ex1 ex3 ex4", got)
+	}
+	if h := tl.Hops; len(h) != 2 || h[0] != [2]string{"ex1", "ex3"} || h[1] != [2]string{"ex3", "ex4"} {
+		t.Fatalf("hops %v", h)
 	}
 	if d := tl.Steps[1].Details; len(d) != 3 || d[0].K != "rule" || d[1].K != "reason" || d[2].K != "zz" {
 		t.Fatalf("details order %v", d)

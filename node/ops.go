@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +109,7 @@ func (n *Node) newConsole() (*console.Console, error) {
 			}
 			return out
 		},
+		PeerToken: n.peerToken,
 		Directory: n.Directory.Snapshot,
 		Logger:    n.Log,
 	})
@@ -119,6 +122,31 @@ func (n *Node) newConsole() (*console.Console, error) {
 func adminHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
+// peerToken reads another server's generated admin token when its data
+// directory is on this machine (the servers of one `pfrouter serve`), so
+// the console reaches every server as `pfrouter trace` does. With a
+// configured token every server shares it, and a token never generated is
+// not created here.
+func (n *Node) peerToken(server string) (string, bool) {
+	org := n.CurrentOrg()
+	self, peer := org.ServerByName(n.Name), org.ServerByName(server)
+	if peer == nil || self == nil || org.Admin.Token != "" || org.Admin.TokenFile != "" {
+		return "", false
+	}
+	base := ""
+	if self.DataDir == "" {
+		base = filepath.Dir(n.DataDir)
+	} else if peer.DataDir == "" {
+		return "", false // the peer's base directory is not known here
+	}
+	b, err := os.ReadFile(filepath.Join(org.DataDir(peer, base), admin.TokenFile))
+	if err != nil {
+		return "", false
+	}
+	tok := strings.TrimSpace(string(b))
+	return tok, tok != ""
 }
 
 func (n *Node) gossipAddr() string {

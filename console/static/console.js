@@ -13,17 +13,21 @@
     return e;
   }
 
-  // routeConnectors adds, for each step of the route between routing
-  // groups, the connector joining them (preferring one whose bridgeheads
+  // routeConnectors adds, for each hop of the route (the relays, else
+  // consecutive servers) between routing groups, the connector joining them (preferring one whose bridgeheads
   // are the two servers).
   function routeConnectors(topo, route) {
     var groupOf = {};
     topo.groups.forEach(function (g) { g.servers.forEach(function (s) { groupOf[s.name] = g.name; }); });
     var used = {};
     (route.connectors || []).forEach(function (n) { used[n] = true; });
-    var servers = route.servers || [];
-    for (var i = 0; i + 1 < servers.length; i++) {
-      var a = servers[i], b = servers[i + 1], ga = groupOf[a], gb = groupOf[b];
+    var hops = route.hops || [];
+    if (hops.length === 0) {
+      var servers = route.servers || [];
+      for (var j = 0; j + 1 < servers.length; j++) { hops.push([servers[j], servers[j + 1]]); }
+    }
+    for (var i = 0; i < hops.length; i++) {
+      var a = hops[i][0], b = hops[i][1], ga = groupOf[a], gb = groupOf[b];
       if (!ga || !gb || ga === gb) { continue; }
       var best = null;
       topo.connectors.forEach(function (c) {
