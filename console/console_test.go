@@ -211,6 +211,14 @@ func TestConsole(t *testing.T) {
 		return items[0].Recipients[0].State == "waiting", items[0].Recipients[0].State
 	})
 
+	t.Run("DownCauseShown", func(t *testing.T) {
+		// R10: the connectors taken down above show why.
+		_, body, _ := b.get("/console/")
+		mustContain(t, "topology", body, "down: maintenance")
+		_, body, _ = b.get("/console/api/topology")
+		mustContain(t, "topology JSON", body, `"cause":"maintenance"`)
+	})
+
 	t.Run("EscapesMailContent", func(t *testing.T) {
 		for _, path := range []string{"/console/queues", "/console/path?id=" + url.QueryEscape(msgID), "/console/path?id=" + qid} {
 			code, body, _ := b.get(path)

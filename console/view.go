@@ -1,7 +1,6 @@
 package console
 
 import (
-	"encoding/json"
 	"maps"
 	"slices"
 	"sort"
@@ -11,6 +10,7 @@ import (
 
 	"pfrouter/admin"
 	"pfrouter/directory"
+	"pfrouter/linkstate"
 	"pfrouter/tracking"
 )
 
@@ -57,44 +57,14 @@ type Connector struct {
 	ChangedAt    string   `json:"changed_at,omitempty"`
 }
 
-// causeOf finds why a connector or server is down in its JSON form. The
-// link-state types gain a cause field as hop health, maintenance and
-// member death report theirs; reading the JSON keeps the console working
-// with and without it.
-func causeOf(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return ""
+// causes says why a connector or server is down: the link-state causes
+// (hop-health, maintenance, member-death, config), joined.
+func causes(cs linkstate.Causes) string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
 	}
-	var m map[string]any
-	if json.Unmarshal(b, &m) != nil {
-		return ""
-	}
-	for _, k := range []string{"cause", "down_cause", "reason", "down_reason"} {
-		switch x := m[k].(type) {
-		case string:
-			if x != "" {
-				return x
-			}
-		case map[string]any:
-			if s := describe(x); s != "" {
-				return s
-			}
-		}
-	}
-	return ""
-}
-
-// describe flattens a structured cause ({"kind":"hop-health","detail":...})
-// into one line.
-func describe(m map[string]any) string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if s, ok := m[k].(string); ok && s != "" {
-			parts = append(parts, s)
-		}
-	}
-	return strings.Join(parts, ": ")
+	return strings.Join(out, ", ")
 }
 
 // buildTopology groups servers by routing group; groups named only by a
@@ -124,7 +94,7 @@ func buildTopology(self string, ls admin.LinkState) Topology {
 			cc.ChangedAt = c.ChangedAt.UTC().Format(time.RFC3339)
 		}
 		if !c.Up {
-			cc.Cause = causeOf(c)
+			cc.Cause = causes(c.Causes)
 		}
 		t.Connectors = append(t.Connectors, cc)
 	}
@@ -132,7 +102,7 @@ func buildTopology(self string, ls admin.LinkState) Topology {
 		i := group(s.RoutingGroup)
 		n := ServerNode{Name: s.Name, Down: s.Down, Bridgehead: bridge[s.Name], Self: s.Name == self}
 		if s.Down {
-			n.Cause = causeOf(s)
+			n.Cause = causes(s.Causes)
 		}
 		t.Groups[i].Servers = append(t.Groups[i].Servers, n)
 	}

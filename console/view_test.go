@@ -14,10 +14,10 @@ import (
 func TestBuildTopology(t *testing.T) {
 	ls := admin.LinkState{Version: 9,
 		Connectors: []linkstate.Connector{
-			{Name: "bc", A: "rg-b", B: "rg-c", Cost: 5, Up: false, BridgeheadsA: []string{"s2"}},
+			{Name: "bc", A: "rg-b", B: "rg-c", Cost: 5, Up: false, Causes: linkstate.Causes{linkstate.CauseHopHealth, linkstate.CauseMaintenance}, BridgeheadsA: []string{"s2"}},
 			{Name: "ab", A: "rg-a", B: "rg-b", Cost: 10, Up: true, BridgeheadsA: []string{"s1"}, BridgeheadsB: []string{"s2"}},
 		},
-		Servers: []linkstate.Server{{Name: "s2", RoutingGroup: "rg-b"}, {Name: "s1", RoutingGroup: "rg-a", Down: true}, {Name: "s3", RoutingGroup: "rg-a"}},
+		Servers: []linkstate.Server{{Name: "s2", RoutingGroup: "rg-b"}, {Name: "s1", RoutingGroup: "rg-a", Down: true, Causes: linkstate.Causes{linkstate.CauseMemberDeath}}, {Name: "s3", RoutingGroup: "rg-a"}},
 	}
 	top := buildTopology("s1", ls)
 	if top.Version != 9 || top.Self != "s1" {
@@ -35,31 +35,14 @@ func TestBuildTopology(t *testing.T) {
 	if len(a) != 2 || a[0].Name != "s1" || !a[0].Self || !a[0].Down || !a[0].Bridgehead || a[1].Bridgehead {
 		t.Fatalf("rg-a servers %+v", a)
 	}
+	if a[0].Cause != "member-death" {
+		t.Errorf("server cause %q", a[0].Cause)
+	}
+	if c := top.Connectors[1]; c.Cause != "hop-health, maintenance" {
+		t.Errorf("connector cause %q", c.Cause)
+	}
 	if top.Connectors[0].Name != "ab" || top.Connectors[1].BridgeheadsB == nil {
 		t.Fatalf("connectors %+v", top.Connectors)
-	}
-}
-
-func TestCauseOf(t *testing.T) {
-	type withCause struct {
-		Up    bool   `json:"up"`
-		Cause string `json:"cause"`
-	}
-	type structured struct {
-		Cause map[string]string `json:"cause"`
-	}
-	for _, tc := range []struct {
-		v    any
-		want string
-	}{
-		{linkstate.Connector{Name: "x"}, ""},
-		{withCause{Cause: "hop-health: 3 failures"}, "hop-health: 3 failures"},
-		{structured{Cause: map[string]string{"kind": "maintenance", "by": "ops"}}, "ops: maintenance"},
-		{make(chan int), ""},
-	} {
-		if got := causeOf(tc.v); got != tc.want {
-			t.Errorf("causeOf(%#v) = %q, want %q", tc.v, got, tc.want)
-		}
 	}
 }
 
