@@ -74,6 +74,7 @@ type Console struct {
 	log  *slog.Logger
 	tmpl map[string]*template.Template
 	ss   *sessions
+	lim  *loginLimit
 	mux  *http.ServeMux
 }
 
@@ -102,7 +103,8 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), tmpl: tm,
-		ss: newSessions(cfg.IdleTimeout, cfg.MaxAge, cfg.Now), mux: http.NewServeMux()}
+		ss: newSessions(cfg.IdleTimeout, cfg.MaxAge, cfg.Now), mux: http.NewServeMux(),
+		lim: &loginLimit{fails: map[string][]time.Time{}, now: cfg.Now}}
 	static, _ := fs.Sub(staticFS, "static")
 	m := c.mux
 	m.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", http.FileServerFS(static)))

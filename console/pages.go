@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -120,6 +121,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.render(w, http.StatusForbidden, "login", p)
 		return
 	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if c.lim.blocked(host) {
+		p.Error = "too many wrong tokens from your address; wait a minute"
+		c.render(w, http.StatusTooManyRequests, "login", p)
+		return
+	}
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	if token == "" {
 		p.Error = "enter the admin token (admin.token in the configuration, or the admin.token file in the server's data directory)"
@@ -131,6 +141,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if err := c.checkToken(ctx, token); err != nil {
 		var ae *admin.APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+			c.lim.fail(host)
 			c.log.Warn("console: login refused: wrong token", "remote", r.RemoteAddr)
 			p.Error = "wrong token"
 			c.render(w, http.StatusUnauthorized, "login", p)

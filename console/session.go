@@ -155,3 +155,52 @@ func csrfOK(r *http.Request, ss *session) bool {
 	got := r.PostFormValue("csrf")
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(ss.csrf)) == 1
 }
+
+// loginLimit bounds wrong-token guesses per client address: after
+// maxFailures within failWindow, logins from that address are refused
+// until the window passes. The map is bounded too.
+type loginLimit struct {
+	mu    sync.Mutex
+	fails map[string][]time.Time
+	now   func() time.Time
+}
+
+const (
+	maxFailures = 10
+	failWindow  = time.Minute
+	maxTracked  = 10000
+)
+
+func (l *loginLimit) recent(host string, now time.Time) []time.Time {
+	var keep []time.Time
+	for _, t := range l.fails[host] {
+		if now.Sub(t) < failWindow {
+			keep = append(keep, t)
+		}
+	}
+	return keep
+}
+
+// blocked reports whether host has used up its failures.
+func (l *loginLimit) blocked(host string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recent(host, l.now())) >= maxFailures
+}
+
+func (l *loginLimit) fail(host string) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.fails) >= maxTracked {
+		for h := range l.fails {
+			if len(l.recent(h, now)) == 0 {
+				delete(l.fails, h)
+			}
+		}
+		if len(l.fails) >= maxTracked {
+			return // still full: rely on the per-address entries kept
+		}
+	}
+	l.fails[host] = append(l.recent(host, now), now)
+}

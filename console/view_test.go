@@ -152,3 +152,21 @@ func TestSameOrigin(t *testing.T) {
 		}
 	}
 }
+
+func TestLoginLimit(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := &loginLimit{fails: map[string][]time.Time{}, now: func() time.Time { return now }}
+	for range maxFailures {
+		if l.blocked("10.0.0.1") {
+			t.Fatal("blocked before the limit")
+		}
+		l.fail("10.0.0.1")
+	}
+	if !l.blocked("10.0.0.1") || l.blocked("10.0.0.2") {
+		t.Fatal("limit not per address")
+	}
+	now = now.Add(failWindow)
+	if l.blocked("10.0.0.1") {
+		t.Fatal("still blocked after the window")
+	}
+}
