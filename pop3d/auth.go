@@ -131,6 +131,7 @@ func parsePlain(b []byte) (authz, user, pass string, ok bool) {
 func (ss *session) login(req AuthRequest) {
 	req.TLS = ss.tls
 	req.Remote = ss.conn.RemoteAddr()
+	req.Client = ss.client
 	if tc, ok := ss.conn.(interface{ ConnectionState() tls.ConnectionState }); ok && ss.tls {
 		cs := tc.ConnectionState()
 		req.TLSState = &cs

@@ -91,6 +91,14 @@ func login(ctx context.Context, raw net.Conn, addr string, tlsCfg *tls.Config, a
 		c = tc
 		r = bufio.NewReader(c)
 	}
+	if line := xclientLine(ctx); line != "" {
+		if err := send(c, line); err != nil {
+			return nil, err
+		}
+		if _, err := expectOK(r, "XCLIENT"); err != nil {
+			return nil, err
+		}
+	}
 	ir := base64.StdEncoding.EncodeToString([]byte(authzid))
 	if ir == "" {
 		ir = "=" // RFC 5034 §4: an empty initial response

@@ -63,7 +63,7 @@ func (f *Front) Authenticate(ctx context.Context, req AuthRequest) (Result, erro
 		mech = auth.MechExternal
 	}
 	d, err := f.o.Policy.Authenticate(ctx, auth.Request{Protocol: auth.POP3, Mechanism: mech, AuthzID: req.AuthzID,
-		Username: req.Username, Password: req.Password, TLS: req.TLS, TLSState: req.TLSState, Remote: req.Remote})
+		Username: req.Username, Password: req.Password, TLS: req.TLS, TLSState: req.TLSState, Remote: req.Remote, Client: req.Client})
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
@@ -78,6 +78,7 @@ func (f *Front) Authenticate(ctx context.Context, req AuthRequest) (Result, erro
 		if f.o.PeerTLS != nil {
 			peerTLS = f.o.PeerTLS(d.Server)
 		}
+		dctx = context.WithValue(dctx, clientKey{}, req.Remote)
 		conn, err := DialAuthenticated(dctx, d.ProxyTo, peerTLS, d.User.Name)
 		if err != nil {
 			f.o.Logger.Warn("pop3 proxy to mailbox server failed", "user", d.User.Name, "server", d.Server, "err", err)

@@ -55,6 +55,10 @@ type AuthRequest struct {
 	// TLSState is the connection's TLS state when TLS is on.
 	TLSState *tls.ConnectionState
 	Remote   net.Addr
+	// Client is the client address a proxying front end reported with
+	// XCLIENT; auth applies the failed-login lockout of a verified server
+	// login to it instead of the front end's address.
+	Client net.Addr
 }
 
 // Authenticator decides logins.

@@ -29,6 +29,8 @@ type session struct {
 	r    *bufio.Reader
 	w    *bufio.Writer
 	tls  bool
+	// client is the address a proxying front end reported (XCLIENT).
+	client net.Addr
 
 	state state
 	bad   int
@@ -54,14 +56,18 @@ var handlers = map[string]struct {
 	"PASS": {stateAuthorization, (*session).cmdPass},
 	"AUTH": {stateAuthorization, (*session).cmdAuth},
 	"STLS": {stateAuthorization, (*session).cmdSTLS},
-	"STAT": {stateTransaction, (*session).cmdStat},
-	"LIST": {stateTransaction, (*session).cmdList},
-	"UIDL": {stateTransaction, (*session).cmdUIDL},
-	"TOP":  {stateTransaction, (*session).cmdTop},
-	"RETR": {stateTransaction, (*session).cmdRetr},
-	"DELE": {stateTransaction, (*session).cmdDele},
-	"RSET": {stateTransaction, (*session).cmdRset},
-	"NOOP": {stateTransaction, (*session).cmdNoop},
+	// XCLIENT: a front end proxying a session reports its client's
+	// address (Dovecot/Postfix convention); auth uses it only if the login
+	// that follows is a verified server login.
+	"XCLIENT": {stateAuthorization, (*session).cmdXClient},
+	"STAT":    {stateTransaction, (*session).cmdStat},
+	"LIST":    {stateTransaction, (*session).cmdList},
+	"UIDL":    {stateTransaction, (*session).cmdUIDL},
+	"TOP":     {stateTransaction, (*session).cmdTop},
+	"RETR":    {stateTransaction, (*session).cmdRetr},
+	"DELE":    {stateTransaction, (*session).cmdDele},
+	"RSET":    {stateTransaction, (*session).cmdRset},
+	"NOOP":    {stateTransaction, (*session).cmdNoop},
 }
 
 func (s *Server) serveConn(c net.Conn) {
