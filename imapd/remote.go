@@ -38,12 +38,17 @@ const (
 	remoteIdleMax    = 90 * time.Second // well under a server's idle logout
 	remoteDialWait   = 15 * time.Second
 	remoteOpWait     = 2 * time.Minute // one forwarded command, bodies included
+	// remoteMaxPending bounds the unsolicited updates a replica server can
+	// make a session hold before the client hears them; beyond it the
+	// connection is dropped and the session fails over.
+	remoteMaxPending = 100000
 )
 
 // remoteConn is an IMAP client connection to a replica server, logged in
 // for one user. Unsolicited responses go to whichever session holds it.
 type remoteConn struct {
 	c      *imapclient.Client
+	conn   net.Conn // under c, for deadlines
 	server string
 	user   string
 
@@ -62,9 +67,18 @@ func (rc *remoteConn) deliver(ev remoteEvent) {
 	rc.mu.Lock()
 	r := rc.sink
 	rc.mu.Unlock()
-	if r != nil {
-		r.push(ev)
+	if r != nil && !r.push(ev) {
+		rc.c.Close() // flooded: the session's next command fails over
 	}
+}
+
+// run bounds op by remoteOpWait: a replica server that stops answering
+// without closing the connection fails the command (and the session fails
+// over) instead of hanging it.
+func (rc *remoteConn) run(op func(c *imapclient.Client) error) error {
+	rc.conn.SetDeadline(time.Now().Add(remoteOpWait))
+	defer rc.conn.SetDeadline(time.Time{})
+	return op(rc.c)
 }
 
 // dead reports whether the connection is closed.
@@ -119,7 +133,7 @@ func (p *remotePool) get(ctx context.Context, server, user string) (*remoteConn,
 	if err != nil {
 		return nil, fmt.Errorf("imapd: referral to %s: %w", server, err)
 	}
-	rc := &remoteConn{server: server, user: user}
+	rc := &remoteConn{server: server, user: user, conn: conn}
 	rc.c = imapclient.New(newPreauthed(conn), &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Expunge: func(seq uint32) { rc.deliver(remoteEvent{kind: evExpunge, num: seq}) },

@@ -59,14 +59,21 @@ type remoteSel struct {
 	wake    chan struct{} // signalled on every push, for IDLE
 }
 
-func (r *remoteSel) push(ev remoteEvent) {
+// push queues an update for the client; false when too many are queued
+// already (remoteMaxPending).
+func (r *remoteSel) push(ev remoteEvent) bool {
 	r.mu.Lock()
+	if len(r.pending) >= remoteMaxPending {
+		r.mu.Unlock()
+		return false
+	}
 	r.pending = append(r.pending, ev)
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // referable says whether a folder without a local replica can be read by
@@ -113,7 +120,12 @@ func (s *session) openRemote(r *remoteSel) (*imap.SelectData, error) {
 			continue
 		}
 		rc.setSink(r)
-		data, err := rc.c.Select(r.t.name, &imap.SelectOptions{ReadOnly: r.readOnly}).Wait()
+		var data *imap.SelectData
+		err = rc.run(func(c *imapclient.Client) error {
+			var err error
+			data, err = c.Select(r.t.name, &imap.SelectOptions{ReadOnly: r.readOnly}).Wait()
+			return err
+		})
 		if err != nil {
 			rc.setSink(nil)
 			if !isRemoteIOError(err) {
@@ -142,7 +154,7 @@ func (s *session) unselectRemote() {
 		return
 	}
 	r.rc.setSink(nil)
-	if err := r.rc.c.Unselect().Wait(); err != nil {
+	if err := r.rc.run(func(c *imapclient.Client) error { return c.Unselect().Wait() }); err != nil {
 		r.rc.c.Close()
 		return
 	}
@@ -157,14 +169,14 @@ func (s *session) unselectRemote() {
 func (s *session) do(op func(c *imapclient.Client) error) error {
 	r := s.rsel
 	r.touched = true
-	err := op(r.rc.c)
+	err := r.rc.run(op)
 	if !isRemoteIOError(err) {
 		return err
 	}
 	if ferr := s.failover(err); ferr != nil {
 		return ferr
 	}
-	return op(r.rc.c)
+	return r.rc.run(op)
 }
 
 func (s *session) failover(cause error) error {
@@ -546,7 +558,7 @@ func (s *session) withConn(t *target, op func(c *imapclient.Client) error) error
 		}
 		rc, err := s.srv.remotes.get(context.Background(), d.Server, s.user)
 		if err == nil {
-			err = op(rc.c)
+			err = rc.run(op)
 			if !isRemoteIOError(err) {
 				s.srv.remotes.put(rc)
 				return err
