@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -154,21 +153,8 @@ func TestNextHop552IsAReportNotALinkFailure(t *testing.T) {
 		yaml = strings.Replace(yaml, "name: "+s+"\n    site: one\n    routing_group: rg-"+s[:1]+"\n    listen: {smtp: \"127.0.0.1:0\"}",
 			"name: "+s+"\n    site: one\n    routing_group: rg-"+s[:1]+"\n    listen: {smtp: \""+freePort(t)+"\"}", 1)
 	}
-	start := func(limit string, names ...string) *Cluster {
-		org := parseOrg(t, fmt.Sprintf(yaml, limit))
-		c, err := StartAll(context.Background(), org, names, Options{BaseDir: t.TempDir(), Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c.Close(ctx)
-		})
-		return c
-	}
-	a := start("1MB", "a1", "a2")
-	b := start("16KB", "b1")
+	a := startOrg(t, fmt.Sprintf(yaml, "1MB"), "a1", "a2")
+	b := startOrg(t, fmt.Sprintf(yaml, "16KB"), "b1")
 	a1, a2 := a.Nodes["a1"], a.Nodes["a2"]
 	before := map[string]uint64{"a1": a1.LinkState.Version(), "a2": a2.LinkState.Version(), "b1": b.Nodes["b1"].LinkState.Version()}
 

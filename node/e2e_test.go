@@ -105,10 +105,12 @@ func mbox(st, user string) store.MailboxRef {
 	return store.MailboxRef{Store: st, User: user, Name: "INBOX"}
 }
 
-func startOrg(t *testing.T, yaml string) *Cluster {
+// startOrg starts the named servers of an organization in this process
+// (every server when none is named), closed when the test ends.
+func startOrg(t *testing.T, yaml string, names ...string) *Cluster {
 	t.Helper()
 	org := parseOrg(t, yaml)
-	c, err := StartAll(context.Background(), org, nil, Options{BaseDir: t.TempDir(), Logger: testLogger()})
+	c, err := StartAll(context.Background(), org, names, Options{BaseDir: t.TempDir(), Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
