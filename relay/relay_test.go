@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -31,13 +32,19 @@ type fakeHop struct {
 
 func startHop(t *testing.T, reply func(cmd, arg string) error) *fakeHop {
 	t.Helper()
+	// The hop is server b1 of the test organization (S5: STARTTLS with
+	// organization certificates is mandatory between servers).
+	return serveHop(t, hopID.ServerTLS(), reply)
+}
+
+// serveHop starts a fake hop offering STARTTLS with tlsCfg (none: nil).
+func serveHop(t *testing.T, tlsCfg *tls.Config, reply func(cmd, arg string) error) *fakeHop {
+	t.Helper()
 	h := &fakeHop{reply: reply}
 	srv := smtp.NewServer(h)
 	srv.Domain = "hop.test"
 	srv.AllowInsecureAuth = true
-	// The hop is server b1 of the test organization (S5: STARTTLS with
-	// organization certificates is mandatory between servers).
-	srv.TLSConfig = hopID.ServerTLS()
+	srv.TLSConfig = tlsCfg
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -316,34 +323,8 @@ func containsStr(l []string, s string) bool {
 // names another server or comes from another organization, and an address
 // that is no server's are connection failures, and the hop sees no MAIL.
 func TestS5RelayRefusesUnprovenHop(t *testing.T) {
-	plain := func() *fakeHop {
-		h := &fakeHop{}
-		srv := smtp.NewServer(h)
-		srv.Domain = "plain.test"
-		srv.AllowInsecureAuth = true
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.addr = l.Addr().String()
-		go srv.Serve(l)
-		t.Cleanup(func() { srv.Close() })
-		return h
-	}
-	withID := func(id *servercred.Identity) *fakeHop {
-		h := &fakeHop{}
-		srv := smtp.NewServer(h)
-		srv.Domain = "other.test"
-		srv.TLSConfig = id.ServerTLS()
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.addr = l.Addr().String()
-		go srv.Serve(l)
-		t.Cleanup(func() { srv.Close() })
-		return h
-	}
+	plain := func() *fakeHop { return serveHop(t, nil, nil) }
+	withID := func(id *servercred.Identity) *fakeHop { return serveHop(t, id.ServerTLS(), nil) }
 	foreign, err := servercred.New(trusttest.OtherSecret)
 	if err != nil {
 		t.Fatal(err)
