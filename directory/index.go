@@ -160,7 +160,7 @@ func buildIndex(s *Snapshot) *Index {
 			fi, okF := folderID[r.FolderKey]
 			si, okS := x.storeID[r.Store]
 			if !okF || !okS {
-				continue // Step2At skips replicas of unknown stores
+				continue // step 2 skips replicas of unknown stores
 			}
 			if len(spans) == 0 || spans[len(spans)-1].folder != fi {
 				spans = append(spans, span{fi, int32(len(flat))})

@@ -26,8 +26,23 @@ type Candidate struct {
 	Pending bool
 }
 
-// ReasonPending is the skip reason of a Pending store.
-const ReasonPending = "hierarchy not yet replicated"
+// Skip reasons. The routing package's decision records the same ones
+// (its step 1 over the directory index), so they live here once.
+const (
+	ReasonPending  = "hierarchy not yet replicated"
+	ReasonExcluded = "excluded: did not know the folder on an earlier attempt (R12)"
+)
+
+// ReasonUnreachable is the skip reason of a store whose server link state
+// cannot reach.
+func ReasonUnreachable(server string) string {
+	return fmt.Sprintf("server %s unreachable over link state (R6b)", server)
+}
+
+// ReasonYoung is the skip reason of a store younger than store_min_age.
+func ReasonYoung(created time.Time, minAge time.Duration) string {
+	return fmt.Sprintf("created %s, younger than store_min_age %s (R6)", created.UTC().Format(time.RFC3339), minAge)
+}
 
 // Params is the receiving server's view.
 type Params struct {
@@ -80,10 +95,10 @@ func Choose(stores []Candidate, p Params) Result {
 	for i, c := range stores {
 		switch {
 		case contains(p.Excluded, c.Store):
-			r.Skipped = append(r.Skipped, Skip{c.Store, "excluded: did not know the folder on an earlier attempt (R12)"})
+			r.Skipped = append(r.Skipped, Skip{c.Store, ReasonExcluded})
 		case p.Reachable != nil && c.Server != p.LocalServer && !p.Reachable(c.Server):
 			r.Unreachable++
-			r.Skipped = append(r.Skipped, Skip{c.Store, fmt.Sprintf("server %s unreachable over link state (R6b)", c.Server)})
+			r.Skipped = append(r.Skipped, Skip{c.Store, ReasonUnreachable(c.Server)})
 		case c.Pending:
 			r.Pending++
 			r.Skipped = append(r.Skipped, Skip{c.Store, ReasonPending})
@@ -107,7 +122,7 @@ func Choose(stores []Candidate, p Params) Result {
 		for _, i := range eligible {
 			if young(stores[i], p) {
 				c := stores[i]
-				r.Skipped = append(r.Skipped, Skip{c.Store, fmt.Sprintf("created %s, younger than store_min_age %s (R6)", c.Created.UTC().Format(time.RFC3339), p.MinAge)})
+				r.Skipped = append(r.Skipped, Skip{c.Store, ReasonYoung(c.Created, p.MinAge)})
 				continue
 			}
 			pool = append(pool, i)
@@ -133,16 +148,17 @@ func Choose(stores []Candidate, p Params) Result {
 	}
 	for _, i := range pool {
 		if i != pick {
-			r.Skipped = append(r.Skipped, Skip{stores[i].Store, passedOver(r.Rule)})
+			r.Skipped = append(r.Skipped, Skip{stores[i].Store, PassedOver(r.Rule)})
 		}
 	}
 	r.Found, r.Chosen = true, stores[pick]
 	return r
 }
 
-// passedOver returns constant strings: it runs for every store of a
+// PassedOver is the skip reason of an eligible store not chosen by rule.
+// It returns constant strings: it runs for every store of a
 // hierarchy on every decision, so it must not allocate.
-func passedOver(rule string) string {
+func PassedOver(rule string) string {
 	switch rule {
 	case RuleLocal:
 		return "passed over: a store on the local server is preferred (R3)"

@@ -18,6 +18,13 @@ const (
 	RuleLowestCost   = "lowest-cost"   // R9
 )
 
+// Reasons a replica is given in Considered. The routing package's decision
+// records the same ones (its step 2 over the directory index).
+const (
+	ReasonUnreachable = "unreachable: no path of up connectors, or its server is down (R10)"
+	ReasonChosen      = "chosen"
+)
+
 // Candidate is a store holding a replica.
 type Candidate struct{ Store, Server, RoutingGroup string }
 
@@ -80,7 +87,7 @@ func Choose(reps []Candidate, g Graph, p Params) Result {
 		if con.Reachable {
 			con.Cost, con.Hops, _ = g.RGCost(p.RoutingGroup, c.RoutingGroup)
 		} else {
-			con.Reason = "unreachable: no path of up connectors, or its server is down (R10)"
+			con.Reason = ReasonUnreachable
 			continue
 		}
 		if best < 0 || better(reps, r.Considered, i, best, rank) {
@@ -103,12 +110,12 @@ func Choose(reps []Candidate, g Graph, p Params) Result {
 	}
 	for i := range r.Considered {
 		if i != best && r.Considered[i].Reachable {
-			r.Considered[i].Reason = "passed over: " + passedOver(rule)
+			r.Considered[i].Reason = PassedOver(rule)
 		}
 	}
 	r.Found, r.Chosen, r.Rule = true, reps[best], rule
 	r.Cost, r.Hops = r.Considered[best].Cost, r.Considered[best].Hops
-	r.Considered[best].Reason = "chosen"
+	r.Considered[best].Reason = ReasonChosen
 	return r
 }
 
@@ -148,13 +155,15 @@ func spread(reps []Candidate, cs []Considered, best int, key string, rank func(i
 	return set[int(h.Sum32()%uint32(len(set)))]
 }
 
-func passedOver(rule string) string {
+// PassedOver is the reason of a reachable replica not chosen by rule: a
+// constant string, so recording it does not allocate.
+func PassedOver(rule string) string {
 	switch rule {
 	case RuleLocal:
-		return "a replica on the hierarchy store's server is preferred (R7)"
+		return "passed over: a replica on the hierarchy store's server is preferred (R7)"
 	case RuleRoutingGroup:
-		return "a replica in the same routing group is preferred (R8)"
+		return "passed over: a replica in the same routing group is preferred (R8)"
 	default:
-		return "a lower-cost (or equal-cost, earlier by hops/name) replica was chosen (R9)"
+		return "passed over: a lower-cost (or equal-cost, earlier by hops/name) replica was chosen (R9)"
 	}
 }

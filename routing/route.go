@@ -11,17 +11,45 @@ import (
 	"pfrouter/replica"
 )
 
-// Route is Decide without the explanation: the same outcome, code, reason,
-// destination store and server, route, cost, excluded stores, and step-1
-// and step-2 choices (store, server, rule, Step2.Path and Cost), computed
-// over the snapshot's read-optimized index (directory.Index) and the graph
-// by integer ids. Step1.Skipped, Step2.Considered and Step2.Connectors are
-// left empty; Step1.At/MinAge/UsedYoung and Attempts are filled. It is what
-// the queue manager calls per recipient; `pfrouter route` calls Decide to
-// show why. TestRouteMatchesDecide holds the two to the same answers.
+// Route decides where one recipient goes: the checks, step 1 at in.At,
+// then step 2 as the hierarchy store's server will run it (re-running step
+// 1 there, with the store excluded, if that store does not know the folder,
+// R12). It is what the queue manager calls per recipient, without the
+// explanation: Step1.Skipped, Step2.Considered and Step2.Connectors stay
+// empty and nothing is formatted for them. Decide is the same code with the
+// explanation recorded.
 //
 // Step2.Path shares its backing array with Route: treat both as read-only.
 func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Decision {
+	return route(snap, g, p, in, nil)
+}
+
+// Decide is Route with the explanation: every skipped hierarchy store and
+// every considered replica with its reason, and the connectors of step 2's
+// path. `pfrouter route`, the admin API and traced decisions use it.
+func Decide(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Decision {
+	return route(snap, g, p, in, &recorder{})
+}
+
+// RouteContinue runs on the server of the hierarchy store chosen in step 1
+// when the message arrives there (R13: step 1 is not recomputed
+// downstream). If the store knows the folder, step 2 picks the replica; if
+// not (R12), step 1 runs again here with the store excluded.
+func RouteContinue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string) Decision {
+	return continueAt(snap, g, p, in, hierarchyStore, nil)
+}
+
+// Continue is RouteContinue with the explanation, as Decide is Route.
+func Continue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string) Decision {
+	return continueAt(snap, g, p, in, hierarchyStore, &recorder{})
+}
+
+// recorder collects a decision's explanation. A nil *recorder is off: the
+// steps check for nil before formatting anything, so the queue manager's
+// decisions pay neither the strings nor their allocations.
+type recorder struct{}
+
+func route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, rec *recorder) Decision {
 	x := snap.Index()
 	b := bind(x, g)
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
@@ -47,8 +75,8 @@ func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Dec
 	cur := in.At
 	for {
 		v := viewOf(x, b, cur)
-		s1 := step1Fast(x, b, p, v, f, d.Excluded, in.Now)
-		parts.s1 = Step1{At: cur, MinAge: minAge, UsedYoung: s1.usedYoung}
+		parts.s1 = Step1{At: cur, MinAge: minAge}
+		s1 := step1(x, b, p, v, f, d.Excluded, in.Now, rec, &parts.s1)
 		d.Step1 = &parts.s1
 		if !s1.found {
 			if s1.unreachable > 0 {
@@ -81,7 +109,7 @@ func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Dec
 	}
 	d.Step2 = &parts.s2
 	start := len(route) - 1 // route ends at the hierarchy server, where step 2's path starts
-	route, ok := step2Fast(x, b, g, p, d.HierarchyServer, f, in.MessageID, &parts.s2, route)
+	route, ok := step2(x, b, g, p, d.HierarchyServer, f, in.MessageID, &parts.s2, route, rec)
 	if !ok {
 		return d.step2Failed(f)
 	}
@@ -92,11 +120,11 @@ func Route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Dec
 	return d
 }
 
-// RouteContinue is Continue without the explanation, as Route is Decide.
-func RouteContinue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string) Decision {
+func continueAt(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string, rec *recorder) Decision {
 	x := snap.Index()
 	b := bind(x, g)
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
+	// R14: every hop re-checks for loops, the hierarchy server included.
 	if c := LoopCheck(p, in); c != nil {
 		return d.fail(c)
 	}
@@ -105,18 +133,21 @@ func RouteContinue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in In
 		return d.fail(c)
 	}
 	if ui >= 0 {
-		return Route(snap, g, p, in)
+		return route(snap, g, p, in, rec)
 	}
 	f := &x.Folders[fi]
 	if si, ok := x.StoreID(hierarchyStore); !ok || !x.Stores[si].Synced || x.Stores[si].Hierarchy != f.Hierarchy {
 		in.Excluded = append(slices.Clone(in.Excluded), hierarchyStore)
-		return Route(snap, g, p, in)
+		return route(snap, g, p, in, rec)
 	}
 	d.Folder, d.Hierarchy, d.HierarchyServer = f.Path, f.Hierarchy, in.At
 	parts := new(steps)
 	parts.s1 = Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, MinAge: b.minAgeString(p.MinAge)}
+	if rec != nil {
+		parts.s1.Skipped = []hierarchy.Skip{}
+	}
 	d.Step1, d.Step2 = &parts.s1, &parts.s2
-	route, ok := step2Fast(x, b, g, p, in.At, f, in.MessageID, &parts.s2, make([]string, 0, 8))
+	route, ok := step2(x, b, g, p, in.At, f, in.MessageID, &parts.s2, make([]string, 0, 8), rec)
 	if !ok {
 		return d.step2Failed(f)
 	}
@@ -165,10 +196,18 @@ type step1Out struct {
 	pending          int
 }
 
-// step1Fast is hierarchy.Choose (R2–R6b) over store ids, without the
-// explanation. Keep the two in step.
-func step1Fast(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, excluded []string, now time.Time) step1Out {
+// step1 chooses the hierarchy store (R2–R6b) over store ids: the store
+// list most recently created first (R2), without excluded (R12),
+// unreachable (R6b) and still-replicating stores, young ones only if
+// nothing else is left (R6); then local (R3), else in the routing group
+// (R4), else the first (R5). With rec it records in s.Skipped every store
+// not chosen, in the order and with the reasons of hierarchy.Choose; it
+// sets s.UsedYoung.
+func step1(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, excluded []string, now time.Time, rec *recorder, s *Step1) step1Out {
 	var out step1Out
+	if rec != nil {
+		s.Skipped = []hierarchy.Skip{}
+	}
 	if f.HierarchyID < 0 {
 		return out
 	}
@@ -181,10 +220,19 @@ func step1Fast(x *directory.Index, b *bound, p Params, v view, f *directory.Inde
 		st := &stores[i]
 		switch {
 		case len(excluded) > 0 && slices.Contains(excluded, x.Stores[st.ID].Name):
+			if rec != nil {
+				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[st.ID].Name, Reason: hierarchy.ReasonExcluded})
+			}
 		case st.ServerID != v.sid && !b.reach(v.graphRG, st.ServerID):
 			out.unreachable++
+			if rec != nil {
+				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[st.ID].Name, Reason: hierarchy.ReasonUnreachable(x.Stores[st.ID].Server)})
+			}
 		case st.Pending:
 			out.pending++
+			if rec != nil {
+				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[st.ID].Name, Reason: hierarchy.ReasonPending})
+			}
 		default:
 			eligible = append(eligible, int32(i))
 			if !young(st) {
@@ -196,29 +244,45 @@ func step1Fast(x *directory.Index, b *bound, p Params, v view, f *directory.Inde
 		return out
 	}
 	out.usedYoung = old == 0 && p.MinAge > 0
+	s.UsedYoung = out.usedYoung
 	pool := eligible
 	if old > 0 {
 		pool = eligible[:0] // filter in place, order kept
 		for _, i := range eligible {
 			if !young(&stores[i]) {
 				pool = append(pool, i)
+			} else if rec != nil {
+				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[stores[i].ID].Name, Reason: hierarchy.ReasonYoung(stores[i].Created, p.MinAge)})
 			}
 		}
 	}
 	out.found = true
+	pick := -1
 	for _, i := range pool {
 		if stores[i].ServerID == v.sid {
-			out.store, out.rule = stores[i].ID, hierarchy.RuleLocal
-			return out
+			pick, out.rule = int(i), hierarchy.RuleLocal
+			break
 		}
 	}
-	for _, i := range pool {
-		if stores[i].RGID == v.dirRG {
-			out.store, out.rule = stores[i].ID, hierarchy.RuleRoutingGroup
-			return out
+	if pick < 0 {
+		for _, i := range pool {
+			if stores[i].RGID == v.dirRG {
+				pick, out.rule = int(i), hierarchy.RuleRoutingGroup
+				break
+			}
 		}
 	}
-	out.store, out.rule = stores[pool[0]].ID, hierarchy.RuleFirst
+	if pick < 0 {
+		pick, out.rule = int(pool[0]), hierarchy.RuleFirst
+	}
+	out.store = stores[pick].ID
+	if rec != nil {
+		for _, i := range pool {
+			if int(i) != pick {
+				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[stores[i].ID].Name, Reason: hierarchy.PassedOver(out.rule)})
+			}
+		}
+	}
 	return out
 }
 
@@ -229,11 +293,17 @@ type repCand struct {
 	cost, hops int
 }
 
-// step2Fast is replica.Choose (R7–R10) over store ids, without the
-// explanation, then the path: it fills s (not Path) and appends the path
-// from server to the chosen replica's server to route. Keep the two in
-// step.
-func step2Fast(x *directory.Index, b *bound, g *linkstate.Graph, p Params, server string, f *directory.IndexFolder, messageID string, s *Step2, route []string) ([]string, bool) {
+// step2 chooses the replica (R7–R10) over store ids, as on server: local
+// (R7), else in the routing group (R8), else the reachable one of lowest
+// cost, then fewest hops, then store name (R9), spread over the equal-cost
+// set by message id if asked; unreachable ones never (R10). It fills s
+// (not Path) and appends the path from server to the chosen replica's
+// server to route. With rec it records s.Considered (every replica, with
+// the reasons of replica.Choose) and s.Connectors.
+func step2(x *directory.Index, b *bound, g *linkstate.Graph, p Params, server string, f *directory.IndexFolder, messageID string, s *Step2, route []string, rec *recorder) ([]string, bool) {
+	if rec != nil {
+		s.Considered = []replica.Considered{}
+	}
 	if len(f.Replicas) == 0 {
 		return route, false
 	}
@@ -264,6 +334,9 @@ func step2Fast(x *directory.Index, b *bound, g *linkstate.Graph, p Params, serve
 		}
 	}
 	if best < 0 {
+		if rec != nil {
+			s.Considered = considered(x, cands, -1, "")
+		}
 		return route, false
 	}
 	switch cands[best].rank {
@@ -280,10 +353,36 @@ func step2Fast(x *directory.Index, b *bound, g *linkstate.Graph, p Params, serve
 	st := &x.Stores[cands[best].store]
 	s.Store, s.Server, s.Cost = st.Name, st.Server, cands[best].cost
 	route, _, _ = g.AppendPath(route, server, st.Server) // reachable: found
+	if rec != nil {
+		s.Considered = considered(x, cands, best, s.Rule)
+		if path, ok := g.Path(server, st.Server); ok {
+			s.Connectors = path.Connectors
+		}
+	}
 	return route, true
 }
 
-// betterFast is replica's better.
+// considered is step 2's explanation: every replica, reachable or not, its
+// cost and hops, and why it was or was not chosen (best < 0: none was).
+func considered(x *directory.Index, cs []repCand, best int, rule string) []replica.Considered {
+	out := make([]replica.Considered, len(cs))
+	for i, c := range cs {
+		st := &x.Stores[c.store]
+		con := replica.Considered{Store: st.Name, Server: st.Server, Reachable: c.reachable, Cost: c.cost, Hops: c.hops}
+		switch {
+		case !c.reachable:
+			con.Reason = replica.ReasonUnreachable
+		case i == best:
+			con.Reason = replica.ReasonChosen
+		default:
+			con.Reason = replica.PassedOver(rule)
+		}
+		out[i] = con
+	}
+	return out
+}
+
+// betterFast orders two reachable candidates as replica.Choose does.
 func betterFast(x *directory.Index, cs []repCand, i, j int) bool {
 	if cs[i].rank != cs[j].rank {
 		return cs[i].rank < cs[j].rank

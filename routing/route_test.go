@@ -17,7 +17,9 @@ import (
 )
 
 // sameDecision reports how Route's answer differs from Decide's in what
-// Route promises to keep (everything but the explanation lists).
+// Route promises to keep (everything but the explanation lists). Both run
+// one implementation now, Decide with the explanation recorder on; this
+// guards that recording never changes the decision.
 func sameDecision(full, fast routing.Decision) string {
 	var diffs []string
 	eq := func(what string, a, b any) {
@@ -102,6 +104,12 @@ func compare(t *testing.T, c tally, snap *directory.Snapshot, g *linkstate.Graph
 		fast = routing.Route(snap, g, p, in)
 	}
 	c.add(full)
+	if fast.Step1 != nil && fast.Step1.Skipped != nil || fast.Step2 != nil && (fast.Step2.Considered != nil || fast.Step2.Connectors != nil) {
+		t.Fatalf("Route recorded an explanation (the recorder is off): %+v %+v", fast.Step1, fast.Step2)
+	}
+	if full.Step1 != nil && full.Step1.Skipped == nil || full.Step2 != nil && full.Step2.Considered == nil {
+		t.Fatalf("Decide left an explanation list nil (JSON null, not []): %+v %+v", full.Step1, full.Step2)
+	}
 	if diff := sameDecision(full, fast); diff != "" {
 		t.Fatalf("Route differs from Decide (carried %q, input %+v):\n%s\n%s\n%s", carried, in, diff, explain(full), ctx)
 	}
@@ -158,8 +166,8 @@ func publicStores(snap *directory.Snapshot) []string {
 }
 
 // R1–R17: on the property test's random topologies, with random link-state
-// and directory changes in between, Route (the queue manager's fast path)
-// decides exactly what Decide decides: outcome, code, reason, stores,
+// and directory changes in between, Route (the queue manager's call,
+// recorder off) decides exactly what Decide (recorder on) decides: outcome, code, reason, stores,
 // servers, route and cost.
 func TestRouteMatchesDecideRandom(t *testing.T) {
 	r := rand.New(rand.NewPCG(20251125, 7))
@@ -313,4 +321,39 @@ func TestRouteContosoDelivery(t *testing.T) {
 	if d.Outcome != routing.Deliver || d.Step1 == nil || d.Step2 == nil || d.Store == "" || !slices.Equal(d.Route[:1], []string{"ex2"}) || d.Route[len(d.Route)-1] != d.Server {
 		t.Fatalf("unexpected decision %+v", d)
 	}
+}
+
+// The explanation recorder off costs nothing: Route over a decision whose
+// explanation has skipped hierarchy stores and considered replicas
+// allocates less than Decide, and no more than with the explanation empty
+// would need (the Step1/Step2 block, the route, the excluded copy).
+func TestRouteRecorderOffAllocatesNothingForExplanation(t *testing.T) {
+	org, err := config.Parse(examples.Contoso, examples.ContosoName, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := directory.New(org, directory.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := linkstate.FromConfig(org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := routing.Params{MinAge: org.Routing.EffectiveMinAge(), HopLimit: org.Routing.HopLimit}
+	snap, g := dir.Snapshot(), table.Graph()
+	in := routing.Input{At: "ex2", Recipient: "sales@contoso.example", Now: now, MessageID: "m"}
+	full := routing.Decide(snap, g, p, in)
+	if full.Outcome != routing.Deliver || len(full.Step1.Skipped)+len(full.Step2.Considered) == 0 {
+		t.Fatalf("want a delivery with an explanation to record, got %s", explain(full))
+	}
+	routeAllocs := testing.AllocsPerRun(50, func() { routing.Route(snap, g, p, in) })
+	decideAllocs := testing.AllocsPerRun(50, func() { routing.Decide(snap, g, p, in) })
+	if routeAllocs >= decideAllocs {
+		t.Fatalf("Route allocates %v, Decide %v: the recorder off should save the explanation's allocations", routeAllocs, decideAllocs)
+	}
+	if routeAllocs > 3 {
+		t.Fatalf("Route allocates %v per decision, want at most 3 (steps, route; nothing for the explanation)", routeAllocs)
+	}
+	t.Logf("allocations per decision: Route %v, Decide %v", routeAllocs, decideAllocs)
 }

@@ -15,7 +15,6 @@ package routing
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -206,133 +205,6 @@ func domainOf(addr string) string {
 	return addr
 }
 
-// Decide routes one recipient completely: the checks, step 1 at in.At,
-// then step 2 as the hierarchy store's server will run it (re-running step
-// 1 there, with the store excluded, if that store does not know the folder).
-func Decide(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input) Decision {
-	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
-	if c := LoopCheck(p, in); c != nil {
-		return d.fail(c)
-	}
-	if domain, outside := outsideDomain(snap, in.Recipient); outside {
-		return decideOutbound(snap, g, d, domain)
-	}
-	res, c := CheckRecipient(snap, in)
-	if c != nil {
-		return d.fail(c)
-	}
-	if res.User != nil {
-		return decideUser(snap, g, d, res.User)
-	}
-	d.Folder, d.Hierarchy = res.Folder.Path, res.Folder.Hierarchy
-	cur := in.At
-	route := []string{in.At}
-	for {
-		s1, ok := step1(snap, g, p, cur, res.Folder, d.Excluded, in.Now)
-		d.Step1 = &s1.Step1
-		if !ok {
-			if s1.unreachable > 0 {
-				return d.wait("4.4.1", "no store holding hierarchy "+res.Folder.Hierarchy+" is reachable now (R6b); waiting for link state")
-			}
-			if s1.pending > 0 {
-				return d.wait("4.4.1", "every reachable store holding hierarchy "+res.Folder.Hierarchy+" is still replicating it; waiting")
-			}
-			if len(d.Excluded) > 0 {
-				return d.fail(&Check{"5.4.4", "no store holding hierarchy " + res.Folder.Hierarchy + " knows folder " + res.Folder.Path + " (R12)", true})
-			}
-			return d.fail(&Check{"5.4.4", "no store holds hierarchy " + res.Folder.Hierarchy, true})
-		}
-		hp, ok := g.Path(cur, s1.Server)
-		if !ok && cur != s1.Server {
-			return d.wait("4.4.1", "hierarchy server "+s1.Server+" is unreachable (R6b)")
-		}
-		route = appendPath(route, hp.Servers)
-		d.Cost += hp.Cost
-		d.HierarchyServer = s1.Server
-		if snap.Knows(s1.Store, res.Folder.Key) {
-			break
-		}
-		// R12: transient; back to step 1 on that server, store excluded.
-		d.Attempts = append(d.Attempts, s1.Step1)
-		d.Excluded = append(d.Excluded, s1.Store)
-		cur = s1.Server
-	}
-	s2, found := Step2At(snap, g, p, d.HierarchyServer, res.Folder, in.MessageID)
-	d.Step2 = &s2
-	if !found {
-		if len(s2.Considered) == 0 {
-			return d.fail(&Check{"5.4.4", "public folder " + res.Folder.Path + " has no replica (R12)", true})
-		}
-		return d.wait("4.4.1", "no replica of "+res.Folder.Path+" is reachable now (R10); waiting for link state")
-	}
-	d.Outcome, d.Store, d.Server = Deliver, s2.Store, s2.Server
-	d.Route = appendPath(route, s2.Path)
-	d.Cost += s2.Cost
-	return d
-}
-
-type step1Result struct {
-	Step1
-	unreachable int
-	pending     int
-}
-
-func step1(snap *directory.Snapshot, g *linkstate.Graph, p Params, at string, f *directory.Folder, excluded []string, now time.Time) (step1Result, bool) {
-	out := step1Result{Step1: Step1{At: at, MinAge: p.MinAge.String(), Skipped: []hierarchy.Skip{}}}
-	h := snap.Hierarchy(f.Hierarchy)
-	if h == nil {
-		return out, false
-	}
-	cands := make([]hierarchy.Candidate, len(h.Stores))
-	for i, s := range h.Stores {
-		cands[i] = hierarchy.Candidate{Store: s.Name, Server: s.Server, RoutingGroup: s.RoutingGroup, Created: s.Created, Pending: s.HierarchyPending}
-	}
-	rg, _ := g.RoutingGroupOf(at)
-	r := hierarchy.Choose(cands, hierarchy.Params{
-		LocalServer: at, LocalRG: rg, Now: now, MinAge: p.MinAge, Excluded: excluded,
-		Reachable: func(s string) bool { return g.Reachable(at, s) },
-	})
-	if r.Skipped != nil {
-		out.Skipped = r.Skipped
-	}
-	out.UsedYoung, out.unreachable, out.pending = r.UsedYoung, r.Unreachable, r.Pending
-	if !r.Found {
-		return out, false
-	}
-	out.Store, out.Server, out.Rule = r.Chosen.Store, r.Chosen.Server, r.Rule
-	return out, true
-}
-
-// Step2At runs step 2 on the hierarchy store's server (R7–R10).
-func Step2At(snap *directory.Snapshot, g *linkstate.Graph, p Params, server string, f *directory.Folder, messageID string) (Step2, bool) {
-	reps := snap.Replicas(f.Key)
-	cands := make([]replica.Candidate, 0, len(reps))
-	for _, r := range reps {
-		st := snap.Store(r.Store)
-		if st == nil {
-			continue
-		}
-		cands = append(cands, replica.Candidate{Store: st.Name, Server: st.Server, RoutingGroup: st.RoutingGroup})
-	}
-	out := Step2{Considered: []replica.Considered{}}
-	if len(cands) == 0 {
-		return out, false
-	}
-	rg, _ := g.RoutingGroupOf(server)
-	r := replica.Choose(cands, g, replica.Params{Server: server, RoutingGroup: rg, Spread: p.Spread, SpreadKey: messageID})
-	out.Considered = r.Considered
-	if !r.Found {
-		return out, false
-	}
-	out.Store, out.Server, out.Rule, out.Cost = r.Chosen.Store, r.Chosen.Server, r.Rule, r.Cost
-	if path, ok := g.Path(server, r.Chosen.Server); ok {
-		out.Path, out.Connectors = path.Servers, path.Connectors
-	} else {
-		out.Path = []string{server}
-	}
-	return out, true
-}
-
 func decideUser(snap *directory.Snapshot, g *linkstate.Graph, d Decision, u *directory.User) Decision {
 	d.User = u.Name
 	if u.Server == d.At {
@@ -382,49 +254,5 @@ func (d Decision) fail(c *Check) Decision {
 
 func (d Decision) wait(code, reason string) Decision {
 	d.Outcome, d.Code, d.Reason = Queue, code, reason
-	return d
-}
-
-func appendPath(route, path []string) []string {
-	for _, s := range path {
-		if len(route) == 0 || route[len(route)-1] != s {
-			route = append(route, s)
-		}
-	}
-	return route
-}
-
-// Continue runs on the server of the hierarchy store chosen in step 1 when
-// the message arrives there (R13: step 1 is not recomputed downstream). If
-// the store knows the folder, step 2 picks the replica; if not (R12), step
-// 1 runs again here with the store excluded.
-func Continue(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, hierarchyStore string) Decision {
-	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
-	// R14: every hop re-checks for loops, the hierarchy server included.
-	if c := LoopCheck(p, in); c != nil {
-		return d.fail(c)
-	}
-	res, c := CheckRecipient(snap, Input{Recipient: in.Recipient, Sender: in.Sender, SenderUser: in.SenderUser, Size: in.Size})
-	if c != nil {
-		return d.fail(c)
-	}
-	if res.Folder == nil {
-		return Decide(snap, g, p, in)
-	}
-	if !snap.Knows(hierarchyStore, res.Folder.Key) {
-		in.Excluded = append(slices.Clone(in.Excluded), hierarchyStore)
-		return Decide(snap, g, p, in)
-	}
-	d.Folder, d.Hierarchy, d.HierarchyServer = res.Folder.Path, res.Folder.Hierarchy, in.At
-	d.Step1 = &Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, MinAge: p.MinAge.String(), Skipped: []hierarchy.Skip{}}
-	s2, found := Step2At(snap, g, p, in.At, res.Folder, in.MessageID)
-	d.Step2 = &s2
-	if !found {
-		if len(s2.Considered) == 0 {
-			return d.fail(&Check{"5.4.4", "public folder " + res.Folder.Path + " has no replica (R12)", true})
-		}
-		return d.wait("4.4.1", "no replica of "+res.Folder.Path+" is reachable now (R10); waiting for link state")
-	}
-	d.Outcome, d.Store, d.Server, d.Route, d.Cost = Deliver, s2.Store, s2.Server, s2.Path, s2.Cost
 	return d
 }
