@@ -304,20 +304,8 @@ func TestRouteMatchesDecideContoso(t *testing.T) {
 // Route fills what the queue manager reads; check one delivery by hand so
 // a shared mistake in both paths would still show.
 func TestRouteContosoDelivery(t *testing.T) {
-	org, err := config.Parse(examples.Contoso, examples.ContosoName, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := directory.New(org, directory.Options{Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := linkstate.FromConfig(org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := routing.Params{MinAge: org.Routing.EffectiveMinAge(), HopLimit: org.Routing.HopLimit}
-	d := routing.Route(dir.Snapshot(), table.Graph(), p, routing.Input{At: "ex2", Recipient: "sales@contoso.example", Now: now, MessageID: "m"})
+	snap, g, p := contosoAt(t)
+	d := routing.Route(snap, g, p, routing.Input{At: "ex2", Recipient: "sales@contoso.example", Now: now, MessageID: "m"})
 	if d.Outcome != routing.Deliver || d.Step1 == nil || d.Step2 == nil || d.Store == "" || !slices.Equal(d.Route[:1], []string{"ex2"}) || d.Route[len(d.Route)-1] != d.Server {
 		t.Fatalf("unexpected decision %+v", d)
 	}
@@ -328,20 +316,7 @@ func TestRouteContosoDelivery(t *testing.T) {
 // allocates less than Decide, and no more than with the explanation empty
 // would need (the Step1/Step2 block, the route, the excluded copy).
 func TestRouteRecorderOffAllocatesNothingForExplanation(t *testing.T) {
-	org, err := config.Parse(examples.Contoso, examples.ContosoName, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := directory.New(org, directory.Options{Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := linkstate.FromConfig(org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := routing.Params{MinAge: org.Routing.EffectiveMinAge(), HopLimit: org.Routing.HopLimit}
-	snap, g := dir.Snapshot(), table.Graph()
+	snap, g, p := contosoAt(t)
 	in := routing.Input{At: "ex2", Recipient: "sales@contoso.example", Now: now, MessageID: "m"}
 	full := routing.Decide(snap, g, p, in)
 	if full.Outcome != routing.Deliver || len(full.Step1.Skipped)+len(full.Step2.Considered) == 0 {
@@ -356,4 +331,23 @@ func TestRouteRecorderOffAllocatesNothingForExplanation(t *testing.T) {
 		t.Fatalf("Route allocates %v per decision, want at most 3 (steps, route; nothing for the explanation)", routeAllocs)
 	}
 	t.Logf("allocations per decision: Route %v, Decide %v", routeAllocs, decideAllocs)
+}
+
+// contosoAt is the contoso demo's directory snapshot, link-state graph and
+// routing tunables.
+func contosoAt(t *testing.T) (*directory.Snapshot, *linkstate.Graph, routing.Params) {
+	t.Helper()
+	org, err := config.Parse(examples.Contoso, examples.ContosoName, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := directory.New(org, directory.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := linkstate.FromConfig(org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir.Snapshot(), table.Graph(), routing.Params{MinAge: org.Routing.EffectiveMinAge(), HopLimit: org.Routing.HopLimit}
 }
