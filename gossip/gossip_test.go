@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"pfrouter/internal/trusttest"
 	"sync"
 	"testing"
 	"time"
@@ -43,11 +44,11 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-const testSecret = "contoso-test-secret"
+const testSecret = trusttest.Secret
 
 func fastOpts(t *testing.T, name string, seeds ...string) Options {
 	return Options{
-		Name: name, Bind: "127.0.0.1:0", Seeds: seeds, Secret: testSecret,
+		Name: name, Bind: "127.0.0.1:0", Seeds: seeds, Secret: testSecret, Identity: trusttest.Identity(t, testSecret, name),
 		Dir: t.TempDir(), Applier: &recorder{}, Logger: testLogger(t),
 		PushPullInterval: 300 * time.Millisecond, ProbeInterval: 200 * time.Millisecond,
 		JoinRetry: 200 * time.Millisecond,
@@ -93,7 +94,7 @@ func cluster(t *testing.T, names ...string) []*Node {
 	first := start(t, fastOpts(t, names[0]))
 	nodes := []*Node{first}
 	for _, name := range names[1:] {
-		nodes = append(nodes, start(t, fastOpts(t, name, first.Addr())))
+		nodes = append(nodes, start(t, fastOpts(t, name, first.Seed())))
 	}
 	eventually(t, 10*time.Second, "full membership", func() bool {
 		for _, n := range nodes {
@@ -351,7 +352,7 @@ func TestRestartedNodeCatchesUp(t *testing.T) {
 	eventually(t, 10*time.Second, "changes between live servers", func() bool { return converged(nodes[0], nodes[1]) })
 
 	o3.Applier = &recorder{}
-	o3.Seeds = []string{nodes[1].Addr()}
+	o3.Seeds = []string{nodes[1].Seed()}
 	n3 := start(t, o3)
 	eventually(t, 10*time.Second, "restarted ex3 to catch up", func() bool {
 		got, ok := n3.Record(KindServer, "ex4")
@@ -373,8 +374,9 @@ func TestWrongSecretCannotJoinR13b(t *testing.T) {
 	if _, err := a.Publish(KindConnector, "tokyo-berlin", map[string]any{"cost": 99}); err != nil {
 		t.Fatal(err)
 	}
-	o := fastOpts(t, "intruder", a.Addr())
-	o.Secret = "not-the-org-secret"
+	o := fastOpts(t, "intruder", a.Seed())
+	o.Secret = trusttest.OtherSecret
+	o.Identity = trusttest.Identity(t, trusttest.OtherSecret, "intruder")
 	x := start(t, o)
 	if c, err := x.Join(); err == nil || c != 0 {
 		t.Fatalf("join with the wrong secret: %d joined, err %v", c, err)
@@ -405,8 +407,8 @@ func TestMemberDeathReportedR10(t *testing.T) {
 		mu.Unlock()
 	}
 	a := start(t, oa)
-	b := start(t, fastOpts(t, "ex2", a.Addr()))
-	c := start(t, fastOpts(t, "ex3", a.Addr()))
+	b := start(t, fastOpts(t, "ex2", a.Seed()))
+	c := start(t, fastOpts(t, "ex3", a.Seed()))
 	eventually(t, 10*time.Second, "membership", func() bool { return aliveCount(a) == 3 && aliveCount(b) == 3 })
 	c.kill()
 	eventually(t, 15*time.Second, "ex3 reported dead", func() bool {

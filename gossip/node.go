@@ -12,21 +12,31 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"pfrouter/servercred"
 )
 
 // Options configure a gossip node. Zero durations take production defaults.
 type Options struct {
-	Name    string   // this server's name (unique in the organization)
-	Bind    string   // host:port of listen.gossip; port 0 picks a free port (see Node.Addr)
-	Seeds   []string // other servers' gossip addresses
-	Secret  string   // organization secret: SHA-256 of it is the AES-256 cluster key
-	Dir     string   // data directory for persisted records; "" keeps nothing
-	Applier Applier  // applies winning records; nil applies nothing
-	Logger  *slog.Logger
+	Name string // this server's name (unique in the organization)
+	Bind string // host:port of listen.gossip; port 0 picks a free port (see Node.Addr)
+	// Seeds are other servers' gossip addresses, as "name/host:port" so the
+	// TLS stream to a seed verifies that server (a bare host:port is
+	// refused when dialing streams).
+	Seeds  []string
+	Secret string // organization secret: SHA-256 of it is the AES-256 key of packets (UDP)
+	// Identity is this server's organization certificate: every stream
+	// (TCP) between members is TLS verifying both sides (servercred).
+	// Required.
+	Identity *servercred.Identity
+	Dir      string  // data directory for persisted records; "" keeps nothing
+	Applier  Applier // applies winning records; nil applies nothing
+	Logger   *slog.Logger
 	// OnMemberChange reports another server joining (alive) or failing or
 	// leaving (not alive); a dead server is unreachable in link state (R10).
 	// Called synchronously from memberlist: keep it quick.
@@ -74,6 +84,9 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	}
 	if o.Secret == "" {
 		return nil, errors.New("gossip: organization secret is required (it keys the cluster encryption)")
+	}
+	if o.Identity == nil {
+		return nil, errors.New("gossip: server identity is required (streams between servers are TLS)")
 	}
 	host, portStr, err := net.SplitHostPort(o.Bind)
 	if err != nil {
@@ -127,8 +140,19 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	cfg.Logger = newStdLogger(n.log)
 	cfg.Delegate = (*delegate)(n)
 	cfg.Events = (*events)(n)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("gossip: listen on %s: %w", o.Bind, err)
+	}
+	if port == 0 {
+		cfg.BindPort = nt.GetAutoBindPort()
+		cfg.AdvertisePort = cfg.BindPort
+	}
+	tt := newTLSTransport(nt, o.Identity, n.memberAt)
+	cfg.Transport = tt
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
+		tt.Shutdown()
 		return nil, fmt.Errorf("gossip: listen on %s: %w", o.Bind, err)
 	}
 	n.ml = ml
@@ -423,3 +447,24 @@ func (n *Node) kill() {
 		n.wg.Wait()
 	})
 }
+
+// memberAt names the member at a gossip address, for streams memberlist
+// dials by address only.
+func (n *Node) memberAt(addr string) (string, bool) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	for _, m := range n.members {
+		if m.Addr == addr {
+			return m.Name, true
+		}
+	}
+	for _, s := range n.o.Seeds {
+		if name, a, ok := strings.Cut(s, "/"); ok && a == addr {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// Seed is this node's address as other nodes' Options.Seeds want it.
+func (n *Node) Seed() string { return n.o.Name + "/" + n.addr }

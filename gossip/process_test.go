@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"pfrouter/servercred"
 	"strings"
 	"sync"
 	"testing"
@@ -30,8 +31,18 @@ func childMain() int {
 	if s := os.Getenv("GOSSIP_CHILD_SEEDS"); s != "" {
 		seeds = strings.Split(s, ",")
 	}
+	org, err := servercred.New(os.Getenv("GOSSIP_CHILD_SECRET"))
+	if err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	id, err := org.Identity(os.Getenv("GOSSIP_CHILD_NAME"))
+	if err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
 	n, err := Start(context.Background(), Options{
-		Name: os.Getenv("GOSSIP_CHILD_NAME"), Bind: "127.0.0.1:0", Seeds: seeds,
+		Name: os.Getenv("GOSSIP_CHILD_NAME"), Bind: "127.0.0.1:0", Seeds: seeds, Identity: id,
 		Secret: os.Getenv("GOSSIP_CHILD_SECRET"), Dir: os.Getenv("GOSSIP_CHILD_DIR"),
 		Applier:          ApplierFunc(func(Record) error { return nil }),
 		PushPullInterval: 300 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, JoinRetry: 200 * time.Millisecond,
@@ -41,7 +52,7 @@ func childMain() int {
 		return 1
 	}
 	defer n.Close()
-	fmt.Println("ADDR", n.Addr())
+	fmt.Println("ADDR", n.Seed())
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		f := strings.SplitN(sc.Text(), " ", 4)

@@ -25,11 +25,11 @@ func (n *Node) startGossip(srv *config.Server) error {
 	var seeds []string
 	for _, s := range n.Org.Servers {
 		if s.Name != n.Name && s.Listen.Gossip != "" {
-			seeds = append(seeds, s.Listen.Gossip)
+			seeds = append(seeds, s.Name+"/"+s.Listen.Gossip) // the name lets TLS verify the seed
 		}
 	}
 	g, err := gossip.Start(n.ops.ctx, gossip.Options{
-		Name: n.Name, Bind: srv.Listen.Gossip, Seeds: seeds, Secret: n.Secret,
+		Name: n.Name, Bind: srv.Listen.Gossip, Seeds: seeds, Secret: n.Secret, Identity: n.Identity,
 		Dir: filepath.Join(n.DataDir, "gossip"), Applier: n.changes,
 		Logger: n.Log, OnMemberChange: n.changes.MemberChanged,
 		// Broadcasts carry a change at once; anti-entropy every 5 s repairs
