@@ -281,7 +281,7 @@ func TestServerOnBehalf(t *testing.T) {
 	}
 	// The old replayable credential (server:ex3 + HMAC of the name) is dead.
 	old := Request{Protocol: IMAP, Mechanism: MechPlain, AuthzID: "alice", Username: servercred.Username("ex3"),
-		Password: servercred.Password(trusttest.Secret, "ex3"), TLS: true, TLSState: states["ex3"], Remote: client}
+		Password: trusttest.LegacyPassword(trusttest.Secret, "ex3"), TLS: true, TLSState: states["ex3"], Remote: client}
 	if _, err := p.Authenticate(ctx, old); kindOf(err) != AuthFailed {
 		t.Errorf("PLAIN as server:ex3 with the HMAC: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"pfrouter/internal/trusttest"
 	"pfrouter/servercred"
 )
 
@@ -214,7 +215,7 @@ func TestS5CaptureAndReplay(t *testing.T) {
 	fake.mode.Store(2)
 	waitFor(t, "a relay attempt to a self-signed copy of s9's names", func() bool { return len(fake.snapshot(2).handshake) > 0 })
 
-	hmac := servercred.Password(trustSecret, "s1")
+	hmac := trusttest.LegacyPassword(trustSecret, "s1")
 	for mode := 0; mode < 3; mode++ {
 		l := fake.snapshot(mode)
 		for _, line := range l.lines {
@@ -253,7 +254,7 @@ func TestS5CaptureAndReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plainIR := base64.StdEncoding.EncodeToString([]byte("alice\x00" + servercred.Username("s2") + "\x00" + servercred.Password(trustSecret, "s2")))
+	plainIR := base64.StdEncoding.EncodeToString([]byte("alice\x00" + servercred.Username("s2") + "\x00" + trusttest.LegacyPassword(trustSecret, "s2")))
 	ext := base64.StdEncoding.EncodeToString([]byte("alice"))
 
 	if got := imapCmd(t, imapAddr, s2id.ClientTLS("s1"), "AUTHENTICATE EXTERNAL "+ext); !strings.HasPrefix(got, "x OK") {
@@ -273,7 +274,7 @@ func TestS5CaptureAndReplay(t *testing.T) {
 	if got := popCmd(t, popAddr, user, "AUTH PLAIN "+plainIR); !strings.HasPrefix(got, "-ERR") {
 		t.Errorf("POP3 AUTH PLAIN as alice with server:s2 and the HMAC: %q", got)
 	}
-	smtpPlain := base64.StdEncoding.EncodeToString([]byte("\x00" + servercred.Username("s2") + "\x00" + servercred.Password(trustSecret, "s2")))
+	smtpPlain := base64.StdEncoding.EncodeToString([]byte("\x00" + servercred.Username("s2") + "\x00" + trusttest.LegacyPassword(trustSecret, "s2")))
 	if got := smtpRcpt(t, smtpAddr, user, smtpPlain, "board@trust.example"); !strings.HasPrefix(got, "535") {
 		t.Errorf("SMTP AUTH PLAIN as server:s2 with the HMAC: %q", got)
 	}
@@ -411,4 +412,3 @@ func smtpRcpt(t *testing.T, addr string, cfg *tls.Config, authIR, rcpt string) s
 	fmt.Fprintf(c, "QUIT\r\n")
 	return l
 }
-

@@ -4,7 +4,10 @@
 package trusttest
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"net"
 	"testing"
 	"time"
@@ -71,4 +74,14 @@ func ServerState(t testing.TB, client, server *tls.Config) tls.ConnectionState {
 		t.Fatalf("handshake: client %v, server %v", cerr, r.err)
 	}
 	return r.cs
+}
+
+// LegacyPassword is the server password of the removed HMAC scheme
+// (HMAC-SHA256 of the server name under the secret), as a fake next hop
+// could have captured it before server trust moved to TLS certificates.
+// Tests replay it to show it opens nothing.
+func LegacyPassword(secret, server string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("pfrouter-server-v1\x00" + server))
+	return hex.EncodeToString(m.Sum(nil))
 }
