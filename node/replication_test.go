@@ -71,18 +71,20 @@ func replicaContents(n *Node, ref store.MailboxRef) (map[string][32]byte, int) {
 		return nil, 0
 	}
 	out := map[string][32]byte{}
+	read := 0
 	for _, m := range msgs {
 		b, err := n.Store.Body(ctx, ref, m.UID)
 		if err != nil {
-			continue
+			continue // expunged since the listing (a replicated delete)
 		}
+		read++
 		id := ""
 		if msg, err := mail.ReadMessage(bufio.NewReader(bytes.NewReader(b))); err == nil {
 			id = msg.Header.Get("Message-Id")
 		}
 		out[id] = sha256.Sum256(b)
 	}
-	return out, len(msgs)
+	return out, read
 }
 
 // waitReplicas waits until both replicas hold the same want messages,
