@@ -209,6 +209,11 @@ func TestBrowserConsole(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#map #edge-berlin-paris.route")))
 	step("queues", chromedp.Navigate(base+"queues"), chromedp.WaitVisible(chromedp.CSS("#queue-ex4")))
 	step("replicas", chromedp.Navigate(base+"replicas"), chromedp.WaitVisible(chromedp.CSS("#replicas")))
+	// Each replica's live sync state (messages, in sync) from `admin replica status`.
+	if got := eval("replica state", `(() => { const r = document.querySelector('#replicas tr.folder[data-folder="/Engineering"] tr.replica[data-store="ex4-pub"]'); return r ? r.querySelector(".messages").textContent + " " + r.querySelector(".insync").textContent : "no row" })()`); got != "1 yes" {
+		t.Errorf("/Engineering's replica on ex4-pub shows %q, want \"1 yes\" (the post, in sync)", got)
+	}
+	shot("replicas.png", chromedp.CaptureScreenshot())
 
 	// R9, O1: a cheaper tokyo-paris shows on the map and moves the route.
 	step("change a connector cost",

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"pfrouter/admin"
 	"pfrouter/console"
@@ -191,6 +193,34 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("ReplicaSyncStateShown", func(t *testing.T) {
+		// A post to /Sales/Announcements (replicas ex1-pub, ex3-pub) lands
+		// on ex1-pub and replication copies it to ex3-pub: the page shows
+		// both replicas holding it, in sync, behind 0, with their CN sets,
+		// read from the same admin call as `admin replica status`.
+		d.send(t, "ex2", "someone@example.net", "announce@contoso.example",
+			"From: someone@example.net\nSubject: <b>replica</b> test\n\nhello replicas\n")
+		eventually(t, "both replicas of /Sales/Announcements hold the post, in sync", func() (bool, string) {
+			code, body, _ := b.get("/console/replicas")
+			if code != http.StatusOK {
+				return false, fmt.Sprintf("status %d", code)
+			}
+			r1, r3 := replicaRow(body, "/Sales/Announcements", "ex1-pub"), replicaRow(body, "/Sales/Announcements", "ex3-pub")
+			for _, row := range []string{r1, r3} {
+				if !strings.Contains(row, `class="messages">1<`) || !strings.Contains(row, `class="insync">yes<`) ||
+					!strings.Contains(row, `class="behind">0<`) || !strings.Contains(row, "ex1-pub:") {
+					return false, "ex1-pub row: " + r1 + "\nex3-pub row: " + r3
+				}
+			}
+			return strings.Contains(folderRow(body, "/Sales/Announcements"), "in sync"), folderRow(body, "/Sales/Announcements")
+		})
+		// The CLI's admin call says the same.
+		st, err := d.client("ex1").ReplicaStatus(context.Background(), "", "/Sales/Announcements")
+		if err != nil || !st.InSync || len(st.Replicas) != 2 || st.Replicas[0].Messages != 1 {
+			t.Fatalf("admin replica status: %+v %v", st, err)
+		}
+	})
+
 	// A message waiting in ex1's queue, with markup in every field mail
 	// controls.
 	for _, name := range []string{"tokyo-paris", "tokyo-berlin"} {
@@ -258,6 +288,27 @@ func TestConsole(t *testing.T) {
 		}
 		_, body, _ = b.get("/console/queues")
 		mustContain(t, "queues after delete", body, "delete "+qid+" on ex1: done")
+	})
+
+	t.Run("ReplicaServerDownUnreadable", func(t *testing.T) {
+		// A server that does not answer: its replicas show as unreadable,
+		// their folders as not in sync and first, and the page still renders.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := d.c.Nodes["ex3"].Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		code, body, _ := b.get("/console/replicas")
+		if code != http.StatusOK {
+			t.Fatalf("replicas with ex3 down: %d", code)
+		}
+		row := replicaRow(body, "/Sales/Announcements", "ex3-pub")
+		mustContain(t, "ex3-pub row with ex3 down", row, `class="insync">unreadable<`)
+		mustContain(t, "ex1-pub row with ex3 down", replicaRow(body, "/Sales/Announcements", "ex1-pub"), `class="messages">1<`)
+		mustContain(t, "folder with ex3 down", folderRow(body, "/Sales/Announcements"), "NOT in sync")
+		if a, e := strings.Index(body, `data-folder="/Sales/Announcements"`), strings.Index(body, `data-folder="/Engineering"`); a < 0 || e < 0 || a > e {
+			t.Errorf("/Sales/Announcements (not in sync) at %d is not before /Engineering (in sync) at %d", a, e)
+		}
 	})
 
 	t.Run("Logout", func(t *testing.T) {

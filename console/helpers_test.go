@@ -190,3 +190,31 @@ func connectorCost(t testing.TB, c *admin.Client, name string) (int, string) {
 func asAPIError(err error, target **admin.APIError) bool {
 	return err != nil && errors.As(err, target)
 }
+
+// folderRow is the Replicas page's markup for one folder, its replica
+// rows included ("" when the folder is not on the page).
+func folderRow(body, folder string) string {
+	i := strings.Index(body, `data-folder="`+folder+`"`)
+	if i < 0 {
+		return ""
+	}
+	rest := body[i:]
+	if j := strings.Index(rest[1:], `<tr class="folder`); j >= 0 {
+		rest = rest[:j+1]
+	}
+	return rest
+}
+
+// replicaRow is the row of store's replica of folder on the Replicas page.
+func replicaRow(body, folder, store string) string {
+	f := folderRow(body, folder)
+	i := strings.Index(f, `data-store="`+store+`"`)
+	if i < 0 {
+		return ""
+	}
+	f = f[i:]
+	if j := strings.Index(f, "</tr>"); j >= 0 {
+		f = f[:j]
+	}
+	return f
+}

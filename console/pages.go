@@ -443,10 +443,42 @@ func (c *Console) setMaintenance(w http.ResponseWriter, r *http.Request, ss *ses
 	http.Redirect(w, r, Prefix+"settings", http.StatusSeeOther)
 }
 
+// replicaStatusTimeout bounds the Replicas page's status reads, so a
+// server that does not answer shows as unreadable instead of hanging it.
+const replicaStatusTimeout = 20 * time.Second
+
+// replicasPage shows each folder's replicas with their live sync state,
+// read per folder with the admin call of `pfrouter admin replica status
+// --folder` (the server asks the replicas' servers; nothing is computed
+// here), folders not in sync first.
 func (c *Console) replicasPage(w http.ResponseWriter, r *http.Request, ss *session) {
 	p := c.newPage(ss, "Replicas", "replicas")
 	if c.cfg.Directory != nil {
-		p.Data = buildReplicas(c.cfg.Directory())
+		folders := buildReplicas(c.cfg.Directory())
+		ctx, cancel := context.WithTimeout(r.Context(), replicaStatusTimeout)
+		defer cancel()
+		cl := c.selfClient(ss)
+		sem := make(chan struct{}, 4) // a few folders at a time: each read fans out to servers
+		var wg sync.WaitGroup
+		for i := range folders {
+			f := &folders[i]
+			if len(f.Replicas) == 0 {
+				continue
+			}
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				st, err := cl.ReplicaStatus(ctx, f.Hierarchy, f.Path)
+				msg := ""
+				if err != nil {
+					msg = errText(err)
+				}
+				addStatus(f, st, msg)
+			})
+		}
+		wg.Wait()
+		sortReplicas(folders)
+		p.Data = folders
 	}
 	c.render(w, http.StatusOK, "replicas", p)
 }

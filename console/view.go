@@ -11,6 +11,7 @@ import (
 	"pfrouter/admin"
 	"pfrouter/directory"
 	"pfrouter/linkstate"
+	"pfrouter/replication"
 	"pfrouter/tracking"
 )
 
@@ -258,18 +259,38 @@ func buildTimeline(res tracking.Result) Timeline {
 	return tl
 }
 
-// FolderReplicas is one folder with the stores holding its replicas.
+// FolderReplicas is one folder with the stores holding its replicas and,
+// once read, their live sync state.
 type FolderReplicas struct {
 	Hierarchy, Path string
 	MailEnabled     bool
 	Replicas        []ReplicaLoc
+	// Read: the status below came from the admin API (GET /v1/replication).
+	Read bool
+	// InSync: every replica holds every change any reachable replica holds.
+	InSync bool
+	// StatusError says why the folder's status could not be read at all.
+	StatusError string
 }
 
-// ReplicaLoc is where one replica lives.
+// ReplicaLoc is where one replica lives and, once read, its sync state.
 type ReplicaLoc struct {
 	Store, Server, RoutingGroup string
 	// Synced is whether the store's copy of the hierarchy is complete (R12).
 	Synced bool
+	// Read: Messages, CNSet, InSync and Behind came from its server;
+	// otherwise Error may say why not (server unreachable...).
+	Read     bool
+	Messages int
+	CNSet    string
+	InSync   bool
+	Behind   int
+	Error    string
+}
+
+// NotInSync: read and not in sync, or not readable, so the admin looks at it.
+func (f FolderReplicas) NotInSync() bool {
+	return len(f.Replicas) > 0 && (!f.Read || !f.InSync)
 }
 
 func buildReplicas(snap *directory.Snapshot) []FolderReplicas {
@@ -289,11 +310,50 @@ func buildReplicas(snap *directory.Snapshot) []FolderReplicas {
 		sort.Slice(fr.Replicas, func(i, j int) bool { return fr.Replicas[i].Store < fr.Replicas[j].Store })
 		out = append(out, fr)
 	}
-	sort.Slice(out, func(i, j int) bool {
+	sortReplicas(out)
+	return out
+}
+
+// sortReplicas puts the folders that need a look (not in sync, unreadable)
+// first, then by hierarchy and path.
+func sortReplicas(out []FolderReplicas) {
+	sort.SliceStable(out, func(i, j int) bool {
+		if a, b := out[i].NotInSync(), out[j].NotInSync(); a != b {
+			return a
+		}
 		if out[i].Hierarchy != out[j].Hierarchy {
 			return out[i].Hierarchy < out[j].Hierarchy
 		}
 		return out[i].Path < out[j].Path
 	})
-	return out
+}
+
+// addStatus merges a folder's status as the admin API reported it (errMsg:
+// why it could not be read) into its replica locations. A replica the
+// status does not mention stays unread.
+func addStatus(f *FolderReplicas, st replication.FolderStatus, errMsg string) {
+	if errMsg != "" {
+		f.StatusError = errMsg
+		return
+	}
+	f.Read, f.InSync = true, st.InSync
+	byStore := map[string]replication.ReplicaStatus{}
+	for _, r := range st.Replicas {
+		byStore[r.Store] = r
+	}
+	for i := range f.Replicas {
+		loc := &f.Replicas[i]
+		r, ok := byStore[loc.Store]
+		switch {
+		case !ok:
+			loc.Error, f.InSync = "not in the status its server reported", false
+		case r.Error != "":
+			loc.Error = r.Error
+		default:
+			loc.Read, loc.Messages, loc.CNSet, loc.InSync, loc.Behind = true, r.Messages, r.CNSet, r.InSync, r.Behind
+		}
+		if loc.Server == "" {
+			loc.Server = r.Server
+		}
+	}
 }

@@ -3,11 +3,13 @@ package console
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"pfrouter/admin"
 	"pfrouter/linkstate"
+	"pfrouter/replication"
 	"pfrouter/tracking"
 )
 
@@ -168,5 +170,50 @@ func TestLoginLimit(t *testing.T) {
 	now = now.Add(failWindow)
 	if l.blocked("10.0.0.1") {
 		t.Fatal("still blocked after the window")
+	}
+}
+
+// TestAddStatusAndOrder: the live status lands on the right replica rows,
+// an unreadable replica or folder counts as not in sync, and folders not
+// in sync sort first.
+func TestAddStatusAndOrder(t *testing.T) {
+	folder := func(path string, stores ...string) FolderReplicas {
+		f := FolderReplicas{Hierarchy: "PF", Path: path}
+		for _, s := range stores {
+			f.Replicas = append(f.Replicas, ReplicaLoc{Store: s, Server: "srv-" + s})
+		}
+		return f
+	}
+	a, b, c, d, e := folder("/A", "s1", "s2"), folder("/B", "s1", "s2"), folder("/C", "s1"), folder("/D"), folder("/E", "s1", "s2")
+	addStatus(&a, replication.FolderStatus{InSync: true, Replicas: []replication.ReplicaStatus{
+		{Store: "s2", Messages: 3, CNSet: "s1:1-3", InSync: true}, {Store: "s1", Messages: 3, CNSet: "s1:1-3", InSync: true}}}, "")
+	addStatus(&b, replication.FolderStatus{InSync: false, Replicas: []replication.ReplicaStatus{
+		{Store: "s1", Messages: 3, CNSet: "s1:1-3", InSync: true}, {Store: "s2", Error: "connect to srv-s2 replication: refused"}}}, "")
+	addStatus(&c, replication.FolderStatus{}, "replication is off on srv-s1")
+	addStatus(&e, replication.FolderStatus{InSync: true, Replicas: []replication.ReplicaStatus{{Store: "s1", Messages: 1, InSync: true}}}, "")
+
+	if r := a.Replicas[1]; !a.Read || !a.InSync || !r.Read || r.Messages != 3 || r.CNSet != "s1:1-3" || !r.InSync {
+		t.Errorf("in-sync folder: %+v", a)
+	}
+	if r := b.Replicas[1]; !b.Read || b.InSync || r.Read || r.Error == "" || !b.Replicas[0].Read {
+		t.Errorf("folder with an unreadable replica: %+v", b)
+	}
+	if c.Read || c.StatusError == "" || !c.NotInSync() {
+		t.Errorf("unreadable folder: %+v", c)
+	}
+	if d.NotInSync() {
+		t.Error("a folder without replicas counts as not in sync")
+	}
+	if e.InSync || e.Replicas[1].Read || e.Replicas[1].Error == "" {
+		t.Errorf("a replica missing from the status: %+v", e)
+	}
+	list := []FolderReplicas{a, b, c, d, e}
+	sortReplicas(list)
+	var got []string
+	for _, f := range list {
+		got = append(got, f.Path)
+	}
+	if want := "/B /C /E /A /D"; strings.Join(got, " ") != want {
+		t.Errorf("order %v, want %s (not in sync first)", got, want)
 	}
 }
