@@ -2,7 +2,8 @@
 // server's admin listener under /console/ that picture what the admin API
 // knows — the routing topology (live), a message's path across servers,
 // the routing decision for a recipient, queues, the tunables of `admin
-// set` / `admin connector`, and where each folder's replicas live.
+// set` / `admin connector`, and each folder's replicas with whether they
+// are in sync (as `admin replica status` reads it).
 //
 // It holds no state of its own beyond login sessions: every page is built
 // from the admin API of the servers (package admin's Client, with the
