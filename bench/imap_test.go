@@ -30,7 +30,7 @@ import (
 const imapOrg = `
 organization: BenchIMAP
 domains: [contoso.example]
-secret: bench-secret-0123456789
+secret: bench-secret-0123456789abcdef0123456789
 access: {cross_site: proxy, login_type: PlainTextLogin}
 routing_groups: [{name: rg}]
 sites: [{name: tokyo}]

@@ -30,7 +30,7 @@ import (
 const ingressOrg = `
 organization: Bench
 domains: [contoso.example]
-secret: bench-secret-0123456789
+secret: bench-secret-0123456789abcdef0123456789
 routing_groups: [{name: rg-bench}]
 sites: [{name: bench}]
 # Every load session comes from 127.0.0.1: lift the per-address cap.

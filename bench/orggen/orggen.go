@@ -101,7 +101,7 @@ func Generate(seed uint64, p Params) *config.Org {
 	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 	org := &config.Org{
 		Organization: "Bench", Domains: []config.Domain{{Name: Domain}}, Mode: config.ModeMixed,
-		Secret: "bench-secret-0123456789",
+		Secret: "bench-secret-0123456789abcdef0123456789",
 	}
 
 	nSites := max(1, p.RoutingGroups/10)

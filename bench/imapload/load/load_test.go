@@ -41,7 +41,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 const orgYAML = `
 organization: LoadTest
 domains: [load.example]
-secret: load-secret-0123456789
+secret: load-secret-0123456789abcdef0123456789
 access: {cross_site: proxy, login_type: PlainTextLogin}
 routing_groups: [{name: rg}]
 sites: [{name: s}]
