@@ -27,8 +27,9 @@ const collectTimeout = 10 * time.Second
 const maxAnswer = 64 << 20
 
 // Endpoint is one server's admin API: base URL (http://127.0.0.1:8011)
-// and bearer token.
-type Endpoint struct{ Server, URL, Token string }
+// and bearer token. TokenSource says where the token was read, so that a
+// refused token (401) names the file the operator must fix.
+type Endpoint struct{ Server, URL, Token, TokenSource string }
 
 // Result is the merged route of a message across servers.
 type Result struct {
@@ -92,10 +93,14 @@ func fetch(ctx context.Context, client *http.Client, ep Endpoint, id string) ([]
 		var e struct {
 			Error string `json:"error"`
 		}
+		why := resp.Status
 		if json.Unmarshal(msg, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
+			why += ": " + e.Error
 		}
-		return nil, fmt.Errorf("%s", resp.Status)
+		if resp.StatusCode == http.StatusUnauthorized && ep.TokenSource != "" {
+			why += " (token read from " + ep.TokenSource + ")"
+		}
+		return nil, errors.New(why)
 	}
 	var a Answer
 	if err := json.NewDecoder(body).Decode(&a); err != nil {

@@ -113,7 +113,7 @@ func TestO4CollectAcrossServers(t *testing.T) {
 		{Server: "ex3", URL: s3.URL + "/", Token: "tok3"},
 		{Server: "ex1", URL: s1.URL, Token: "tok1"},
 		{Server: "ex4", URL: s4.URL, Token: "tok4"},
-		{Server: "ex2", URL: s2.URL, Token: "wrong"},
+		{Server: "ex2", URL: s2.URL, Token: "wrong", TokenSource: "/data/ex2/admin.token"},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -125,8 +125,9 @@ func TestO4CollectAcrossServers(t *testing.T) {
 	if got := r.Unreachable["ex4"]; got != "connection refused" {
 		t.Errorf("Unreachable[ex4] = %q, want connection refused", got)
 	}
-	if got := r.Unreachable["ex2"]; !strings.Contains(got, "401") || !strings.Contains(got, "bad token") {
-		t.Errorf("Unreachable[ex2] = %q, want the 401 and its message", got)
+	if got := r.Unreachable["ex2"]; !strings.Contains(got, "401") || !strings.Contains(got, "bad token") ||
+		!strings.Contains(got, "token read from /data/ex2/admin.token") {
+		t.Errorf("Unreachable[ex2] = %q, want the 401, its message and the token file read", got)
 	}
 	if len(r.Unreachable) != 2 {
 		t.Errorf("Unreachable = %v, want ex2 and ex4 only", r.Unreachable)

@@ -40,7 +40,8 @@ func traceCmd() *cobra.Command {
 				if err != nil {
 					return &exitError{1, fmt.Errorf("server %s: %w", s.Name, err)}
 				}
-				eps = append(eps, tracking.Endpoint{Server: s.Name, URL: "http://" + s.Listen.Admin, Token: tok})
+				eps = append(eps, tracking.Endpoint{Server: s.Name, URL: "http://" + s.Listen.Admin, Token: tok,
+					TokenSource: admin.TokenSource(org, org.DataDir(s, base))})
 			}
 			if len(eps) == 0 {
 				return &exitError{1, fmt.Errorf("no server of %s has listen.admin: nothing to ask", org.Path)}
