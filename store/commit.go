@@ -70,28 +70,7 @@ func (s *Store) addQueue(id uint64) *addQueue {
 // commitAdd queues r on its mailbox and returns when r is committed (or
 // failed): by this goroutine, with every other request waiting, or by
 // another that got the mailbox lock first.
-func (s *Store) commitAdd(r *addReq) {
-	q := s.addQueue(r.mbox)
-	q.mu.Lock()
-	q.reqs = append(q.reqs, r)
-	q.mu.Unlock()
-
-	mu := s.lock(r.mbox)
-	mu.Lock()
-	defer mu.Unlock()
-	for !r.done {
-		q.mu.Lock()
-		n, size := 0, 0
-		for n < len(q.reqs) && n < groupMax && (n == 0 || size+q.reqs[n].cost() <= groupBytes) {
-			size += q.reqs[n].cost()
-			n++
-		}
-		group := q.reqs[:n:n]
-		q.reqs = append([]*addReq(nil), q.reqs[n:]...)
-		q.mu.Unlock()
-		s.commitGroup(group)
-	}
-}
+func (s *Store) commitAdd(r *addReq) { s.commitAddAll(r.mbox, []*addReq{r}) }
 
 // commitAddAll queues rs on their mailbox (rec) in order and returns when
 // all are committed: they take consecutive UIDs in that order, in as few
