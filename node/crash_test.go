@@ -101,22 +101,7 @@ folders:
 	}
 	data := filepath.Join(dir, "data")
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "--config", cfgPath, "--data-dir", data, "--log-level", "warn")
-		var logBuf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("server log:\n%s", logBuf.String())
-			}
-		})
-		waitListening(t, a1)
-		waitListening(t, a2)
-		return cmd
+		return startServe(t, bin, "s1+s2", []string{"--config", cfgPath, "--data-dir", data}, a1, a2)
 	}
 	cmd := start()
 
@@ -199,14 +184,7 @@ folders:
 	for round, roundsDeadline := 0, time.Now().Add(60*time.Second); ; round++ {
 		cmd = start()
 		time.Sleep(3 * time.Second)
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Fatal("server did not stop on SIGTERM")
-		}
+		stopServe(t, cmd)
 		seen = count()
 		lost := 0
 		for id := range acked {

@@ -49,34 +49,9 @@ folders:
 	}
 	data := filepath.Join(dir, "data")
 	start := func(server string, addrs ...string) *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "--config", cfgPath, "--data-dir", data, "--server", server, "--log-level", "warn")
-		var logBuf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s log:\n%s", server, logBuf.String())
-			}
-		})
-		for _, a := range addrs {
-			waitListening(t, a)
-		}
-		return cmd
+		return startServe(t, bin, server, []string{"--config", cfgPath, "--data-dir", data, "--server", server}, addrs...)
 	}
-	stop := func(cmd *exec.Cmd) {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Fatal("server did not stop on SIGTERM")
-		}
-	}
+	stop := func(cmd *exec.Cmd) { stopServe(t, cmd) }
 	// s1 alone receives the posts (step 2 takes its local replica).
 	p1 := start("s1", smtp1, rep1)
 	const posts = 400
