@@ -135,11 +135,14 @@ func TestReadmeCommandsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports := map[string]string{}
+	used := map[string]bool{} // the kernel may hand a just-closed port out again
 	remap := func(s string) string {
 		return addrRE.ReplaceAllStringFunc(s, func(a string) string {
 			old := strings.TrimPrefix(a, "127.0.0.1:")
-			if _, ok := ports[old]; !ok {
-				ports[old] = freePort(t)
+			for ports[old] == "" || !used[ports[old]] {
+				if p := freePort(t); !used[p] {
+					ports[old], used[p] = p, true
+				}
 			}
 			return "127.0.0.1:" + ports[old]
 		})

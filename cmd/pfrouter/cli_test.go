@@ -95,10 +95,13 @@ var addrRE = regexp.MustCompile(`127\.0\.0\.1:(\d+)`)
 func demoWithPorts(t *testing.T, dir string) (string, map[string]string) {
 	t.Helper()
 	ports := map[string]string{}
+	used := map[string]bool{} // the kernel may hand a just-closed port out again
 	src := addrRE.ReplaceAllStringFunc(string(examples.Contoso), func(a string) string {
 		old := strings.TrimPrefix(a, "127.0.0.1:")
-		if _, ok := ports[old]; !ok {
-			ports[old] = strconv.Itoa(freePort(t))
+		for ports[old] == "" || !used[ports[old]] {
+			if p := strconv.Itoa(freePort(t)); !used[p] {
+				ports[old], used[p] = p, true
+			}
 		}
 		return "127.0.0.1:" + ports[old]
 	})
