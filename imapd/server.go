@@ -184,6 +184,17 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Capabilities lists what a logged-in client of this server may use; the
+// front end (imapfront) announces it in the OK of a login it hands over.
+func (s *Server) Capabilities() []string {
+	caps := s.imap.AuthenticatedCaps()
+	out := make([]string, len(caps))
+	for i, c := range caps {
+		out[i] = string(c)
+	}
+	return out
+}
+
 // checkUser verifies that a user exists and has a mailbox on this server,
 // returning the mailbox store.
 func (s *Server) checkUser(user string) (string, error) {

@@ -112,3 +112,12 @@ func addAvailableCaps(caps *[]imap.Cap, available imap.CapSet, l []imap.Cap) {
 		}
 	}
 }
+
+// AuthenticatedCaps returns the capabilities a client sees once logged in.
+// A front end that handles the login itself announces them in its login
+// OK (clients, imaptest among them, take that list as the session's and
+// never ask again).
+func (s *Server) AuthenticatedCaps() []imap.Cap {
+	c := &Conn{server: s, state: imap.ConnStateAuthenticated}
+	return c.availableCaps()
+}
