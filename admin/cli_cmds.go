@@ -146,7 +146,13 @@ func writeLinkState(out io.Writer, ls LinkState) {
 		if !c.ChangedAt.IsZero() {
 			at = c.ChangedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s %s %s\t%d\t%s\t%s\t%s\t%s\n", c.Name, c.A, arrow, c.B, c.Cost, state, causes(c.Causes), dash(c.ChangedBy), dash(at))
+		between := c.A + " " + arrow + " " + c.B
+		if c.Outbound {
+			// An outbound connector joins no routing groups: it carries
+			// its address spaces out from its source servers.
+			between = "outbound " + strings.Join(c.AddressSpaces, ",") + " from " + strings.Join(c.Sources, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Name, between, c.Cost, state, causes(c.Causes), dash(c.ChangedBy), dash(at))
 	}
 	tw.Flush()
 	fmt.Fprintln(out)

@@ -16,6 +16,7 @@ import (
 
 	"pfrouter/config"
 	"pfrouter/examples"
+	"pfrouter/linkstate"
 )
 
 func TestClientAgainstServer(t *testing.T) {
@@ -160,6 +161,15 @@ func TestCommand(t *testing.T) {
 	base := []string{"--config", cfg, "--data-dir", t.TempDir()}
 	run := func(args ...string) (string, int) { return runCLI(append(args, base...)...) }
 
+	// Issue 10 item 6: an outbound connector is a link-state entry; the
+	// table says what it carries from where, and why it is down.
+	f.conns["internet"] = &linkstate.Connector{Name: "internet", Outbound: true, Cost: 5, Causes: linkstate.Causes{linkstate.CauseHopHealth},
+		AddressSpaces: []string{"*"}, Sources: []string{"ex1", "ex2"}}
+	if out, code := run("linkstate"); code != 0 || !hasLine(out, "internet outbound * from ex1,ex2 5 down hop-health - -") {
+		t.Errorf("linkstate with an outbound connector (%d):\n%s", code, out)
+	}
+	delete(f.conns, "internet")
+
 	for _, c := range []struct {
 		args []string
 		code int
@@ -262,4 +272,15 @@ func TestCommandGeneratedToken(t *testing.T) {
 	if out, code := runCLI("linkstate", "--config", cfg, "--data-dir", t.TempDir()); code != ExitRefused || !strings.Contains(out, "401") {
 		t.Fatalf("other data dir (other token): exit %d\n%s", code, out)
 	}
+}
+
+// hasLine reports whether out has a line whose fields, joined by single
+// spaces, are want (tabwriter's padding aside).
+func hasLine(out, want string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Join(strings.Fields(l), " ") == want {
+			return true
+		}
+	}
+	return false
 }

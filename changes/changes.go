@@ -1,5 +1,6 @@
 // Package changes owns one server's runtime changes (SPEC O1): connector
-// costs and states (R9, R10), server maintenance (R6b, R10), the store
+// costs and states (R9, R10; outbound connectors included, with their
+// source servers' smarthost health), server maintenance (R6b, R10), the store
 // minimum age (R6), and stores and replicas added while running. It turns
 // an operator's change into a gossip record, publishes it through the
 // gossip member (or applies it locally, with a local clock, on a server
@@ -17,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -57,6 +59,14 @@ type storeValue struct {
 type storeReadyValue struct {
 	Ready bool   `json:"ready"`
 	By    string `json:"by,omitempty"`
+}
+
+// outboundHealthValue is a source server's verdict on its outbound
+// connector's smarthost: down after failure_threshold connection failures,
+// up again once a probe gets through.
+type outboundHealthValue struct {
+	Down   bool   `json:"down"`
+	Reason string `json:"reason,omitempty"`
 }
 
 type replicaValue struct {
@@ -132,6 +142,14 @@ func (m *Manager) gossip() *gossip.Node {
 // SetConnector publishes a connector's cost and state (R9, R10).
 func (m *Manager) SetConnector(name string, cost int, up bool, by string) error {
 	return m.publish(gossip.KindConnector, name, connectorValue{Cost: cost, Up: up, By: by})
+}
+
+// SetOutboundHealth publishes whether this server, a source server of the
+// outbound connector, reaches its smarthost: the connector's hop-health
+// cause on every server, so none of them routes outside mail to a
+// connector whose smarthost does not answer.
+func (m *Manager) SetOutboundHealth(connector string, down bool, reason string) error {
+	return m.publish(gossip.KindOutboundHealth, connector, outboundHealthValue{Down: down, Reason: reason})
 }
 
 // SetServerMaintenance publishes a server's maintenance state (R6b, R10).
@@ -308,6 +326,23 @@ func (m *Manager) applyTo(dir *directory.Directory, ls *linkstate.Table, r gossi
 			}
 		}
 		_, err := ls.SetUp(r.Key, v.Up, by, r.At)
+		return err
+	case gossip.KindOutboundHealth:
+		var v outboundHealthValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("outbound_health %q: bad value: %w", r.Key, err)
+		}
+		c, ok := ls.Connector(r.Key)
+		if !ok || !c.Outbound {
+			return fmt.Errorf("outbound connector %q: %w", r.Key, linkstate.ErrUnknown)
+		}
+		// Only a source server talks to the smarthost, so only its verdict
+		// counts.
+		if !slices.Contains(c.Sources, r.Origin) {
+			m.log.Warn("gossip: outbound connector health from a server that is not its source ignored", "connector", r.Key, "origin", r.Origin)
+			return nil
+		}
+		_, err := ls.SetConnectorCause(r.Key, linkstate.CauseHopHealth, v.Down, "hop-health via "+r.Origin, r.At)
 		return err
 	case gossip.KindServer:
 		var v serverValue

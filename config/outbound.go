@@ -91,8 +91,17 @@ func (o *Org) outboundDefaults() {
 
 func (o *Org) validateOutbound(p *problems, servers, domains map[string]bool) {
 	names(p, "outbound", len(o.Outbound), func(i int) string { return o.Outbound[i].Name })
+	// Outbound connectors are link-state entries beside the connectors
+	// between routing groups: `admin connector` names either.
+	conns := map[string]bool{}
+	for _, c := range o.Connectors {
+		conns[c.Name] = true
+	}
 	for i, c := range o.Outbound {
 		f := fmt.Sprintf("outbound[%d]", i)
+		if conns[c.Name] {
+			p.add(f+".name", "%q is also the name of a connector; connector names are shared with outbound connectors", c.Name)
+		}
 		if len(c.AddressSpaces) == 0 {
 			p.add(f+".address_spaces", `at least one address space is required ("*" for every outside domain)`)
 		}

@@ -41,6 +41,8 @@ func TestOutboundValidation(t *testing.T) {
 		{`, auth_file: "` + loose + `"}`, "outbound[0].auth_file", "group and others must have no access"},
 		{`, ca_file: "/nonexistent/ca.pem"}`, "outbound[0].ca_file", "no such file"},
 		{`, state: gone}`, "outbound[0].state", `"gone" is not up or down`},
+		// One link-state namespace: `admin connector c1 ...` must name one thing.
+		{`{name: o,|{name: c1,`, "outbound[0].name", `"c1" is also the name of a connector`},
 	} {
 		entry := base + c.extra + "\n"
 		if old, nw, ok := strings.Cut(c.extra, "|"); ok {

@@ -35,6 +35,9 @@ func parseTemplates() (map[string]*template.Template, error) {
 			return time.Since(t).Round(time.Second).String()
 		},
 		"join": strings.Join,
+		// concat lists the connectors between routing groups, then the
+		// outbound ones: one settings table for both.
+		"concat": func(a, b []Connector) []Connector { return append(append([]Connector(nil), a...), b...) },
 	}
 	out := map[string]*template.Template{}
 	for _, name := range pageNames {
@@ -391,7 +394,8 @@ func (c *Console) changeConnector(ctx context.Context, cl *admin.Client, name, c
 		return "", err
 	}
 	var cur *Connector
-	for _, k := range buildTopology("", ls).Connectors {
+	topo := buildTopology("", ls)
+	for _, k := range append(topo.Connectors, topo.Outbound...) {
 		if k.Name == name {
 			cur = &k
 		}

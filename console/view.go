@@ -25,7 +25,10 @@ type Topology struct {
 	Version    uint64      `json:"version"`
 	Groups     []Group     `json:"groups"`
 	Connectors []Connector `json:"connectors"`
-	Error      string      `json:"error,omitempty"`
+	// Outbound are the outbound SMTP connectors: link-state entries with
+	// a cost and a state, but no edge between routing groups on the map.
+	Outbound []Connector `json:"outbound"`
+	Error    string      `json:"error,omitempty"`
 }
 
 // Group is a routing group with its servers.
@@ -56,6 +59,11 @@ type Connector struct {
 	BridgeheadsB []string `json:"bridgeheads_b"`
 	ChangedBy    string   `json:"changed_by,omitempty"`
 	ChangedAt    string   `json:"changed_at,omitempty"`
+	// Outbound is an outbound SMTP connector; AddressSpaces and Sources
+	// describe it.
+	Outbound      bool     `json:"outbound,omitempty"`
+	AddressSpaces []string `json:"address_spaces,omitempty"`
+	Sources       []string `json:"source_servers,omitempty"`
 }
 
 // causes says why a connector or server is down: the link-state causes
@@ -71,7 +79,7 @@ func causes(cs linkstate.Causes) string {
 // buildTopology groups servers by routing group; groups named only by a
 // connector still appear.
 func buildTopology(self string, ls admin.LinkState) Topology {
-	t := Topology{Self: self, Version: ls.Version, Groups: []Group{}, Connectors: []Connector{}}
+	t := Topology{Self: self, Version: ls.Version, Groups: []Group{}, Connectors: []Connector{}, Outbound: []Connector{}}
 	bridge := map[string]bool{}
 	idx := map[string]int{}
 	group := func(name string) int {
@@ -97,6 +105,11 @@ func buildTopology(self string, ls admin.LinkState) Topology {
 		if !c.Up {
 			cc.Cause = causes(c.Causes)
 		}
+		if c.Outbound {
+			cc.Outbound, cc.AddressSpaces, cc.Sources = true, c.AddressSpaces, c.Sources
+			t.Outbound = append(t.Outbound, cc)
+			continue
+		}
 		t.Connectors = append(t.Connectors, cc)
 	}
 	for _, s := range ls.Servers {
@@ -108,14 +121,17 @@ func buildTopology(self string, ls admin.LinkState) Topology {
 		t.Groups[i].Servers = append(t.Groups[i].Servers, n)
 	}
 	for _, c := range ls.Connectors {
-		group(c.A)
-		group(c.B)
+		if !c.Outbound {
+			group(c.A)
+			group(c.B)
+		}
 	}
 	sort.SliceStable(t.Groups, func(i, j int) bool { return t.Groups[i].Name < t.Groups[j].Name })
 	for i := range t.Groups {
 		sort.Slice(t.Groups[i].Servers, func(a, b int) bool { return t.Groups[i].Servers[a].Name < t.Groups[i].Servers[b].Name })
 	}
 	sort.SliceStable(t.Connectors, func(i, j int) bool { return t.Connectors[i].Name < t.Connectors[j].Name })
+	sort.SliceStable(t.Outbound, func(i, j int) bool { return t.Outbound[i].Name < t.Outbound[j].Name })
 	return t
 }
 

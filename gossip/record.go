@@ -28,6 +28,10 @@ const (
 	KindStore       = "store"         // Key: store name; Value: the added store
 	KindReplica     = "replica"       // Key: folder key + "|" + store; Value: the added replica
 	KindStoreReady  = "store_ready"   // Key: store name; Value: {"ready":true}: its hierarchy is replicated (issue 12)
+	// KindOutboundHealth: Key: outbound connector name; Value:
+	// {"down":bool,"reason":...}: whether its source server reaches the
+	// smarthost (the hop-health cause, set and cleared by that server only).
+	KindOutboundHealth = "outbound_health"
 )
 
 // Record is one replicated change. Value is kind-specific JSON, opaque to

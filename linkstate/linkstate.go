@@ -1,7 +1,9 @@
 // Package linkstate is a server's view of the organization's topology:
 // routing groups as nodes, connectors as edges with a cost and a state,
 // bridgehead servers on each side, and which servers are down (SPEC R9, R10,
-// R13, R13b). It answers "cost and path from routing group a to b" and
+// R13, R13b). Outbound SMTP connectors are entries too (cost, state and
+// causes like any connector) but no edges: routing reads them with
+// Graph.Outbound. It answers "cost and path from routing group a to b" and
 // "server path (bridgeheads included) from server s to server t".
 //
 // A Table is the mutable record (config plus runtime changes from the admin
@@ -100,6 +102,36 @@ type Connector struct {
 	// ChangedBy and ChangedAt say who last changed cost or state, and when.
 	ChangedBy string    `json:"changed_by,omitempty"`
 	ChangedAt time.Time `json:"changed_at,omitzero"`
+
+	// Outbound marks an outbound SMTP connector (issue 10 item 6): mail
+	// for AddressSpaces outside the organization leaves through its
+	// Sources to a smarthost. It joins no routing groups (A and B are
+	// empty) and is no edge of the graph; routing reads it from
+	// Graph.Outbound with the same cost, state and causes as any
+	// connector.
+	Outbound      bool     `json:"outbound,omitempty"`
+	AddressSpaces []string `json:"address_spaces,omitempty"`
+	Sources       []string `json:"source_servers,omitempty"`
+}
+
+// copySlices gives c slices of its own, so a copy handed out or stored
+// never aliases a caller's.
+func (c *Connector) copySlices() {
+	c.BridgeheadsA = append([]string(nil), c.BridgeheadsA...)
+	c.BridgeheadsB = append([]string(nil), c.BridgeheadsB...)
+	if c.Outbound {
+		c.AddressSpaces = append([]string(nil), c.AddressSpaces...)
+		c.Sources = append([]string(nil), c.Sources...)
+	}
+}
+
+// check refuses a connector that cannot be an edge: one joining a routing
+// group to itself. An outbound connector joins none.
+func (c *Connector) check() error {
+	if !c.Outbound && c.A == c.B {
+		return fmt.Errorf("connector %q joins routing group %q to itself", c.Name, c.A)
+	}
+	return nil
 }
 
 // Server is a node's membership: its routing group and whether it is down
@@ -168,13 +200,12 @@ func New(rgs []string, servers []Server, connectors []Connector) (*Table, error)
 		if _, dup := t.connectors[c.Name]; dup {
 			return nil, fmt.Errorf("linkstate: connector %q listed twice", c.Name)
 		}
-		if c.A == c.B {
-			return nil, fmt.Errorf("linkstate: connector %q joins routing group %q to itself", c.Name, c.A)
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("linkstate: %w", err)
 		}
 		c := c
 		c.normalize()
-		c.BridgeheadsA = append([]string(nil), c.BridgeheadsA...)
-		c.BridgeheadsB = append([]string(nil), c.BridgeheadsB...)
+		c.copySlices()
 		t.connectors[c.Name] = &c
 		addRG(c.A)
 		addRG(c.B)
@@ -271,19 +302,18 @@ func (t *Table) SetServerCause(name string, cause Cause, on bool) (uint64, error
 
 // AddConnector adds a connector, or replaces one with the same name.
 func (t *Table) AddConnector(c Connector) (uint64, error) {
-	if c.A == c.B {
-		return 0, fmt.Errorf("connector %q joins routing group %q to itself", c.Name, c.A)
+	if err := c.check(); err != nil {
+		return 0, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, rg := range []string{c.A, c.B} {
-		if !containsStr(t.rgs, rg) {
+		if rg != "" && !containsStr(t.rgs, rg) {
 			t.rgs = append(t.rgs, rg)
 		}
 	}
 	c.normalize()
-	c.BridgeheadsA = append([]string(nil), c.BridgeheadsA...)
-	c.BridgeheadsB = append([]string(nil), c.BridgeheadsB...)
+	c.copySlices()
 	t.connectors[c.Name] = &c
 	t.version++
 	t.publish()
@@ -374,6 +404,11 @@ func (t *Table) publish() {
 	g.adj = make([][]edge, len(g.rgNames))
 	for _, n := range names {
 		c := t.connectors[n]
+		if c.Outbound {
+			// Not an edge: routing reads it from Graph.Outbound.
+			g.outbound = append(g.outbound, *c)
+			continue
+		}
 		ci := conn{name: c.Name, a: g.rgIndex[c.A], b: g.rgIndex[c.B], cost: int32(c.Cost), noReferrals: c.NoReferrals}
 		ci.bhA = firstLive(c.BridgeheadsA, g.down)
 		ci.bhB = firstLive(c.BridgeheadsB, g.down)
@@ -414,6 +449,7 @@ type Graph struct {
 	conns    []conn
 	adj      [][]edge
 	spt      []sptSlot
+	outbound []Connector
 
 	referrals     sync.Once
 	referralGraph *Graph
@@ -457,6 +493,11 @@ func (g *Graph) RoutingGroupOf(server string) (string, bool) {
 	}
 	return g.rgNames[i], true
 }
+
+// Outbound lists the outbound connectors by name, as this graph's version
+// has them (cost, Up, Causes). The slice and its connectors are shared:
+// callers must not change them.
+func (g *Graph) Outbound() []Connector { return g.outbound }
 
 // ServerDown reports whether a server is marked down.
 func (g *Graph) ServerDown(server string) bool { return g.down[server] }
@@ -768,7 +809,7 @@ func (g *Graph) Referrals() *Graph {
 			g.referralGraph = g
 			return
 		}
-		r := &Graph{version: g.version, rgNames: g.rgNames, rgIndex: g.rgIndex, serverRG: g.serverRG, down: g.down, conns: g.conns,
+		r := &Graph{version: g.version, rgNames: g.rgNames, rgIndex: g.rgIndex, serverRG: g.serverRG, down: g.down, conns: g.conns, outbound: g.outbound,
 			adj: make([][]edge, len(g.adj)), spt: make([]sptSlot, len(g.rgNames))}
 		for i, es := range g.adj {
 			for _, e := range es {

@@ -475,3 +475,46 @@ func TestConnectorCauses(t *testing.T) {
 		t.Errorf("changed by %q at %v", c.ChangedBy, c.ChangedAt)
 	}
 }
+
+// Issue 10 item 6: an outbound connector is a link-state entry with cost,
+// state and causes like any connector, but no edge: paths do not change,
+// Graph.Outbound lists it as of its version, and Replace keeps it.
+func TestOutboundConnectorEntries(t *testing.T) {
+	tb, err := linkstate.New(nil, []linkstate.Server{{Name: "a1", RoutingGroup: "A"}, {Name: "b1", RoutingGroup: "B"}},
+		[]linkstate.Connector{
+			{Name: "ab", A: "A", B: "B", Cost: 3, Up: true},
+			{Name: "internet", Outbound: true, Cost: 5, Up: true, AddressSpaces: []string{"*"}, Sources: []string{"b1"}},
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := tb.Graph()
+	if p, ok := g.Path("a1", "b1"); !ok || strings.Join(p.Connectors, ",") != "ab" || p.Cost != 3 {
+		t.Fatalf("path a1->b1 %+v, want over ab only", p)
+	}
+	if _, ok := g.RoutingGroupOf(""); ok {
+		t.Error("an outbound connector added a routing group")
+	}
+	ob := g.Outbound()
+	if len(ob) != 1 || ob[0].Name != "internet" || !ob[0].Up || ob[0].Cost != 5 || ob[0].Sources[0] != "b1" {
+		t.Fatalf("Outbound() = %+v", ob)
+	}
+	if _, err := tb.SetCost("internet", 7, "op", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.SetConnectorCause("internet", linkstate.CauseHopHealth, true, "b1", t0); err != nil {
+		t.Fatal(err)
+	}
+	if ob[0].Cost != 5 || !ob[0].Up {
+		t.Error("an older graph's outbound connectors changed")
+	}
+	now := tb.Graph().Outbound()[0]
+	if now.Cost != 7 || now.Up || !now.Causes.Has(linkstate.CauseHopHealth) {
+		t.Errorf("after changes: %+v, want cost 7, down for hop-health", now)
+	}
+	fresh, _ := linkstate.New(nil, nil, []linkstate.Connector{{Name: "other", Outbound: true, Cost: 1, Up: true, AddressSpaces: []string{"x.example"}, Sources: []string{"a1"}}})
+	tb.Replace(fresh)
+	if ob := tb.Graph().Outbound(); len(ob) != 1 || ob[0].Name != "other" {
+		t.Errorf("after Replace: %+v", ob)
+	}
+}

@@ -16,8 +16,7 @@ func (t *Table) Replace(from *Table) uint64 {
 	conns := make(map[string]*Connector, len(from.connectors))
 	for k, c := range from.connectors {
 		cc := *c
-		cc.BridgeheadsA = append([]string(nil), c.BridgeheadsA...)
-		cc.BridgeheadsB = append([]string(nil), c.BridgeheadsB...)
+		cc.copySlices()
 		conns[k] = &cc
 	}
 	from.mu.Unlock()

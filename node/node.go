@@ -214,15 +214,18 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 		return nil, fmt.Errorf("server %s: %w", name, err)
 	}
 	n.relay = &relay.Client{Self: name, Identity: n.Identity, PeerAt: n.serverAtSMTP, Timeout: 30 * time.Second}
+	// Runtime changes exist before the queue manager, which publishes its
+	// outbound connectors' health through them; they reroute its queue.
+	n.changes = changes.New(changes.Options{Server: name, Directory: n.Directory, LinkState: n.LinkState, Logger: n.Log,
+		SetMinAge: func(d time.Duration) { n.minAge.Store(int64(d)) }, Changed: func() { n.Qmgr.LinkStateChanged() }})
 	n.Qmgr = qmgr.New(qmgr.Options{Server: name, Org: org, Queue: n.Queue, Store: n.Store, Directory: n.Directory,
-		LinkState: n.LinkState, Relay: n.relay, Outbound: smarthosts{n}, Params: n.Params, Logger: n.Log, OnEvent: obs.event, Trace: obs})
+		LinkState: n.LinkState, Relay: n.relay, Outbound: smarthosts{n}, SetOutboundHealth: n.changes.SetOutboundHealth,
+		Params: n.Params, Logger: n.Log, OnEvent: obs.event, Trace: obs})
 	tel.Metrics().SetQueueDepthFunc(func() int64 { return int64(n.Qmgr.Depth()) })
 	if err := n.Qmgr.Start(context.Background()); err != nil {
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { n.Qmgr.Close(); n.relay.Close(); return nil })
-	n.changes = changes.New(changes.Options{Server: name, Directory: n.Directory, LinkState: n.LinkState, Logger: n.Log,
-		SetMinAge: func(d time.Duration) { n.minAge.Store(int64(d)) }, Changed: n.Qmgr.LinkStateChanged})
 	if err := n.startOps(ctx, ls["admin"], srv); err != nil {
 		return nil, err
 	}

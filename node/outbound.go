@@ -32,6 +32,21 @@ func (s smarthosts) SendOutbound(ctx context.Context, connector, from string, rc
 	return sh.Send(ctx, from, rcpts, body)
 }
 
+// ProbeOutbound implements qmgr.Outbound: a session with the smarthost up
+// to AUTH, then QUIT, with the configuration in force.
+func (s smarthosts) ProbeOutbound(ctx context.Context, connector string) error {
+	org := s.n.CurrentOrg()
+	c := org.OutboundByName(connector)
+	if c == nil {
+		return fmt.Errorf("outbound connector %q is no longer in the configuration", connector)
+	}
+	sh, err := smarthostFor(org, c, s.n.Name)
+	if err != nil {
+		return err
+	}
+	return sh.Probe(ctx)
+}
+
 // smarthostFor builds the relay client of an outbound connector, reading
 // its CA and credential files now.
 func smarthostFor(org *config.Org, c *config.Outbound, self string) (*relay.Smarthost, error) {

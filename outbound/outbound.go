@@ -6,7 +6,8 @@
 // that are down and those whose source servers are all unreachable. It is
 // pure: the routing package calls it with a link-state graph and explains
 // its answer; the queue manager and the relay package (its Smarthost
-// client) do the I/O; config defines the connectors.
+// client) do the I/O; config defines the connectors and link state holds
+// their cost and state (package linkstate, Graph.Outbound).
 package outbound
 
 import (
@@ -22,6 +23,7 @@ type Connector struct {
 	Cost          int
 	Sources       []string // servers the connector is homed on
 	Down          bool
+	Why           string // why it is down (link-state causes), for the explanation
 }
 
 // Graph is the part of a link-state graph the choice needs
@@ -120,6 +122,9 @@ func Choose(conns []Connector, domain, at string, g Graph) Choice {
 		cons := Considered{Connector: c.Name, Space: bestSpace(c, domain), Specificity: sp}
 		if c.Down {
 			cons.Reason = "connector is down"
+			if c.Why != "" {
+				cons.Reason += " (" + c.Why + ")"
+			}
 			out.Considered = append(out.Considered, cons)
 			continue
 		}

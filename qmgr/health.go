@@ -83,6 +83,7 @@ func (m *Manager) prober(ctx context.Context) {
 		last = time.Now()
 		r := m.org().Routing
 		now := m.o.Now()
+		m.probeOutbound(ctx, now)
 		var candidates []string
 		m.mu.Lock()
 		for hop, h := range m.hops {

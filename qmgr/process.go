@@ -52,7 +52,13 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 	var local []int
 	for i := range env.Recipients {
 		r := &env.Recipients[i]
-		if r.State != envelope.Pending || r.NextAttempt.After(now) && !r.Waiting {
+		if r.State != envelope.Pending {
+			continue
+		}
+		if why, down := outboundDown(g, r); down {
+			m.rerouteOutbound(env, r, why, now)
+		}
+		if r.NextAttempt.After(now) && !r.Waiting {
 			continue
 		}
 		// R14 for every recipient, also those this server only forwards
@@ -393,12 +399,32 @@ func (m *Manager) fail(env *envelope.Envelope, r *envelope.Recipient, code, reas
 // wait parks a recipient until link state changes (R6b, R10); it is also
 // retried on the backoff schedule in case the change is missed.
 func (m *Manager) wait(env *envelope.Envelope, r *envelope.Recipient, code, reason string, now time.Time) {
+	reason = withLastError(r, reason)
 	first := !r.Waiting
 	r.Waiting = true
 	m.backoff(r, code, reason, now)
 	if first {
 		m.event(Event{Kind: "deferred", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: map[string]string{"code": code, "reason": reason, "waiting": "link state"}})
 	}
+}
+
+// lastErrorSep joins a waiting recipient's reason and the error of its
+// last attempt.
+const lastErrorSep = "; last error: "
+
+// withLastError keeps a recipient's last delivery error while it waits for
+// link state (a smarthost that failed until its connector went down, a hop
+// marked down): the report at expiry says what actually went wrong, not
+// only that no route was left.
+func withLastError(r *envelope.Recipient, reason string) string {
+	last := r.Reason
+	if r.Waiting {
+		_, last, _ = strings.Cut(r.Reason, lastErrorSep)
+	}
+	if last == "" || last == reason {
+		return reason
+	}
+	return reason + lastErrorSep + last
 }
 
 func (m *Manager) retry(env *envelope.Envelope, r *envelope.Recipient, code, reason string, now time.Time) {

@@ -77,6 +77,11 @@ type Options struct {
 	// Outbound hands mail to outbound connectors' smarthosts; nil means
 	// this server cannot (recipients routed to a connector here retry).
 	Outbound Outbound
+	// SetOutboundHealth publishes this server's verdict on an outbound
+	// connector's smarthost (the connector's hop-health cause) to every
+	// server (changes.SetOutboundHealth). Nil sets the cause in LinkState
+	// only.
+	SetOutboundHealth func(connector string, down bool, reason string) error
 	// Params returns the routing tunables in force (store_min_age is
 	// runtime-tunable, O1). Nil means the config's.
 	Params  func() routing.Params
@@ -116,6 +121,10 @@ type Manager struct {
 	bodyMem int64
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+
+	// outFails counts consecutive connection failures per outbound
+	// connector's smarthost (outbound.go); under mu.
+	outFails map[string]int
 }
 
 type entry struct {
@@ -159,7 +168,7 @@ func New(o Options) *Manager {
 		}
 	}
 	return &Manager{o: o, log: o.Logger, msgs: map[string]*entry{}, wake: make(chan struct{}, 1),
-		work: make(chan *entry), hops: map[string]*hopHealth{}}
+		work: make(chan *entry), hops: map[string]*hopHealth{}, outFails: map[string]int{}}
 }
 
 // Start loads the queue left by the last run and starts scheduling.

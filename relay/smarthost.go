@@ -65,6 +65,18 @@ func (s *Smarthost) Send(ctx context.Context, from string, rcpts []string, body 
 	return res, nil
 }
 
+// Probe opens a session as Send does (greeting, EHLO, STARTTLS as the TLS
+// mode wants, AUTH) and quits before MAIL: whether the smarthost could take
+// mail now. The error is a *ConnError.
+func (s *Smarthost) Probe(ctx context.Context) error {
+	cl, err := s.dial(ctx)
+	if err != nil {
+		return err
+	}
+	cl.Quit()
+	return nil
+}
+
 func (s *Smarthost) dial(ctx context.Context) (*smtp.Client, error) {
 	timeout := s.Timeout
 	if timeout == 0 {

@@ -1,6 +1,8 @@
 package routing
 
 import (
+	"strings"
+
 	"pfrouter/config"
 	"pfrouter/directory"
 	"pfrouter/linkstate"
@@ -27,7 +29,35 @@ func outsideDomain(snap *directory.Snapshot, rcpt string) (string, bool) {
 	return d, !snap.Accepted(d)
 }
 
-// connectors converts the configured outbound connectors for the choice.
+// liveConnectors converts the outbound connectors of link state for the
+// choice: cost and state as they are now (runtime changes, hop health),
+// not as configured.
+func liveConnectors(g *linkstate.Graph) []outbound.Connector {
+	ls := g.Outbound()
+	out := make([]outbound.Connector, len(ls))
+	for i, c := range ls {
+		out[i] = outbound.Connector{Name: c.Name, AddressSpaces: c.AddressSpaces, Cost: c.Cost, Sources: c.Sources, Down: !c.Up}
+		if !c.Up {
+			out[i].Why = causesText(c.Causes)
+		}
+	}
+	return out
+}
+
+func causesText(cs linkstate.Causes) string {
+	var b strings.Builder
+	for i, c := range cs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(c))
+	}
+	return b.String()
+}
+
+// connectors converts the configured outbound connectors: whether an
+// address space covers a domain (CheckSubmission) does not change at
+// run time.
 func connectors(org *config.Org) []outbound.Connector {
 	if org == nil {
 		return nil
@@ -53,7 +83,7 @@ func (g graphCost) PathCost(from, to string) (int, bool) {
 // (package outbound), which hands it to the connector's smarthost.
 func decideOutbound(snap *directory.Snapshot, g *linkstate.Graph, d Decision, domain string) Decision {
 	org := snap.Org()
-	ch := outbound.Choose(connectors(org), domain, d.At, graphCost{g})
+	ch := outbound.Choose(liveConnectors(g), domain, d.At, graphCost{g})
 	d.Outbound = &Outbound{Domain: domain, Considered: ch.Considered}
 	switch {
 	case !ch.Matched:

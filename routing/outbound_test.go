@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"pfrouter/linkstate"
 	"pfrouter/routing"
 )
 
@@ -92,5 +93,45 @@ func TestCheckSubmission(t *testing.T) {
 	none := build(t, spec{Users: "\n  - {name: alice, addresses: [alice@x.example], mailbox_store: a1-mbx, password: pw}"})
 	if chk := routing.CheckSubmission(none.dir.Snapshot(), routing.Input{Recipient: "bob@example.org", SenderUser: "alice"}); chk == nil || chk.Code != "5.7.1" {
 		t.Errorf("no outbound connector: %v, want 5.7.1", chk)
+	}
+}
+
+// Issue 10 item 6: outbound connectors are chosen over link state like any
+// connector: a cost change and a down cause at run time (not the config)
+// decide, a down connector is skipped for the next by specificity then
+// cost, and the explanation names the cause.
+func TestOutboundDecisionFollowsLinkState(t *testing.T) {
+	e := outboundEnv(t)
+	decide := func() routing.Decision {
+		t.Helper()
+		d := e.decide("a1", "bob@example.net")
+		fast := routing.Route(e.dir.Snapshot(), e.table.Graph(), e.params(), routing.Input{At: "a1", Recipient: "bob@example.net", Now: now, MessageID: "<m1@x.example>"})
+		if fast.Outcome != d.Outcome || fast.Server != d.Server {
+			t.Fatalf("Route %s/%s and Decide %s/%s disagree", fast.Outcome, fast.Server, d.Outcome, d.Server)
+		}
+		return d
+	}
+	if d := decide(); d.Outbound.Connector != "partner" {
+		t.Fatalf("start: %+v", d.Outbound)
+	}
+	if _, err := e.table.SetConnectorCause("partner", linkstate.CauseHopHealth, true, "c1", now); err != nil {
+		t.Fatal(err)
+	}
+	d := decide()
+	if d.Outbound.Connector != "backup" || d.Server != "b1" {
+		t.Fatalf("partner down for hop-health: %+v, want the next (backup, * at cost 15)", d.Outbound)
+	}
+	var text strings.Builder
+	d.WriteText(&text)
+	if !strings.Contains(text.String(), "connector is down (hop-health)") {
+		t.Errorf("explanation does not give the cause:\n%s", text.String())
+	}
+	// A runtime cost change: internet (1 + path 16 = 17) vs backup (5 + 10):
+	// raise backup to 20 (30 in all) and internet wins.
+	if _, err := e.table.SetCost("backup", 20, "op", now); err != nil {
+		t.Fatal(err)
+	}
+	if d := decide(); d.Outbound.Connector != "internet" || d.Server != "d1" {
+		t.Fatalf("after backup's cost change: %+v, want internet on d1", d.Outbound)
 	}
 }
