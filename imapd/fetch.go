@@ -81,10 +81,16 @@ func needsBody(o *imap.FetchOptions) bool {
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	if s.rsel != nil {
+		if options.ModSeq {
+			return errNoModSeq
+		}
 		return s.remoteFetch(w, numSet, options)
 	}
 	m := s.sel
 	ctx := context.Background()
+	if s.qresync() {
+		options.UID = true // RFC 7162 3.2.4
+	}
 	// The responses go out in few large writes; the tagged reply follows
 	// them once Fetch returns.
 	uncork := s.corkConn()
@@ -95,8 +101,18 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}()
 	var idx []int
 	for _, i := range m.pick(numSet) {
-		if !m.ghosts[m.uids[i]] {
-			idx = append(idx, i) // a ghost's EXPUNGE is pending: skip it
+		uid := m.uids[i]
+		if m.ghosts[uid] {
+			continue // a ghost's EXPUNGE is pending: skip it
+		}
+		if options.ChangedSince != 0 && m.info[uid].ModSeq <= options.ChangedSince {
+			continue
+		}
+		idx = append(idx, i)
+	}
+	if w.Vanished() {
+		if err := s.vanishedSince(w, numSet, options.ChangedSince); err != nil {
+			return err
 		}
 	}
 	seenNow, err := s.markSeen(ctx, idx, options)
@@ -163,13 +179,13 @@ func (s *session) markSeen(ctx context.Context, idx []int, options *imap.FetchOp
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	res, err := s.srv.store.SetFlags(ctx, m.t.ref, s.user, uids, store.FlagsAdd, []string{string(imap.FlagSeen)})
+	res, err := s.srv.store.UpdateFlags(ctx, m.t.ref, s.user, uids, store.FlagsAdd, []string{string(imap.FlagSeen)}, nil)
 	if err != nil {
 		return nil, err
 	}
-	seen := make(map[uint32]bool, len(res))
-	for uid, f := range res {
-		m.flags[uid] = f
+	m.updateModSeqs(res)
+	seen := make(map[uint32]bool, len(res.Flags))
+	for uid := range res.Flags {
 		seen[uid] = true
 	}
 	return seen, nil
@@ -192,6 +208,10 @@ func (s *session) writeFetch(rw *imapserver.FetchResponseWriter, uid uint32, bod
 	}
 	if options.RFC822Size {
 		rw.WriteRFC822Size(info.Size)
+	}
+	// CONDSTORE: asked for, or flags reported to a client that enabled it.
+	if options.ModSeq || (options.Flags || seenNow) && s.condStore() {
+		rw.WriteModSeq(info.ModSeq)
 	}
 	if options.Envelope {
 		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(body)))
@@ -273,7 +293,11 @@ func writeLiteral(wc writeCloser, b []byte) error {
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	unchangedSince, conditional := w.UnchangedSince()
 	if s.rsel != nil {
+		if conditional {
+			return errNoModSeq
+		}
 		return s.remoteStore(w, numSet, flags, options)
 	}
 	m := s.sel
@@ -300,33 +324,77 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 			uids = append(uids, m.uids[i])
 		}
 	}
-	res, err := s.srv.store.SetFlags(context.Background(), m.t.ref, s.user, uids, op, names)
+	var cond *uint64
+	if conditional {
+		cond = &unchangedSince
+	}
+	before := make(map[uint32]uint64, len(uids))
+	for _, uid := range uids {
+		before[uid] = m.info[uid].ModSeq
+	}
+	res, err := s.srv.store.UpdateFlags(context.Background(), m.t.ref, s.user, uids, op, names, cond)
 	if err != nil {
 		return err
 	}
 	_, byUID := numSet.(imap.UIDSet)
-	for _, f := range res {
+	for _, f := range res.Flags {
 		if err := s.announceKeywords(w, f); err != nil {
 			return err
 		}
 	}
+	modified := make(map[uint32]bool, len(res.Modified))
+	for _, uid := range res.Modified {
+		modified[uid] = true
+	}
+	// A message refused by UNCHANGEDSINCE keeps the client's view: the
+	// next Poll reports what changed it.
+	applied := store.FlagsResult{Flags: map[uint32][]string{}, ModSeq: map[uint32]uint64{}}
+	for uid, f := range res.Flags {
+		if !modified[uid] {
+			applied.Flags[uid], applied.ModSeq[uid] = f, res.ModSeq[uid]
+		}
+	}
+	m.updateModSeqs(applied)
+	condStore, qresync := s.condStore(), s.qresync()
+	var (
+		failedSeqs imap.SeqSet
+		failedUIDs imap.UIDSet
+	)
 	for _, i := range idx {
 		uid := m.uids[i]
-		f, ok := res[uid]
-		if !ok {
+		if modified[uid] {
+			failedSeqs.AddNum(uint32(i + 1))
+			failedUIDs.AddNum(imap.UID(uid))
 			continue
 		}
-		m.flags[uid] = f
-		if flags.Silent {
+		if _, ok := applied.Flags[uid]; !ok {
+			continue
+		}
+		// .SILENT still reports the new MODSEQ of a changed message to a
+		// CONDSTORE client (RFC 7162 3.1.3).
+		changed := applied.ModSeq[uid] != before[uid]
+		if flags.Silent && !(condStore && changed) {
 			continue
 		}
 		rw := w.CreateMessage(uint32(i + 1))
-		if byUID {
+		if byUID || qresync {
 			rw.WriteUID(imap.UID(uid))
 		}
-		rw.WriteFlags(s.flagList(uid))
+		if !flags.Silent {
+			rw.WriteFlags(s.flagList(uid))
+		}
+		if condStore {
+			rw.WriteModSeq(applied.ModSeq[uid])
+		}
 		if err := rw.Close(); err != nil {
 			return err
+		}
+	}
+	if len(res.Modified) > 0 {
+		if byUID {
+			w.SetModified(failedUIDs)
+		} else {
+			w.SetModified(failedSeqs)
 		}
 	}
 	return nil

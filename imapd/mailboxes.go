@@ -180,7 +180,11 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		return nil, errNoPerm("No permission to read " + t.name)
 	}
 	if t.remote {
-		return s.remoteStatus(t, options)
+		// A referred folder has no mod-sequences here: HIGHESTMODSEQ 0
+		// (RFC 7162 3.1.2.2).
+		opts := *options
+		opts.HighestModSeq = false
+		return s.remoteStatus(t, &opts)
 	}
 	ctx := context.Background()
 	if t.public {
@@ -192,7 +196,7 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	if err != nil {
 		return nil, storeErr(err, t.name)
 	}
-	data := &imap.StatusData{Mailbox: t.name, UIDNext: imap.UID(st.UIDNext), UIDValidity: st.UIDValidity}
+	data := &imap.StatusData{Mailbox: t.name, UIDNext: imap.UID(st.UIDNext), UIDValidity: st.UIDValidity, HighestModSeq: st.HighestModSeq}
 	if options.NumMessages {
 		n := st.Messages
 		data.NumMessages = &n

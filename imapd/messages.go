@@ -180,25 +180,14 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if err := w.WriteCopyData(data); err != nil {
 		return err
 	}
-	return s.announceExpunged(removed, w.WriteExpunge)
+	return s.announceExpunged(removed, w.WriteExpunge, w.WriteVanished)
 }
 
-// announceExpunged removes UIDs from the view, telling the client highest
-// sequence number first.
-func (s *session) announceExpunged(uids []uint32, write func(seq uint32) error) error {
-	m := s.sel
+// announceExpunged removes UIDs from the view and tells the client
+// (writeExpunged: EXPUNGE, or VANISHED for a QRESYNC client).
+func (s *session) announceExpunged(uids []uint32, expunge func(seq uint32) error, vanish func(imap.UIDSet) error) error {
 	slices.Sort(uids)
-	for j := len(uids) - 1; j >= 0; j-- {
-		seq := m.seqOf(uids[j])
-		if seq == 0 {
-			continue
-		}
-		if err := write(seq); err != nil {
-			return err
-		}
-		m.forget(int(seq - 1))
-	}
-	return nil
+	return s.writeExpunged(uids, expunge, vanish)
 }
 
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
@@ -228,5 +217,5 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	if err != nil {
 		return err
 	}
-	return s.announceExpunged(removed, w.WriteExpunge)
+	return s.announceExpunged(removed, w.WriteExpunge, w.WriteVanished)
 }

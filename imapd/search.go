@@ -17,15 +17,20 @@ import (
 )
 
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	usesModSeq := imapserver.SearchUsesModSeq(criteria)
 	if s.rsel != nil {
+		if usesModSeq {
+			return nil, errNoModSeq
+		}
 		return s.remoteSearch(kind, criteria, options)
 	}
 	m := s.sel
 	s.staticCriteria(criteria)
 	var (
-		data   imap.SearchData
-		seqSet imap.SeqSet
-		uidSet imap.UIDSet
+		data    imap.SearchData
+		seqSet  imap.SeqSet
+		uidSet  imap.UIDSet
+		matched []uint32
 	)
 	for i, uid := range m.uids {
 		if m.ghosts[uid] {
@@ -36,6 +41,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			continue
 		}
 		uidSet.AddNum(imap.UID(uid))
+		matched = append(matched, uid)
 		num := uid
 		if kind == imapserver.NumKindSeq {
 			num = c.seq
@@ -54,8 +60,21 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	} else {
 		data.All = uidSet
 	}
+	if usesModSeq {
+		data.ModSeq = searchModSeq(m, matched, options)
+	}
 	if options != nil && options.ReturnSave {
 		m.searchRes = uidSet
+		if len(matched) > 0 && !options.ReturnAll && !options.ReturnCount && (options.ReturnMin || options.ReturnMax) {
+			// SAVE with MIN and/or MAX alone saves just those (RFC 5182 2.1).
+			m.searchRes = nil
+			if options.ReturnMin {
+				m.searchRes.AddNum(imap.UID(matched[0]))
+			}
+			if options.ReturnMax {
+				m.searchRes.AddNum(imap.UID(matched[len(matched)-1]))
+			}
+		}
 	}
 	return &data, nil
 }
@@ -138,6 +157,9 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	if !matchDate(info.Date, cr.Since, cr.Before) {
+		return false
+	}
+	if cr.ModSeq != nil && info.ModSeq < cr.ModSeq.ModSeq {
 		return false
 	}
 	for _, f := range cr.Flag {

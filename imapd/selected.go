@@ -32,7 +32,10 @@ type selected struct {
 
 	uidValidity uint32
 	uidNext     uint32
-	searchRes   imap.UIDSet
+	// highestModSeq is HIGHESTMODSEQ as of the last full read (SELECT,
+	// sync): every change up to it has been reported (modseq.go).
+	highestModSeq uint64
+	searchRes     imap.UIDSet
 
 	events <-chan store.Event
 	cancel func()
@@ -54,6 +57,9 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		return nil, err
 	}
 	if t.remote {
+		if s.qresync() {
+			return nil, errNo(imap.ResponseCodeCannot, "Public folder "+t.name+" is read from another server and cannot be opened with QRESYNC enabled")
+		}
 		return s.selectRemote(t, options)
 	}
 	if t.noSelect {
@@ -82,7 +88,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		cancel()
 		return nil, storeErr(err, t.name)
 	}
-	m.uidValidity, m.uidNext = st.UIDValidity, st.UIDNext
+	m.uidValidity, m.uidNext, m.highestModSeq = st.UIDValidity, st.UIDNext, st.HighestModSeq
 	for _, msg := range msgs {
 		m.uids = append(m.uids, msg.UID)
 		m.flags[msg.UID] = msg.Flags
@@ -101,6 +107,8 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		NumRecent:   uint32(len(m.recent)),
 		UIDNext:     imap.UID(st.UIDNext),
 		UIDValidity: st.UIDValidity,
+
+		HighestModSeq: st.HighestModSeq,
 	}
 	if !readOnly {
 		data.PermanentFlags = append(slices.Clone(data.Flags), imap.FlagWildcard)
@@ -206,10 +214,10 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	for _, msg := range msgs {
 		current[msg.UID] = msg
 	}
-	// Expunges, highest sequence number first so that each number is
-	// valid when the client reads it.
-	for i := len(m.uids) - 1; i >= 0; i-- {
-		uid := m.uids[i]
+	// Expunges: EXPUNGE highest sequence number first so that each number
+	// is valid when the client reads it, or VANISHED (writeExpunged).
+	var gone []uint32
+	for _, uid := range m.uids {
 		if _, ok := current[uid]; ok {
 			continue
 		}
@@ -217,10 +225,10 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			m.ghosts[uid] = true
 			continue
 		}
-		if err := w.WriteExpunge(uint32(i + 1)); err != nil {
-			return err
-		}
-		m.forget(i)
+		gone = append(gone, uid)
+	}
+	if err := s.writeExpunged(gone, w.WriteExpunge, w.WriteVanished); err != nil {
+		return err
 	}
 	// New messages: UIDs only grow, so they follow the last one known.
 	var last uint32
@@ -260,15 +268,27 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			return err
 		}
 	}
+	condStore := s.condStore()
 	for i, uid := range m.uids {
 		msg, ok := current[uid]
-		if !ok || slices.Equal(msg.Flags, m.flags[uid]) {
+		if !ok || slices.Equal(msg.Flags, m.flags[uid]) && (!condStore || msg.ModSeq == m.info[uid].ModSeq) {
 			continue
 		}
 		m.flags[uid] = msg.Flags
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), s.flagList(uid)); err != nil {
+		m.info[uid] = msg
+		rw := w.CreateMessage(uint32(i + 1))
+		rw.WriteUID(imap.UID(uid))
+		rw.WriteFlags(s.flagList(uid))
+		if condStore {
+			rw.WriteModSeq(msg.ModSeq)
+		}
+		if err := rw.Close(); err != nil {
 			return err
 		}
+	}
+	if len(m.ghosts) == 0 {
+		// Every change is reported (a ghost's expunge is still pending).
+		m.highestModSeq = max(m.highestModSeq, st.HighestModSeq)
 	}
 	return nil
 }

@@ -247,7 +247,7 @@ func checkRemoteAdd(txn *badger.Txn, c *Change, mbox uint64, kn CNSet) (store bo
 
 // linkRemoteAdd maps a stored remote post's item to its uid and gives it
 // the flags users set on it elsewhere before it arrived here.
-func linkRemoteAdd(txn *badger.Txn, mbox uint64, item ChangeID, uid uint32) error {
+func linkRemoteAdd(txn *badger.Txn, mbox uint64, item ChangeID, uid uint32, modSeq uint64) error {
 	if err := txn.Set(itemKey('m', mbox, item), binary.BigEndian.AppendUint32(nil, uid)); err != nil {
 		return err
 	}
@@ -262,7 +262,9 @@ func linkRemoteAdd(txn *badger.Txn, mbox uint64, item ChangeID, uid uint32) erro
 			return err
 		}
 		if len(st.Flags) > 0 {
-			sets = append(sets, func() error { return setJSON(txn, privFlagsKey(mbox, viewer, uid), st.Flags) })
+			sets = append(sets, func() error {
+				return setJSON(txn, privFlagsKey(mbox, viewer, uid), privFlags{Flags: st.Flags, ModSeq: modSeq})
+			})
 		}
 	}
 	it.Close()
@@ -516,6 +518,7 @@ func (s *Store) applyOthers(ctx context.Context, ref MailboxRef, changes []Chang
 		var r ApplyResult
 		err := s.db.Update(func(txn *badger.Txn) error {
 			gone, r = nil, ApplyResult{}
+			ms := modSeqAlloc{s: s}
 			kn, err := loadCNSet(txn, rec.ID)
 			if err != nil {
 				return err
@@ -531,7 +534,7 @@ func (s *Store) applyOthers(ctx context.Context, ref MailboxRef, changes []Chang
 				}
 				switch c.Kind {
 				case ChangeDelete:
-					uid, err := applyRemoteDelete(txn, rec.ID, c)
+					uid, err := applyRemoteDelete(txn, rec.ID, c, &ms)
 					if err != nil {
 						return err
 					}
@@ -542,7 +545,7 @@ func (s *Store) applyOthers(ctx context.Context, ref MailboxRef, changes []Chang
 						r.Skipped++
 					}
 				case ChangeFlags:
-					ok, err := applyRemoteFlags(txn, rec.ID, c)
+					ok, err := applyRemoteFlags(txn, rec.ID, c, &ms)
 					if err != nil {
 						return err
 					}
@@ -585,7 +588,7 @@ func (s *Store) applyOthers(ctx context.Context, ref MailboxRef, changes []Chang
 
 // applyRemoteDelete tombstones a post and expunges it if held: delete wins over
 // any flag change, and over an add that arrives later.
-func applyRemoteDelete(txn *badger.Txn, mbox uint64, c Change) (uint32, error) {
+func applyRemoteDelete(txn *badger.Txn, mbox uint64, c Change, ms *modSeqAlloc) (uint32, error) {
 	if err := setJSON(txn, itemKey('t', mbox, c.Item), c.ID); err != nil {
 		return 0, err
 	}
@@ -606,13 +609,16 @@ func applyRemoteDelete(txn *badger.Txn, mbox uint64, c Change) (uint32, error) {
 	if err := txn.Delete(msgKey(mbox, uid)); err != nil {
 		return 0, err
 	}
+	if err := ms.expunged(txn, mbox, uid); err != nil {
+		return 0, err
+	}
 	return uid, deleteBody(txn, m)
 }
 
 // applyRemoteFlags sets a viewer's flags on a post unless a later flag change
 // of the same viewer and post is already here (last writer wins by change
 // id) or the post is deleted.
-func applyRemoteFlags(txn *badger.Txn, mbox uint64, c Change) (bool, error) {
+func applyRemoteFlags(txn *badger.Txn, mbox uint64, c Change, ms *modSeqAlloc) (bool, error) {
 	if dead, err := exists(txn, itemKey('t', mbox, c.Item)); err != nil || dead {
 		return false, err
 	}
@@ -633,10 +639,13 @@ func applyRemoteFlags(txn *badger.Txn, mbox uint64, c Change) (bool, error) {
 	if err != nil || !held {
 		return true, err
 	}
-	if len(flags) == 0 {
-		return true, txn.Delete(privFlagsKey(mbox, c.Viewer, uid))
+	// A change the user made on another replica is a change of this
+	// replica for the user's sessions here: it gets a modseq of this store.
+	n, err := ms.next(txn, mbox, c.Viewer)
+	if err != nil {
+		return true, err
 	}
-	return true, setJSON(txn, privFlagsKey(mbox, c.Viewer, uid), flags)
+	return true, setJSON(txn, privFlagsKey(mbox, c.Viewer, uid), privFlags{Flags: flags, ModSeq: n})
 }
 
 // CNSetOf returns what a public folder replica holds (empty if this store

@@ -145,6 +145,7 @@ func (s *Store) writeGroup(group []*addReq) error {
 	return s.db.Update(func(txn *badger.Txn) error {
 		var kn CNSet // the public folder's CNSet, loaded at its first change (changes.go)
 		var knBox uint64
+		ms := modSeqAlloc{s: s}
 		for _, r := range group {
 			r.uid, r.dup, r.err = 0, false, nil
 			cur, err := lookup(txn, r.ref)
@@ -190,12 +191,15 @@ func (s *Store) writeGroup(group []*addReq) error {
 			}
 			r.uid = cur.UIDNext
 			cur.UIDNext++
+			if r.msg.ModSeq, err = ms.next(txn, cur.ID, ""); err != nil {
+				return err
+			}
 			if r.ref.Public() {
 				if r.remote == nil {
 					if err := s.trackLocalAdd(txn, r, cur.ID, kn); err != nil {
 						return err
 					}
-				} else if err := linkRemoteAdd(txn, cur.ID, r.remote.Item, r.uid); err != nil {
+				} else if err := linkRemoteAdd(txn, cur.ID, r.remote.Item, r.uid, r.msg.ModSeq); err != nil {
 					return err
 				}
 			}
@@ -211,7 +215,7 @@ func (s *Store) writeGroup(group []*addReq) error {
 				}
 			}
 			if r.ref.Public() && r.viewer != "" && len(r.flags) > 0 {
-				if err := setJSON(txn, privFlagsKey(cur.ID, r.viewer, r.uid), r.flags); err != nil {
+				if err := setJSON(txn, privFlagsKey(cur.ID, r.viewer, r.uid), privFlags{Flags: r.flags, ModSeq: r.msg.ModSeq}); err != nil {
 					return err
 				}
 			}

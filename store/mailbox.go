@@ -24,6 +24,9 @@ type Status struct {
 	UIDNext     uint32
 	Messages    uint32
 	Size        int64
+	// HighestModSeq is the mailbox's HIGHESTMODSEQ as the viewer of the
+	// read sees it (modseq.go).
+	HighestModSeq uint64
 }
 
 func (s *Store) loadUIDValidityBase() (uint32, error) {
@@ -223,7 +226,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, ref MailboxRef) error {
 
 // purge removes every record of a deleted mailbox id, a batch at a time.
 func (s *Store) purge(id uint64) error {
-	for _, p := range []byte{'i', 'd', 'p', 'r', 'g', 'k', 'm', 't', 'v'} {
+	for _, p := range []byte{'i', 'd', 'p', 'r', 'g', 'k', 'm', 't', 'v', 'h', 'e'} {
 		prefix := idKey(p, id, 0)
 		for {
 			var keys [][]byte

@@ -18,6 +18,9 @@ type MessageInfo struct {
 	Date  time.Time
 	Class string
 	Flags []string
+	// ModSeq is the modseq of the message's last change the viewer can
+	// see (modseq.go); Added the modseq of its add.
+	ModSeq, Added uint64
 
 	// Where the text is (see BodiesOf); fixed for the message's life.
 	body   uint64
@@ -52,7 +55,13 @@ func (s *Store) Snapshot(ctx context.Context, ref MailboxRef, viewer string) (St
 			return err
 		}
 		st.UIDValidity, st.UIDNext = rec.UIDValidity, rec.UIDNext
-		var priv map[uint32][]string
+		if !ref.Public() {
+			viewer = ""
+		}
+		if st.HighestModSeq, err = highestModSeq(txn, rec.ID, viewer); err != nil {
+			return err
+		}
+		var priv map[uint32]privFlags
 		if ref.Public() && viewer != "" {
 			if priv, err = privateFlags(txn, rec.ID, viewer); err != nil {
 				return err
@@ -66,11 +75,15 @@ func (s *Store) Snapshot(ctx context.Context, ref MailboxRef, viewer string) (St
 				return err
 			}
 			uid := uidOfMsgKey(it.Item().Key())
-			flags := m.Flags
-			if ref.Public() {
-				flags = priv[uid]
+			flags, modSeq, added := m.Flags, max(m.ModSeq, 1), max(m.ModSeq, 1)
+			if m.Added != 0 {
+				added = m.Added
 			}
-			out = append(out, MessageInfo{UID: uid, Size: m.Size, Date: m.Date, Class: m.Class, Flags: flags, body: m.Body, chunks: m.Chunks})
+			if ref.Public() {
+				p := priv[uid]
+				flags, modSeq = p.Flags, max(modSeq, p.ModSeq)
+			}
+			out = append(out, MessageInfo{UID: uid, Size: m.Size, Date: m.Date, Class: m.Class, Flags: flags, ModSeq: modSeq, Added: added, body: m.Body, chunks: m.Chunks})
 			st.Messages++
 			st.Size += m.Size
 		}
@@ -82,17 +95,17 @@ func (s *Store) Snapshot(ctx context.Context, ref MailboxRef, viewer string) (St
 	return st, out, nil
 }
 
-func privateFlags(txn *badger.Txn, mbox uint64, viewer string) (map[uint32][]string, error) {
-	out := map[uint32][]string{}
+func privateFlags(txn *badger.Txn, mbox uint64, viewer string) (map[uint32]privFlags, error) {
+	out := map[uint32]privFlags{}
 	prefix := viewerPrefix('p', mbox, viewer)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
-		var flags []string
-		if err := getJSON(txn, it.Item().Key(), &flags); err != nil {
+		var p privFlags
+		if err := getJSON(txn, it.Item().Key(), &p); err != nil {
 			return nil, err
 		}
-		out[uidOfMsgKey(it.Item().Key())] = flags
+		out[uidOfMsgKey(it.Item().Key())] = p
 	}
 	return out, nil
 }
@@ -123,18 +136,48 @@ const batch = 500
 // folders, viewer's private flags). It returns the new flags of each
 // message that exists.
 func (s *Store) SetFlags(ctx context.Context, ref MailboxRef, viewer string, uids []uint32, op FlagOp, flags []string) (map[uint32][]string, error) {
+	res, err := s.UpdateFlags(ctx, ref, viewer, uids, op, flags, nil)
+	return res.Flags, err
+}
+
+// FlagsResult is what UpdateFlags did.
+type FlagsResult struct {
+	Flags  map[uint32][]string // the flags of each message that exists, changed or not
+	ModSeq map[uint32]uint64   // the modseq of each of them (modseq.go)
+	// Modified lists, in the order given, the messages left alone
+	// because they changed after the caller's unchangedSince.
+	Modified []uint32
+}
+
+// UpdateFlags is SetFlags with modseqs (CONDSTORE, RFC 7162): a message
+// whose flags change gets a new modseq, and with unchangedSince set a
+// message whose modseq is above *unchangedSince is not changed but listed
+// in Modified, checked in the same transaction as the change.
+func (s *Store) UpdateFlags(ctx context.Context, ref MailboxRef, viewer string, uids []uint32, op FlagOp, flags []string, unchangedSince *uint64) (FlagsResult, error) {
 	ref = ref.normalize()
+	res := FlagsResult{Flags: make(map[uint32][]string, len(uids)), ModSeq: make(map[uint32]uint64, len(uids))}
 	rec, err := s.view(ref)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
-	out := make(map[uint32][]string, len(uids))
+	if !ref.Public() {
+		viewer = ""
+	}
 	mu := s.lock(rec.ID)
 	mu.Lock()
 	defer mu.Unlock()
 	for start := 0; start < len(uids); start += batch {
 		part := uids[start:min(start+batch, len(uids))]
+		type done struct {
+			uid      uint32
+			flags    []string
+			modSeq   uint64
+			modified bool
+		}
+		var got []done
 		err := s.db.Update(func(txn *badger.Txn) error {
+			got = got[:0]
+			ms := modSeqAlloc{s: s}
 			var kn CNSet
 			if ref.Public() && viewer != "" {
 				var err error
@@ -151,31 +194,58 @@ func (s *Store) SetFlags(ctx context.Context, ref MailboxRef, viewer string, uid
 					return err
 				}
 				if !ref.Public() {
-					m.Flags = applyFlags(m.Flags, op, flags)
-					out[uid] = m.Flags
+					cur := max(m.ModSeq, 1)
+					if unchangedSince != nil && cur > *unchangedSince {
+						got = append(got, done{uid: uid, flags: m.Flags, modSeq: cur, modified: true})
+						continue
+					}
+					next := applyFlags(m.Flags, op, flags)
+					if slices.Equal(next, m.Flags) {
+						got = append(got, done{uid: uid, flags: m.Flags, modSeq: cur})
+						continue
+					}
+					n, err := ms.next(txn, rec.ID, "")
+					if err != nil {
+						return err
+					}
+					if m.Added == 0 {
+						m.Added = cur
+					}
+					m.Flags, m.ModSeq = next, n
+					got = append(got, done{uid: uid, flags: m.Flags, modSeq: n})
 					if err := setJSON(txn, msgKey(rec.ID, uid), m); err != nil {
 						return err
 					}
 					continue
 				}
 				key := privFlagsKey(rec.ID, viewer, uid)
-				var cur []string
-				if err := getJSON(txn, key, &cur); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+				var p privFlags
+				if err := getJSON(txn, key, &p); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 					return err
 				}
-				prev := cur
-				cur = applyFlags(cur, op, flags)
-				out[uid] = cur
-				if kn != nil && !slices.Equal(prev, cur) {
-					if err := s.trackFlags(txn, ref, rec.ID, kn, m, viewer, cur); err != nil {
+				cur := max(m.ModSeq, p.ModSeq, 1)
+				if unchangedSince != nil && cur > *unchangedSince {
+					got = append(got, done{uid: uid, flags: p.Flags, modSeq: cur, modified: true})
+					continue
+				}
+				next := applyFlags(p.Flags, op, flags)
+				if slices.Equal(next, NormalizeFlags(p.Flags)) {
+					got = append(got, done{uid: uid, flags: p.Flags, modSeq: cur})
+					continue
+				}
+				if kn != nil {
+					if err := s.trackFlags(txn, ref, rec.ID, kn, m, viewer, next); err != nil {
 						return err
 					}
 				}
-				if len(cur) == 0 {
-					if err := txn.Delete(key); err != nil {
-						return err
-					}
-				} else if err := setJSON(txn, key, cur); err != nil {
+				n, err := ms.next(txn, rec.ID, viewer)
+				if err != nil {
+					return err
+				}
+				got = append(got, done{uid: uid, flags: next, modSeq: n})
+				// The record stays when no flag is left: it holds the
+				// modseq of the change.
+				if err := setJSON(txn, key, privFlags{Flags: next, ModSeq: n}); err != nil {
 					return err
 				}
 			}
@@ -189,14 +259,20 @@ func (s *Store) SetFlags(ctx context.Context, ref MailboxRef, viewer string, uid
 				// Earlier batches are committed: sessions must hear of them.
 				s.notify.publish(rec.ID, Event{Kind: EventFlags, Viewer: viewer})
 			}
-			return out, fmt.Errorf("set flags in %s: %w", ref, err)
+			return res, fmt.Errorf("set flags in %s: %w", ref, err)
+		}
+		for _, d := range got {
+			res.Flags[d.uid], res.ModSeq[d.uid] = d.flags, d.modSeq
+			if d.modified {
+				res.Modified = append(res.Modified, d.uid)
+			}
 		}
 	}
 	s.notify.publish(rec.ID, Event{Kind: EventFlags, Viewer: viewer})
 	if ref.Public() {
 		s.feed.signal()
 	}
-	return out, nil
+	return res, nil
 }
 
 // Expunge removes messages for good and returns the UIDs removed.
@@ -215,6 +291,7 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 		var done []uint32
 		err := s.db.Update(func(txn *badger.Txn) error {
 			done = done[:0]
+			ms := modSeqAlloc{s: s}
 			var kn CNSet
 			if ref.Public() {
 				var err error
@@ -239,6 +316,9 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 					return err
 				}
 				if err := deleteBody(txn, m); err != nil {
+					return err
+				}
+				if err := ms.expunged(txn, rec.ID, uid); err != nil {
 					return err
 				}
 				done = append(done, uid)

@@ -33,6 +33,12 @@ type messageRecord struct {
 	// Item is the public folder post's replication identity (the String
 	// of its add change's id, changes.go); "" in user mailboxes.
 	Item string `json:"item,omitempty"`
+	// ModSeq is the modseq of the message's last change (modseq.go): its
+	// add, and in a user mailbox its last flag change.
+	ModSeq uint64 `json:"ms,omitempty"`
+	// Added is the modseq of the add, kept once ModSeq moves on ("" until
+	// then: ModSeq is the add's).
+	Added uint64 `json:"ma,omitempty"`
 }
 
 func getJSON(txn *badger.Txn, key []byte, v any) error {

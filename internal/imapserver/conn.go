@@ -45,6 +45,9 @@ type Conn struct {
 	mutex   sync.Mutex
 	conn    net.Conn
 	enabled imap.CapSet
+	// okResp, when a handler sets it, is the command's tagged OK
+	// (STORE's [MODIFIED ...]).
+	okResp *imap.StatusResponse
 
 	state   imap.ConnState
 	session Session
@@ -218,6 +221,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 
 	// TODO: handle multiple commands concurrently
 	sendOK := true
+	c.okResp = nil
 	var err error
 	switch name {
 	case "NOOP", "CHECK":
@@ -336,6 +340,9 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		resp = &imap.StatusResponse{
 			Type: imap.StatusResponseTypeOK,
 			Text: fmt.Sprintf("%v completed", name),
+		}
+		if c.okResp != nil {
+			resp = c.okResp
 		}
 	}
 	return c.writeStatusResp(tag, resp)
@@ -592,6 +599,8 @@ func newClientBugError(text string) error {
 	}
 }
 
+var errExpungeNotAllowed = errors.New("imapserver: EXPUNGE updates are not allowed in this context")
+
 // UpdateWriter writes status updates.
 type UpdateWriter struct {
 	conn         *Conn
@@ -601,7 +610,7 @@ type UpdateWriter struct {
 // WriteExpunge writes an EXPUNGE response.
 func (w *UpdateWriter) WriteExpunge(seqNum uint32) error {
 	if !w.allowExpunge {
-		return fmt.Errorf("imapserver: EXPUNGE updates are not allowed in this context")
+		return errExpungeNotAllowed
 	}
 	return w.conn.writeExpunge(seqNum)
 }

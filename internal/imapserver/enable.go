@@ -24,10 +24,17 @@ func (c *Conn) handleEnable(dec *imapwire.Decoder) error {
 	}
 
 	var enabled []imap.Cap
+	condStore := false
 	for _, req := range requested {
 		switch req {
 		case imap.CapIMAP4rev2, imap.CapUTF8Accept:
 			enabled = append(enabled, req)
+		case imap.CapCondStore, imap.CapQResync:
+			// QRESYNC implies CONDSTORE (RFC 7162 3.2.3).
+			if c.supportsCondStore() && c.server.options.caps().Has(req) {
+				enabled = append(enabled, req)
+				condStore = true
+			}
 		}
 	}
 
@@ -36,6 +43,11 @@ func (c *Conn) handleEnable(dec *imapwire.Decoder) error {
 		c.enabled[e] = struct{}{}
 	}
 	c.mutex.Unlock()
+	if condStore {
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
+	}
 
 	enc := newResponseEncoder(c)
 	defer enc.end()

@@ -75,6 +75,31 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		}
 	}
 
+	var changedSince, vanished bool
+	if dec.SP() {
+		// RFC 7162 fetch-modifiers: (CHANGEDSINCE n [VANISHED])
+		err := dec.ExpectList(func() error {
+			var name string
+			if !dec.ExpectAtom(&name) {
+				return dec.Err()
+			}
+			switch strings.ToUpper(name) {
+			case "CHANGEDSINCE":
+				if !dec.ExpectSP() || !dec.ExpectModSeq(&options.ChangedSince) {
+					return dec.Err()
+				}
+				changedSince = true
+			case "VANISHED":
+				vanished = true
+			default:
+				return newClientBugError("unknown FETCH modifier " + name)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
@@ -82,12 +107,23 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err
 	}
+	if vanished && (numKind != NumKindUID || !changedSince || !c.EnabledCaps().Has(imap.CapQResync)) {
+		return newClientBugError("VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled")
+	}
+	if changedSince {
+		options.ModSeq = true
+	}
+	if options.ModSeq {
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
+	}
 
 	if numKind == NumKindUID {
 		options.UID = true
 	}
 
-	w := &FetchWriter{conn: c, options: writerOptions}
+	w := &FetchWriter{conn: c, options: writerOptions, vanished: vanished}
 	if err := c.session.Fetch(w, numSet, &options); err != nil {
 		return err
 	}
@@ -108,6 +144,8 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.RFC822Size = true
 	case "UID":
 		options.UID = true
+	case "MODSEQ":
+		options.ModSeq = true
 	case "RFC822": // equivalent to BODY[]
 		bs := &imap.FetchItemBodySection{}
 		writerOptions.obsolete[bs] = attName
@@ -326,6 +364,11 @@ func maybeReadPartial(dec *imapwire.Decoder) (*imap.SectionPartial, error) {
 type FetchWriter struct {
 	conn    *Conn
 	options fetchWriterOptions
+
+	// CONDSTORE/QRESYNC modifiers (condstore.go).
+	vanished       bool   // UID FETCH (CHANGEDSINCE n VANISHED)
+	unchangedSince uint64 // STORE (UNCHANGEDSINCE n) ...
+	conditional    bool   // ... was given
 }
 
 // CreateMessage writes a FETCH response for a message.

@@ -75,8 +75,16 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 		return err
 	}
 
-	// If no return option is specified, ALL is assumed
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount {
+	if SearchUsesModSeq(&criteria) {
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
+	}
+
+	// If no return option is specified, ALL is assumed; SAVE alone
+	// returns nothing (RFC 5182 2.1).
+	saveOnly := options.ReturnSave && !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && !saveOnly {
 		options.ReturnAll = true
 	}
 
@@ -85,11 +93,33 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 		return err
 	}
 
-	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
+	switch {
+	case saveOnly:
+		return nil
+	case c.enabled.Has(imap.CapIMAP4rev2) || extended:
 		return c.writeESearch(tag, data, &options, numKind)
-	} else {
-		return c.writeSearch(data.All)
+	default:
+		return c.writeSearch(data.All, data.ModSeq)
 	}
+}
+
+// SearchUsesModSeq reports whether a SEARCH uses the MODSEQ key (RFC 7162
+// 3.1.5), a CONDSTORE-enabling command.
+func SearchUsesModSeq(c *imap.SearchCriteria) bool {
+	if c.ModSeq != nil {
+		return true
+	}
+	for i := range c.Not {
+		if SearchUsesModSeq(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if SearchUsesModSeq(&c.Or[i][0]) || SearchUsesModSeq(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.SearchOptions, numKind NumKind) error {
@@ -117,6 +147,9 @@ func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.Sea
 	if options.ReturnCount {
 		enc.SP().Atom("COUNT").SP().Number(data.Count)
 	}
+	if data.ModSeq != 0 {
+		enc.SP().Atom("MODSEQ").SP().ModSeq(data.ModSeq)
+	}
 	return enc.CRLF()
 }
 
@@ -131,7 +164,7 @@ func isNumSetEmpty(numSet imap.NumSet) bool {
 	}
 }
 
-func (c *Conn) writeSearch(numSet imap.NumSet) error {
+func (c *Conn) writeSearch(numSet imap.NumSet, modSeq uint64) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
@@ -153,6 +186,9 @@ func (c *Conn) writeSearch(numSet imap.NumSet) error {
 	}
 	if !ok {
 		return fmt.Errorf("imapserver: failed to enumerate message numbers in SEARCH response")
+	}
+	if modSeq != 0 && !isNumSetEmpty(numSet) {
+		enc.SP().Special('(').Atom("MODSEQ").SP().ModSeq(modSeq).Special(')')
 	}
 	return enc.CRLF()
 }
@@ -328,6 +364,32 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 		criteria.Or = append(criteria.Or, or)
 	case "$":
 		criteria.UID = append(criteria.UID, imap.SearchRes())
+	case "MODSEQ":
+		// MODSEQ [entry-name entry-type-req] mod-sequence-valzer (RFC
+		// 7162 3.1.5): per-flag modseqs are not kept, so the entry is
+		// read and the message's modseq used, as the RFC allows.
+		var ms imap.SearchCriteriaModSeq
+		if !dec.ExpectSP() {
+			return dec.Err()
+		}
+		if dec.Quoted(&ms.MetadataName) {
+			var typ string
+			if !dec.ExpectSP() || !dec.ExpectAtom(&typ) || !dec.ExpectSP() {
+				return dec.Err()
+			}
+			switch t := imap.SearchCriteriaMetadataType(strings.ToLower(typ)); t {
+			case imap.SearchCriteriaMetadataAll, imap.SearchCriteriaMetadataPrivate, imap.SearchCriteriaMetadataShared:
+				ms.MetadataType = t
+			default:
+				return newClientBugError("unknown MODSEQ entry type " + typ)
+			}
+		}
+		if !dec.ExpectModSeq(&ms.ModSeq) {
+			return dec.Err()
+		}
+		if criteria.ModSeq == nil || criteria.ModSeq.ModSeq < ms.ModSeq {
+			criteria.ModSeq = &ms
+		}
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {

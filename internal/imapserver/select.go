@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"pfrouter/internal/imapserver/imapwire"
@@ -9,12 +10,49 @@ import (
 
 func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) error {
 	var mailbox string
-	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectCRLF() {
+	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) {
+		return dec.Err()
+	}
+	var (
+		condStore bool
+		qresync   *QResyncParams
+	)
+	if dec.SP() {
+		err := dec.ExpectList(func() error {
+			var name string
+			if !dec.ExpectAtom(&name) {
+				return dec.Err()
+			}
+			switch strings.ToUpper(name) {
+			case "CONDSTORE":
+				condStore = true
+			case "QRESYNC":
+				var err error
+				qresync, err = readQResyncParams(dec)
+				return err
+			default:
+				return newClientBugError("unknown SELECT parameter " + name)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
 
 	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
 		return err
+	}
+	if qresync != nil && !c.EnabledCaps().Has(imap.CapQResync) {
+		return newClientBugError("QRESYNC is not enabled")
+	}
+	if condStore {
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
 	}
 
 	if c.state == imap.ConnStateSelected {
@@ -32,7 +70,7 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 		}
 	}
 
-	options := imap.SelectOptions{ReadOnly: readOnly}
+	options := imap.SelectOptions{ReadOnly: readOnly, CondStore: condStore}
 	data, err := c.session.Select(mailbox, &options)
 	if err != nil {
 		return err
@@ -68,8 +106,19 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 			return err
 		}
 	}
+	if c.condStore() {
+		if err := c.writeHighestModSeq(data.HighestModSeq); err != nil {
+			return err
+		}
+	}
 
 	c.state = imap.ConnStateSelected
+	if qresync != nil && data.HighestModSeq != 0 {
+		w := &FetchWriter{conn: c}
+		if err := c.session.(SessionCondStore).Resync(w, qresync); err != nil {
+			return err
+		}
+	}
 	// TODO: forbid write commands in read-only mode
 
 	var (
@@ -193,4 +242,36 @@ func (w *FetchWriter) WriteMailboxFlags(flags []imap.Flag) error { return w.conn
 // WritePermanentFlags writes an untagged OK [PERMANENTFLAGS (...)].
 func (w *FetchWriter) WritePermanentFlags(flags []imap.Flag) error {
 	return w.conn.writePermanentFlags(flags)
+}
+
+// readQResyncParams reads SELECT's "QRESYNC (uidvalidity modseq
+// [known-uids] [(known-seqs known-uids)])" after the name.
+func readQResyncParams(dec *imapwire.Decoder) (*QResyncParams, error) {
+	var p QResyncParams
+	if !dec.ExpectSP() || !dec.ExpectSpecial('(') || !dec.ExpectNumber(&p.UIDValidity) || !dec.ExpectSP() || !dec.ExpectModSeq(&p.ModSeq) {
+		return nil, dec.Err()
+	}
+	if p.UIDValidity == 0 || p.ModSeq == 0 {
+		return nil, newClientBugError("QRESYNC needs a UIDVALIDITY and a mod-sequence above 0")
+	}
+	for dec.SP() {
+		if dec.Special('(') {
+			var seqs imap.NumSet
+			if !dec.ExpectNumSet(imapwire.NumKindSeq, &seqs) || !dec.ExpectSP() || !dec.ExpectUIDSet(&p.SeqMatchUIDs) || !dec.ExpectSpecial(')') {
+				return nil, dec.Err()
+			}
+			p.SeqMatchSeqs = seqs.(imap.SeqSet)
+			break
+		}
+		if p.KnownUIDs != nil {
+			return nil, newClientBugError("QRESYNC: known UIDs given twice")
+		}
+		if !dec.ExpectUIDSet(&p.KnownUIDs) {
+			return nil, dec.Err()
+		}
+	}
+	if !dec.ExpectSpecial(')') {
+		return nil, dec.Err()
+	}
+	return &p, nil
 }

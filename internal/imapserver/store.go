@@ -13,7 +13,28 @@ func (c *Conn) handleStore(dec *imapwire.Decoder, numKind NumKind) error {
 		numSet imap.NumSet
 		item   string
 	)
-	if !dec.ExpectSP() || !dec.ExpectNumSet(numKind.wire(), &numSet) || !dec.ExpectSP() || !dec.ExpectAtom(&item) || !dec.ExpectSP() {
+	if !dec.ExpectSP() || !dec.ExpectNumSet(numKind.wire(), &numSet) || !dec.ExpectSP() {
+		return dec.Err()
+	}
+	var (
+		unchangedSince uint64
+		conditional    bool
+	)
+	if dec.Special('(') {
+		// RFC 7162 store-modifier: (UNCHANGEDSINCE n)
+		var name string
+		if !dec.ExpectAtom(&name) {
+			return dec.Err()
+		}
+		if !strings.EqualFold(name, "UNCHANGEDSINCE") {
+			return newClientBugError("unknown STORE modifier " + name)
+		}
+		if !dec.ExpectSP() || !dec.ExpectModSeq(&unchangedSince) || !dec.ExpectSpecial(')') || !dec.ExpectSP() {
+			return dec.Err()
+		}
+		conditional = true
+	}
+	if !dec.ExpectAtom(&item) || !dec.ExpectSP() {
 		return dec.Err()
 	}
 	var flags []imap.Flag
@@ -68,8 +89,13 @@ func (c *Conn) handleStore(dec *imapwire.Decoder, numKind NumKind) error {
 		return err
 	}
 
-	w := &FetchWriter{conn: c}
-	options := imap.StoreOptions{}
+	if conditional {
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
+	}
+	w := &FetchWriter{conn: c, unchangedSince: unchangedSince, conditional: conditional}
+	options := imap.StoreOptions{UnchangedSince: unchangedSince}
 	return c.session.Store(w, numSet, &imap.StoreFlags{
 		Op:     op,
 		Silent: silent,
