@@ -53,6 +53,10 @@ type Recipient struct {
 	// Outbound names the outbound connector of a recipient outside the
 	// organization (stage target: Server is the connector's source server).
 	Outbound string `json:"outbound,omitempty"`
+	// Blockers are, for a recipient waiting for a routing decision (R6b,
+	// R10), the servers whose reachability can change it: the queue
+	// manager wakes it when one of them changes. Not stored.
+	Blockers []string `json:"-"`
 }
 
 // Visit is one pass of a recipient through a server (R14): the server it

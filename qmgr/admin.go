@@ -43,14 +43,29 @@ type ItemRecipient struct {
 	NextHop string
 }
 
-// List returns every queued message, by queue id.
+// List returns every queued message, by queue id. Messages waiting on
+// disk (sched.go) are read from the queue, outside the lock.
 func (m *Manager) List() []Item {
+	type onDisk struct {
+		id      string
+		running bool
+	}
+	var disk []onDisk
 	m.mu.Lock()
 	out := make([]Item, 0, len(m.msgs))
 	for _, e := range m.msgs {
-		out = append(out, itemOf(e))
+		if e.env != nil {
+			out = append(out, itemOf(e.id, e.env, e.running))
+		} else {
+			disk = append(disk, onDisk{e.id, e.running})
+		}
 	}
 	m.mu.Unlock()
+	for _, d := range disk {
+		if env, err := m.queued(d.id); err == nil {
+			out = append(out, itemOf(d.id, env, d.running))
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
@@ -58,23 +73,39 @@ func (m *Manager) List() []Item {
 // Show returns one queued message.
 func (m *Manager) Show(id string) (Item, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	e, ok := m.msgs[id]
-	if !ok {
-		return Item{}, fmt.Errorf("queue id %q: %w", id, ErrNotQueued)
+	if ok && e.env != nil {
+		defer m.mu.Unlock()
+		return itemOf(id, e.env, e.running), nil
 	}
-	return itemOf(e), nil
+	m.mu.Unlock()
+	if ok {
+		env, err := m.queued(id)
+		if err == nil {
+			return itemOf(id, env, e.running), nil
+		}
+	}
+	return Item{}, fmt.Errorf("queue id %q: %w", id, ErrNotQueued)
 }
 
-// itemOf copies an entry. Called with m.mu held. ID, MessageID, From,
-// Arrived, Size and the recipients' addresses never change after Accept,
-// so they are safe to read even while a worker runs the entry.
-func itemOf(e *entry) Item {
-	env := e.env
-	it := Item{ID: e.id, MessageID: env.MessageID, From: env.From, Arrived: env.Arrived, Size: env.Size, InFlight: e.running}
+// queued reads a message's envelope from the queue.
+func (m *Manager) queued(id string) (*envelope.Envelope, error) {
+	raw, err := m.o.Queue.Envelope(id)
+	if err != nil {
+		return nil, err
+	}
+	return envelope.Unmarshal(raw)
+}
+
+// itemOf copies an envelope; an entry's is read with m.mu held. ID,
+// MessageID, From, Arrived, Size and the recipients' addresses never
+// change after Accept, so they are safe to read even while a worker runs
+// the entry.
+func itemOf(id string, env *envelope.Envelope, running bool) Item {
+	it := Item{ID: id, MessageID: env.MessageID, From: env.From, Arrived: env.Arrived, Size: env.Size, InFlight: running}
 	for i := range env.Recipients {
 		r := &env.Recipients[i]
-		if e.running {
+		if running {
 			it.Recipients = append(it.Recipients, ItemRecipient{Addr: r.Addr, State: "in-flight"})
 			continue
 		}
@@ -121,16 +152,13 @@ func (m *Manager) Flush() {
 
 func (m *Manager) retryLocked(e *entry) {
 	if e.running {
-		e.again = true
+		e.again, e.forceLater = true, true
 		return
 	}
-	now := m.o.Now()
-	for i := range e.env.Recipients {
-		if r := &e.env.Recipients[i]; r.State == envelope.Pending {
-			r.NextAttempt = time.Time{}
-		}
+	e.force = true
+	if e.hidx >= 0 {
+		m.s.schedule(e, m.o.Now())
 	}
-	e.due = now
 }
 
 // Delete removes a message from the queue without a non-delivery report.
@@ -146,16 +174,23 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 			return fmt.Errorf("queue id %q: %w", id, ErrNotQueued)
 		}
 		if !e.running {
-			e.deleted = true
+			env := e.env
 			m.dropBodyLocked(e)
+			m.s.remove(e)
 			delete(m.msgs, id)
 			m.mu.Unlock()
+			if env == nil {
+				env, _ = m.queued(id) // for the log and the event only
+			}
 			if err := m.o.Queue.Delete(id); err != nil {
 				return fmt.Errorf("delete %s: %w", id, err)
 			}
-			m.log.Info("message deleted from the queue by an operator", "queue_id", id, "message_id", e.env.MessageID)
-			m.event(Event{Kind: "deleted", QueueID: id, OriginID: e.env.OriginID, MessageID: e.env.MessageID,
-				Details: map[string]string{"reason": "deleted by an operator"}})
+			ev := Event{Kind: "deleted", QueueID: id, Details: map[string]string{"reason": "deleted by an operator"}}
+			if env != nil {
+				ev.OriginID, ev.MessageID = env.OriginID, env.MessageID
+			}
+			m.log.Info("message deleted from the queue by an operator", "queue_id", id, "message_id", ev.MessageID)
+			m.event(ev)
 			return nil
 		}
 		m.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"pfrouter/config"
 	"pfrouter/directory"
 	"pfrouter/linkstate"
+	"pfrouter/queue"
 	"pfrouter/relay"
 	"pfrouter/smtpd"
 	"pfrouter/store"
@@ -65,6 +66,10 @@ type memQueue struct {
 	envs    map[string][]byte
 	bodies  map[string][]byte
 	putHook func(ctx context.Context)
+	// setHook, when set, runs in SetEnvelope (a slow disk); sets counts
+	// the envelope writes.
+	setHook func()
+	sets    int
 	// replaced records PutAndDelete calls as "new<-old".
 	replaced []string
 }
@@ -77,7 +82,7 @@ func (q *memQueue) NewID() string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.n++
-	return fmt.Sprintf("q%03d", q.n)
+	return fmt.Sprintf("q%07d", q.n) // ordered like the queue's ids
 }
 
 func (q *memQueue) Put(ctx context.Context, id string, env, body []byte) error {
@@ -101,13 +106,33 @@ func (q *memQueue) PutAndDelete(ctx context.Context, id string, env, body []byte
 }
 
 func (q *memQueue) SetEnvelope(id string, env []byte) error {
+	if q.setHook != nil {
+		q.setHook()
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.sets++
 	if _, ok := q.envs[id]; !ok {
 		return fmt.Errorf("%s: not queued", id)
 	}
 	q.envs[id] = bytes.Clone(env)
 	return nil
+}
+
+func (q *memQueue) setCount() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.sets
+}
+
+func (q *memQueue) Envelope(id string) ([]byte, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b, ok := q.envs[id]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", id, queue.ErrNotFound)
+	}
+	return b, nil
 }
 
 func (q *memQueue) Body(id string) ([]byte, error) {

@@ -31,10 +31,18 @@ func (m *Manager) finish(ctx context.Context, e *entry, now time.Time) (bool, ti
 		}
 	}
 	if pending {
-		if err := m.o.Queue.SetEnvelope(e.id, env.Marshal()); err != nil {
+		// An attempt that changed nothing (a waiting recipient still
+		// without a path, re-decided before its retry) writes nothing.
+		raw := env.Marshal()
+		if bytes.Equal(raw, e.raw) {
+			return false, next
+		}
+		if err := m.o.Queue.SetEnvelope(e.id, raw); err != nil {
 			m.log.Error("cannot save queue state; the attempt will be repeated", "queue_id", e.id, "err", err)
+			e.dirty = true
 			return false, now.Add(5 * time.Second)
 		}
+		e.raw, e.dirty = raw, false
 		return false, next
 	}
 	if len(failed) == 0 || env.From == "" || env.Bounce {
@@ -51,8 +59,10 @@ func (m *Manager) finish(ctx context.Context, e *entry, now time.Time) (bool, ti
 		return true, time.Time{}
 	}
 	ndrID, ndrEnv, ndrBody, err := m.buildNDR(e, failed, now)
+	var ndrRaw []byte
 	if err == nil {
-		err = m.o.Queue.PutAndDelete(ctx, ndrID, ndrEnv.Marshal(), ndrBody, e.id)
+		ndrRaw = ndrEnv.Marshal()
+		err = m.o.Queue.PutAndDelete(ctx, ndrID, ndrRaw, ndrBody, e.id)
 	}
 	if err != nil {
 		m.log.Error("cannot queue non-delivery report; will try again", "queue_id", e.id, "err", err)
@@ -62,9 +72,7 @@ func (m *Manager) finish(ctx context.Context, e *entry, now time.Time) (bool, ti
 		m.event(Event{Kind: "ndr", QueueID: e.id, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: f.Recipient,
 			Details: map[string]string{"code": f.Code, "reason": f.Reason, "report_queue_id": ndrID, "to": env.From}})
 	}
-	m.mu.Lock()
-	m.msgs[ndrID] = &entry{id: ndrID, env: ndrEnv, due: now}
-	m.mu.Unlock()
+	m.addFresh(&entry{id: ndrID, env: ndrEnv, raw: ndrRaw}, nil)
 	return true, time.Time{}
 }
 

@@ -58,7 +58,12 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 		if why, down := outboundDown(g, r); down {
 			m.rerouteOutbound(env, r, why, now)
 		}
-		if r.NextAttempt.After(now) && !r.Waiting {
+		if e.force {
+			r.NextAttempt = time.Time{} // the operator's retry: every pending recipient now
+		}
+		// Before its retry a recipient is attempted only when it waits
+		// for link state or its path changed (sched.wake).
+		if r.NextAttempt.After(now) && !r.Waiting && !slices.Contains(e.wake, destOf(m.o.Server, r)) {
 			continue
 		}
 		// R14 for every recipient, also those this server only forwards
@@ -152,6 +157,7 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 		return action{kind: "fail"}
 	case routing.Queue:
 		m.wait(env, r, d.Code, d.Reason, now)
+		r.Blockers = blockers(snap, self, r.Addr, d.Step1 != nil && d.Step1.Store != "")
 		return action{kind: "wait"}
 	}
 	r.Excluded = d.Excluded
@@ -400,6 +406,14 @@ func (m *Manager) fail(env *envelope.Envelope, r *envelope.Recipient, code, reas
 // retried on the backoff schedule in case the change is missed.
 func (m *Manager) wait(env *envelope.Envelope, r *envelope.Recipient, code, reason string, now time.Time) {
 	reason = withLastError(r, reason)
+	if r.Waiting && r.NextAttempt.After(now) {
+		// Still waiting, re-decided before its retry (the message was
+		// attempted for another recipient, or link state changed
+		// elsewhere on its path): its schedule stands, so the envelope
+		// is unchanged and finish writes nothing.
+		r.Code, r.Reason = code, reason
+		return
+	}
 	first := !r.Waiting
 	r.Waiting = true
 	m.backoff(r, code, reason, now)

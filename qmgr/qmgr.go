@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"pfrouter/directory"
 	"pfrouter/envelope"
 	"pfrouter/linkstate"
+	"pfrouter/queue"
 	"pfrouter/relay"
 	"pfrouter/routing"
 	"pfrouter/smtpd"
@@ -36,6 +36,9 @@ type Queue interface {
 	Put(ctx context.Context, id string, env, body []byte) error
 	PutAndDelete(ctx context.Context, id string, env, body []byte, deleteID string) error
 	SetEnvelope(id string, env []byte) error
+	// Envelope reads one message's envelope back (queue.ErrNotFound
+	// when it is gone).
+	Envelope(id string) ([]byte, error)
 	Body(id string) ([]byte, error)
 	Delete(id string) error
 	// DeleteLater removes a finished message without waiting for the
@@ -88,6 +91,9 @@ type Options struct {
 	Logger  *slog.Logger
 	Now     func() time.Time
 	Workers int
+	// MaxActive bounds the messages whose envelope is kept in memory
+	// (0: DefaultMaxActive); the others wait on disk (sched.go).
+	MaxActive int
 	OnEvent func(Event)
 	// Trace, when set, wraps each routing decision and attempt (telemetry).
 	Trace Tracer
@@ -108,14 +114,17 @@ type Tracer interface {
 
 // Manager schedules one server's queue.
 type Manager struct {
-	o      Options
-	log    *slog.Logger
-	mu     sync.Mutex
-	msgs   map[string]*entry
-	wake   chan struct{}
-	work   chan *entry
-	hops   map[string]*hopHealth
-	lsSeen uint64
+	o    Options
+	log  *slog.Logger
+	mu   sync.Mutex
+	msgs map[string]*entry // every queued message, in memory or waiting on disk
+	s    *sched
+	wake chan struct{}
+	work chan *entry
+	hops map[string]*hopHealth
+	// lastGraph is the link state the waiting messages were last
+	// checked against (checkLinkState).
+	lastGraph *linkstate.Graph
 	// bodyMem is the bytes of just-accepted bodies held for their first
 	// attempt (entry.body), bounded by maxBodyMem; under m.mu.
 	bodyMem int64
@@ -127,13 +136,34 @@ type Manager struct {
 	outFails map[string]int
 }
 
+// DefaultMaxActive is how many envelopes the scheduler keeps in memory at
+// most: a few seconds of ingress at full speed. 100,000 waiting messages
+// then cost their stubs only (about 200 bytes each), not their envelopes.
+const DefaultMaxActive = 10000
+
+// entry is one queued message. Fields other than id, env and body are the
+// scheduler's, under m.mu; a running entry's env belongs to its worker.
 type entry struct {
-	id      string
-	env     *envelope.Envelope
+	id string
+	// env is nil while the message waits on disk (see sched); raw is
+	// env as the queue holds it, so finish writes only what changed.
+	env *envelope.Envelope
+	raw []byte
+	// loaded: counted in sched.active (env is or is being read in).
+	loaded  bool
 	due     time.Time
+	hidx    int      // index in sched.retry, -1 when not in it
+	dests   []string // what its pending recipients wait on (sched.byDest)
 	running bool
 	deleted bool
 	again   bool // a retry or link-state change arrived while running
+	dirty   bool // env holds changes the queue could not save: keep it loaded
+	// force: the operator asked for a retry of every pending recipient.
+	// wake: the destinations whose path changed: recipients toward them
+	// are attempted before their next retry. Both are read by the next
+	// attempt; the *Later copies collect what arrives while one runs.
+	force, forceLater bool
+	wake, wakeLater   []string
 	// body is the message as accepted, kept for the first attempt so it
 	// need not be read back from the queue; nil after that attempt or
 	// when maxBodyMem was reached (the queue has it either way).
@@ -161,44 +191,108 @@ func New(o Options) *Manager {
 	if o.Workers <= 0 {
 		o.Workers = 16
 	}
+	if o.MaxActive <= 0 {
+		o.MaxActive = DefaultMaxActive
+	}
 	if o.Params == nil {
 		r := o.Org.Routing
 		o.Params = func() routing.Params {
 			return routing.Params{MinAge: r.EffectiveMinAge(), HopLimit: r.HopLimit, Spread: r.Spread}
 		}
 	}
-	return &Manager{o: o, log: o.Logger, msgs: map[string]*entry{}, wake: make(chan struct{}, 1),
+	return &Manager{o: o, log: o.Logger, msgs: map[string]*entry{}, s: newSched(o.MaxActive), wake: make(chan struct{}, 1),
 		work: make(chan *entry), hops: map[string]*hopHealth{}, outFails: map[string]int{}}
 }
 
-// Start loads the queue left by the last run and starts scheduling.
+// Start starts scheduling and reads the queue left by the last run in the
+// background, one envelope at a time: each message becomes a stub in the
+// scheduler (its envelope is read again when it is attempted), so neither
+// start-up nor memory grows with the whole queue at once, and new mail is
+// accepted and delivered meanwhile.
 func (m *Manager) Start(ctx context.Context) error {
-	now := m.o.Now()
-	err := m.o.Queue.Scan(func(id string, raw []byte) error {
-		env, err := envelope.Unmarshal(raw)
-		if err != nil {
-			m.log.Error("skipping unreadable queue entry; it stays in the queue for an operator", "queue_id", id, "err", err)
-			return nil
-		}
-		m.msgs[id] = &entry{id: id, env: env, due: now}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("load queue: %w", err)
-	}
-	if len(m.msgs) > 0 {
-		m.log.Info("queue loaded", "messages", len(m.msgs))
-	}
-	m.lsSeen = m.o.LinkState.Version()
+	// Messages accepted from now on have larger ids (queue ids are
+	// time-ordered); the loader stops before them.
+	cutoff := m.o.Queue.NewID()
+	m.mu.Lock()
+	m.lastGraph = m.o.LinkState.Graph()
+	m.mu.Unlock()
 	ctx, m.stop = context.WithCancel(ctx)
 	for i := 0; i < m.o.Workers; i++ {
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); m.worker(ctx) }()
 	}
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go func() { defer m.wg.Done(); m.loop(ctx) }()
 	go func() { defer m.wg.Done(); m.prober(ctx) }()
+	go func() { defer m.wg.Done(); m.load(ctx, cutoff) }()
 	return nil
+}
+
+var errLoaded = errors.New("loaded up to the start")
+
+// load gives the scheduler every message queued before cutoff, oldest
+// first. A message is due at its next retry, a never-attempted one now; a
+// waiting recipient is due now when what it waits on is reachable now
+// (link state may have changed while the server was down).
+func (m *Manager) load(ctx context.Context, cutoff string) {
+	now := m.o.Now()
+	g := m.o.LinkState.Graph()
+	snap := m.o.Directory.Snapshot()
+	n := 0
+	err := m.o.Queue.Scan(func(id string, raw []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if id >= cutoff {
+			return errLoaded
+		}
+		env, err := envelope.Unmarshal(raw)
+		if err != nil {
+			m.log.Error("skipping unreadable queue entry; it stays in the queue for an operator", "queue_id", id, "err", err)
+			return nil
+		}
+		due := dueOf(env, now)
+		for i := range env.Recipients {
+			r := &env.Recipients[i]
+			if r.State != envelope.Pending || !r.Waiting {
+				continue
+			}
+			if r.Stage == envelope.StageNew {
+				r.Blockers = blockers(snap, m.o.Server, r.Addr, false)
+			}
+			waits := append([]string{destOf(m.o.Server, r)}, r.Blockers...)
+			for _, d := range waits {
+				if d == routeKey || d != "" && reachable(g, m.o.Server, d) {
+					due = now
+				}
+			}
+		}
+		m.mu.Lock()
+		if _, ok := m.msgs[id]; !ok {
+			e := &entry{id: id, hidx: -1}
+			m.msgs[id] = e
+			m.s.setDests(e, destsOf(m.o.Server, env))
+			m.s.schedule(e, due)
+			n++
+		}
+		m.mu.Unlock()
+		if n%256 == 1 {
+			m.poke()
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errLoaded) && ctx.Err() == nil {
+		m.log.Error("reading the queue stopped; messages not read yet are delivered after the next start", "loaded", n, "err", err)
+	}
+	if n > 0 {
+		m.log.Info("queue loaded", "messages", n)
+	}
+	m.poke()
+}
+
+func reachable(g *linkstate.Graph, from, to string) bool {
+	_, ok := g.NextHop(from, to)
+	return ok
 }
 
 // Close stops scheduling and waits for attempts in flight: they finish, or
@@ -278,20 +372,30 @@ func (m *Manager) Accept(ctx context.Context, in *smtpd.Incoming) (string, error
 		}
 		env.Recipients = append(env.Recipients, rc)
 	}
-	if err := m.o.Queue.Put(ctx, id, env.Marshal(), in.Body); err != nil {
+	raw := env.Marshal()
+	if err := m.o.Queue.Put(ctx, id, raw, in.Body); err != nil {
 		return "", err
 	}
 	m.event(recv)
-	e := &entry{id: id, env: env, due: now}
+	m.addFresh(&entry{id: id, env: env, raw: raw}, in.Body)
+	return id, nil
+}
+
+// addFresh schedules a message just queued for its first attempt, with its
+// envelope and body in memory while there is room.
+func (m *Manager) addFresh(e *entry, body []byte) {
 	m.mu.Lock()
-	if m.bodyMem+int64(cap(in.Body)) <= maxBodyMem {
-		e.body = in.Body
-		m.bodyMem += int64(cap(in.Body))
+	m.msgs[e.id] = e
+	m.s.setDests(e, destsOf(m.o.Server, e.env))
+	if !m.s.holdable() {
+		e.env, e.raw = nil, nil // read back from the queue when its turn comes
+	} else if m.bodyMem+int64(cap(body)) <= maxBodyMem {
+		e.body = body
+		m.bodyMem += int64(cap(body))
 	}
-	m.msgs[id] = e
+	m.s.addFresh(e)
 	m.mu.Unlock()
 	m.poke()
-	return id, nil
 }
 
 // newTraceParent starts a W3C trace context for a message that arrived
@@ -314,7 +418,12 @@ func (m *Manager) loop(ctx context.Context) {
 		}
 		d := time.Second
 		if !next.IsZero() {
-			d = max(min(next.Sub(m.o.Now()), time.Minute), time.Millisecond)
+			d = min(next.Sub(m.o.Now()), time.Minute)
+			if d <= 0 {
+				// Due but no room among the active messages: a
+				// finishing worker pokes.
+				d = time.Second
+			}
 		}
 		timer.Reset(d)
 		select {
@@ -323,29 +432,57 @@ func (m *Manager) loop(ctx context.Context) {
 		case <-m.wake:
 		case <-timer.C:
 		case <-tick.C:
-			m.checkLinkState()
+			m.checkLinkState(false)
 		}
 	}
 }
 
-// checkLinkState reroutes at once every message with recipients waiting or
-// retrying when link state changed (R10, S6).
-func (m *Manager) checkLinkState() {
-	v := m.o.LinkState.Version()
+// checkLinkState reroutes at once the messages whose path changed: for
+// each server messages are routed toward, the next hop from here in the
+// new link state is compared with the last one, and only the messages
+// toward a server whose next hop changed (or that became reachable or
+// unreachable), or routed to an outbound connector that went down or came
+// back, are woken (R10, R13b, S6). Messages waiting for a routing
+// decision are woken by every change; decisions also woken when force is
+// set (a directory or store_min_age change, which leaves the graph as it
+// is).
+func (m *Manager) checkLinkState(force bool) {
+	g := m.o.LinkState.Graph()
 	m.mu.Lock()
-	changed := v != m.lsSeen
-	m.lsSeen = v
-	if changed {
-		now := m.o.Now()
-		for _, e := range m.msgs {
-			if e.running {
-				e.again = true
-			} else {
-				e.due = now
-			}
+	defer m.mu.Unlock()
+	old := m.lastGraph
+	m.lastGraph = g
+	if old == g && !force {
+		return
+	}
+	now := m.o.Now()
+	for dest := range m.s.byDest {
+		if dest == routeKey || old != g && hopChanged(old, g, m.o.Server, dest) {
+			m.s.wake(dest, now)
 		}
 	}
-	m.mu.Unlock()
+}
+
+func hopChanged(old, cur *linkstate.Graph, from, to string) bool {
+	if old == nil {
+		return true
+	}
+	if name, ok := strings.CutPrefix(to, outboundKey); ok {
+		return outboundUp(old, name) != outboundUp(cur, name)
+	}
+	h1, ok1 := old.NextHop(from, to)
+	h2, ok2 := cur.NextHop(from, to)
+	return ok1 != ok2 || h1 != h2
+}
+
+// outboundUp reports whether an outbound connector is in link state and up.
+func outboundUp(g *linkstate.Graph, name string) bool {
+	for _, c := range g.Outbound() {
+		if c.Name == name {
+			return c.Up
+		}
+	}
+	return false
 }
 
 // Depth is the number of messages in the queue.
@@ -355,45 +492,29 @@ func (m *Manager) Depth() int {
 	return len(m.msgs)
 }
 
-// LinkStateChanged asks for an immediate reroute (the admin API calls it).
-func (m *Manager) LinkStateChanged() { m.checkLinkState(); m.poke() }
+// LinkStateChanged asks for an immediate reroute (the admin API, runtime
+// changes and reloads call it).
+func (m *Manager) LinkStateChanged() { m.checkLinkState(true); m.poke() }
 
-// dispatch hands due entries to workers and returns the next due time.
+// dispatch hands entries to workers while the scheduler has one due, and
+// returns when the next retry is due.
 func (m *Manager) dispatch(ctx context.Context) time.Time {
 	for {
-		now := m.o.Now()
 		m.mu.Lock()
-		var due []*entry
-		var next time.Time
-		for _, e := range m.msgs {
-			if e.running {
-				continue
-			}
-			if !e.due.After(now) {
-				due = append(due, e)
-			} else if next.IsZero() || e.due.Before(next) {
-				next = e.due
-			}
-		}
-		sort.Slice(due, func(i, j int) bool { return due[i].id < due[j].id })
-		for _, e := range due {
-			e.running = true
-		}
+		e := m.s.next(m.o.Now())
+		next := m.s.nextDue()
 		m.mu.Unlock()
-		if len(due) == 0 {
+		if e == nil {
 			return next
 		}
-		for i, e := range due {
-			select {
-			case m.work <- e:
-			case <-ctx.Done():
-				m.mu.Lock()
-				for _, r := range due[i:] {
-					r.running = false
-				}
-				m.mu.Unlock()
-				return next
-			}
+		select {
+		case m.work <- e:
+		case <-ctx.Done():
+			m.mu.Lock()
+			e.running = false
+			m.s.schedule(e, m.o.Now())
+			m.mu.Unlock()
+			return next
 		}
 	}
 }
@@ -404,22 +525,77 @@ func (m *Manager) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case e := <-m.work:
-			done, due := m.process(ctx, e)
-			m.mu.Lock()
-			e.running = false
-			m.dropBodyLocked(e)
-			if done || e.deleted {
-				delete(m.msgs, e.id)
-			} else {
-				e.due = due
-				if e.again {
-					e.again, e.due = false, m.o.Now()
-				}
-			}
-			m.mu.Unlock()
+			m.attempt(ctx, e)
 			m.poke()
 		}
 	}
+}
+
+// attempt reads a message's envelope if it waited on disk, makes one
+// attempt, and schedules what is left.
+func (m *Manager) attempt(ctx context.Context, e *entry) {
+	if e.env == nil {
+		if err := m.readEnvelope(e); err != nil {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			e.running = false
+			m.dropBodyLocked(e)
+			if errors.Is(err, queue.ErrNotFound) || errors.Is(err, errCorrupt) {
+				m.log.Error("queued message cannot be read; it is no longer scheduled (an operator can inspect the queue)", "queue_id", e.id, "err", err)
+				delete(m.msgs, e.id)
+				m.s.remove(e)
+				return
+			}
+			m.log.Error("cannot read a queued envelope; trying again later", "queue_id", e.id, "err", err)
+			m.s.release(e)
+			m.s.schedule(e, m.o.Now().Add(5*time.Second))
+			return
+		}
+	}
+	done, due := m.process(ctx, e)
+	m.settle(e, done, due)
+}
+
+// settle schedules what an attempt left: the message leaves the scheduler,
+// or waits (on disk, unless its state could not be saved) until due.
+func (m *Manager) settle(e *entry, done bool, due time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e.running = false
+	m.dropBodyLocked(e)
+	if done || e.deleted {
+		delete(m.msgs, e.id)
+		m.s.remove(e)
+		return
+	}
+	e.force, e.forceLater = e.forceLater, false
+	e.wake, e.wakeLater = e.wakeLater, nil
+	if e.again {
+		e.again, due = false, m.o.Now()
+	}
+	m.s.setDests(e, destsOf(m.o.Server, e.env))
+	if !e.dirty {
+		m.s.release(e) // on disk as it is; read again at the next attempt
+	}
+	m.s.schedule(e, due)
+}
+
+var errCorrupt = errors.New("corrupt envelope")
+
+// readEnvelope reads the envelope of a message that waited on disk.
+func (m *Manager) readEnvelope(e *entry) error {
+	raw, err := m.o.Queue.Envelope(e.id)
+	if err != nil {
+		return err
+	}
+	env, err := envelope.Unmarshal(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	m.mu.Lock() // the admin view reads env under the lock
+	e.env, e.raw = env, raw
+	m.mu.Unlock()
+	return nil
 }
 
 // dropBodyLocked releases an entry's in-memory body (after its first
