@@ -1,6 +1,8 @@
 package directory
 
 import (
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,14 +42,31 @@ type Index struct {
 	ext atomic.Value
 }
 
-// IndexStore is a store with its server and routing group as ids. The
-// fields routing reads for every candidate are copied in, so it does not
-// follow Store (a cache miss on a large heap) until it has chosen.
+// IndexStore is a store with its server, routing group and hierarchy as
+// ids. The fields routing reads for a candidate or a choice are copied in,
+// so a decision never follows Store (a cache miss on a large heap).
+// Index.Stores is in name order: comparing two store ids compares their
+// names (R9's tie-break).
 type IndexStore struct {
 	*Store
-	ServerID int32 // into Index.Servers
-	RGID     int32 // into Index.RoutingGroups: the store's RoutingGroup
-	Synced   bool  // Store.Synced
+	Name        string // Store.Name
+	ServerID    int32  // into Index.Servers
+	RGID        int32  // into Index.RoutingGroups: the store's RoutingGroup
+	HierarchyID int32  // into Index.Hierarchies: the store's Hierarchy, -1 if none is defined by that name
+	Synced      bool   // Store.Synced
+}
+
+// Knows is Snapshot.Knows for an indexed store and folder: the store's
+// copy of the folder's hierarchy is complete.
+func (x *Index) Knows(store int32, f *IndexFolder) bool {
+	st := &x.Stores[store]
+	if !st.Synced {
+		return false
+	}
+	if f.HierarchyID >= 0 {
+		return st.HierarchyID == f.HierarchyID
+	}
+	return st.Hierarchy == f.Hierarchy
 }
 
 // IndexHierarchy is a hierarchy's stores, most recently created first (R2),
@@ -57,20 +76,42 @@ type IndexHierarchy struct {
 	Stores []HierarchyStore
 }
 
-// HierarchyStore is one store of a hierarchy as step 1 sees it.
+// HierarchyStore is one store of a hierarchy as step 1 sees it: 24 bytes,
+// so a hierarchy of 20 stores is eight cache lines.
 type HierarchyStore struct {
-	Created  time.Time // Store.Created
-	ID       int32     // into Index.Stores
+	Created  int64 // Store.Created as UnixNanos
+	ID       int32 // into Index.Stores
 	ServerID int32
 	RGID     int32
 	Pending  bool // Store.HierarchyPending
 }
 
-// IndexFolder is a folder with its hierarchy and replica stores as ids.
+// UnixNanos is t as nanoseconds since 1970, clamped to the int64 range
+// (time.Time.UnixNano is undefined outside 1678–2262), so comparisons keep
+// the order of time.Time.Sub, which saturates.
+func UnixNanos(t time.Time) int64 {
+	const limit = math.MaxInt64 / int64(time.Second)
+	switch sec := t.Unix(); {
+	case sec < -limit:
+		return math.MinInt64
+	case sec > limit-1:
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// IndexFolder is a folder with its hierarchy and replica stores as ids,
+// and what an anonymous sender's checks need copied in, so the common
+// decision reads this record and not Folder.
 type IndexFolder struct {
 	*Folder
-	HierarchyID int32   // into Index.Hierarchies, -1 if the hierarchy is not defined
+	Path        string  // Folder.Path
 	Replicas    []int32 // stores holding a replica, by store name (as Snapshot.Replicas)
+	HierarchyID int32   // into Index.Hierarchies, -1 if the hierarchy is not defined
+	// Open: mail-enabled (R15), no accept or reject list (R11) and
+	// Anonymous may create items (R17), so an anonymous sender's message
+	// passes the folder checks unless it is over MaxMessageSize.
+	Open bool
 	// AnonymousRole is permissions.RoleFor(Permissions, "", false): most
 	// mail is anonymous, and the lookup walks the permission map.
 	AnonymousRole permissions.Role
@@ -121,20 +162,31 @@ func buildIndex(s *Snapshot) *Index {
 		server(sv.Name)
 		rg(sv.RoutingGroup)
 	}
-	for _, st := range s.Stores() {
-		x.storeID[st.Name] = int32(len(x.Stores))
-		x.Stores = append(x.Stores, IndexStore{Store: st, ServerID: server(st.Server), RGID: rg(st.RoutingGroup), Synced: st.Synced})
-	}
 	for _, h := range s.Hierarchies() {
-		ih := IndexHierarchy{Name: h.Name, Stores: make([]HierarchyStore, 0, len(h.Stores))}
+		x.hierID[h.Name] = int32(len(x.Hierarchies))
+		x.Hierarchies = append(x.Hierarchies, IndexHierarchy{Name: h.Name})
+	}
+	stores := s.Stores()
+	// The table's key order is byte order of the name, as Go compares
+	// strings; sorted again so the promise does not rest on the schema.
+	slices.SortStableFunc(stores, func(a, b *Store) int { return strings.Compare(a.Name, b.Name) })
+	for _, st := range stores {
+		x.storeID[st.Name] = int32(len(x.Stores))
+		h, ok := x.hierID[st.Hierarchy]
+		if !ok {
+			h = -1
+		}
+		x.Stores = append(x.Stores, IndexStore{Store: st, Name: st.Name, ServerID: server(st.Server), RGID: rg(st.RoutingGroup), HierarchyID: h, Synced: st.Synced})
+	}
+	for hi, h := range s.Hierarchies() {
+		ih := &x.Hierarchies[hi]
+		ih.Stores = make([]HierarchyStore, 0, len(h.Stores))
 		for _, st := range h.Stores {
 			if i, ok := x.storeID[st.Name]; ok {
 				is := &x.Stores[i]
-				ih.Stores = append(ih.Stores, HierarchyStore{Created: is.Created, ID: i, ServerID: is.ServerID, RGID: is.RGID, Pending: is.HierarchyPending})
+				ih.Stores = append(ih.Stores, HierarchyStore{Created: UnixNanos(is.Created), ID: i, ServerID: is.ServerID, RGID: is.RGID, Pending: is.HierarchyPending})
 			}
 		}
-		x.hierID[h.Name] = int32(len(x.Hierarchies))
-		x.Hierarchies = append(x.Hierarchies, ih)
 	}
 	folderID := map[string]int32{}
 	it, err := s.txn.Get("folders", "id")
@@ -146,7 +198,9 @@ func buildIndex(s *Snapshot) *Index {
 				h = -1
 			}
 			folderID[f.Key] = int32(len(x.Folders))
-			x.Folders = append(x.Folders, IndexFolder{Folder: f, HierarchyID: h, AnonymousRole: permissions.RoleFor(f.Permissions, "", false)})
+			anon := permissions.RoleFor(f.Permissions, "", false)
+			open := f.MailEnabled && len(f.AcceptFrom) == 0 && len(f.RejectFrom) == 0 && permissions.Of(anon).CreateItems
+			x.Folders = append(x.Folders, IndexFolder{Folder: f, Path: f.Path, HierarchyID: h, Open: open, AnonymousRole: anon})
 		}
 	}
 	// Replicas in the order of the table's id (folder key|store): each

@@ -427,7 +427,55 @@ func (t *Table) publish() {
 		}
 	}
 	g.spt = make([]sptSlot, len(g.rgNames))
+	g.ids = numberServers(t.servers, g)
 	t.cur.Store(g)
+}
+
+// serverIDs numbers the servers of one graph (every server of the table
+// and every live bridgehead a connector names) so the routing hot path
+// walks paths by integer ids: per server its name, routing group and
+// whether it is down in arrays, per connector its bridgeheads' ids
+// (conn.bhAID, bhBID). Ids are specific to one Graph.
+type serverIDs struct {
+	id    map[string]int32
+	names []string
+	rg    []int32 // routing-group index, -1: not routable (not in the table, or no known group)
+	down  []bool
+}
+
+func numberServers(servers map[string]*Server, g *Graph) *serverIDs {
+	ids := &serverIDs{id: make(map[string]int32, len(servers))}
+	add := func(name string) int32 {
+		if name == "" {
+			return -1
+		}
+		if i, ok := ids.id[name]; ok {
+			return i
+		}
+		i := int32(len(ids.names))
+		ids.id[name] = i
+		ids.names = append(ids.names, name)
+		rg, ok := g.serverRG[name]
+		if !ok {
+			rg = -1
+		}
+		ids.rg = append(ids.rg, rg)
+		ids.down = append(ids.down, g.down[name])
+		return i
+	}
+	names := make([]string, 0, len(servers))
+	for n := range servers {
+		names = append(names, n)
+	}
+	sort.Strings(names) // deterministic ids
+	for _, n := range names {
+		add(n)
+	}
+	for i := range g.conns {
+		c := &g.conns[i]
+		c.bhAID, c.bhBID = add(c.bhA), add(c.bhB)
+	}
+	return ids
 }
 
 func firstLive(bhs []string, down map[string]bool) string {
@@ -450,6 +498,7 @@ type Graph struct {
 	adj      [][]edge
 	spt      []sptSlot
 	outbound []Connector
+	ids      *serverIDs
 
 	referrals     sync.Once
 	referralGraph *Graph
@@ -460,6 +509,8 @@ type conn struct {
 	a, b     int32
 	cost     int32
 	bhA, bhB string // first live bridgehead per side, "" if none
+	// bhAID, bhBID: their ids in serverIDs, -1 if none.
+	bhAID, bhBID int32
 	// noReferrals: not usable by Referrals' graph.
 	noReferrals bool
 }
@@ -473,12 +524,17 @@ type sptSlot struct {
 }
 
 type tree struct {
-	dist, hops, prev, via []int32 // via: connector index into the node
+	// n is per routing group its distance, hops, predecessor and the
+	// connector into it, side by side: a cost lookup or a step of a path
+	// walk reads one cache line instead of one per array.
+	n []tnode
 	// reach has bit n set when routing group n is reachable: 128 bytes
 	// for 1,000 groups, so a step-1 scan of 20 stores touches two cache
 	// lines instead of 20 (see ReachableByID).
 	reach []uint64
 }
+
+type tnode struct{ dist, hops, prev, via int32 } // via: connector index into the node
 
 const inf = int32(1 << 30)
 
@@ -512,11 +568,11 @@ func (g *Graph) tree(src int32) *tree {
 // hops, then on the lower-named predecessor (deterministic, R9).
 func (g *Graph) dijkstra(src int32) *tree {
 	n := len(g.rgNames)
-	t := &tree{dist: make([]int32, n), hops: make([]int32, n), prev: make([]int32, n), via: make([]int32, n)}
-	for i := range t.dist {
-		t.dist[i], t.hops[i], t.prev[i], t.via[i] = inf, inf, -1, -1
+	t := &tree{n: make([]tnode, n)}
+	for i := range t.n {
+		t.n[i] = tnode{inf, inf, -1, -1}
 	}
-	t.dist[src], t.hops[src] = 0, 0
+	t.n[src].dist, t.n[src].hops = 0, 0
 	h := &heap{}
 	h.push(item{node: src})
 	done := make([]bool, n)
@@ -531,16 +587,16 @@ func (g *Graph) dijkstra(src int32) *tree {
 			if done[e.to] {
 				continue
 			}
-			nd, nh := t.dist[u]+e.cost, t.hops[u]+1
-			if nd < t.dist[e.to] || (nd == t.dist[e.to] && (nh < t.hops[e.to] || (nh == t.hops[e.to] && u < t.prev[e.to]))) {
-				t.dist[e.to], t.hops[e.to], t.prev[e.to], t.via[e.to] = nd, nh, u, e.conn
+			nd, nh := t.n[u].dist+e.cost, t.n[u].hops+1
+			if v := &t.n[e.to]; nd < v.dist || (nd == v.dist && (nh < v.hops || (nh == v.hops && u < v.prev))) {
+				*v = tnode{nd, nh, u, e.conn}
 				h.push(item{node: e.to, dist: nd, hops: nh})
 			}
 		}
 	}
 	t.reach = make([]uint64, (n+63)/64)
-	for i, d := range t.dist {
-		if d != inf {
+	for i, v := range t.n {
+		if v.dist != inf {
 			t.reach[i/64] |= 1 << (i % 64)
 		}
 	}
@@ -558,11 +614,10 @@ func (g *Graph) RGCost(fromRG, toRG string) (cost, hops int, ok bool) {
 	if a == b {
 		return 0, 0, true
 	}
-	t := g.tree(a)
-	if t.dist[b] == inf {
-		return 0, 0, false
+	if v := g.tree(a).n[b]; v.dist != inf {
+		return int(v.dist), int(v.hops), true
 	}
-	return int(t.dist[b]), int(t.hops[b]), true
+	return 0, 0, false
 }
 
 // Reachable reports whether mail can go from one server to another now:
@@ -580,7 +635,7 @@ func (g *Graph) Reachable(fromServer, toServer string) bool {
 	if !okA || !okB {
 		return false
 	}
-	return a == b || g.tree(a).dist[b] != inf
+	return a == b || g.tree(a).n[b].dist != inf
 }
 
 // Path is a server-level route.
@@ -600,35 +655,17 @@ func (g *Graph) Path(fromServer, toServer string) (Path, bool) {
 	if fromServer == toServer {
 		return Path{Servers: []string{fromServer}}, true
 	}
-	if !g.Reachable(fromServer, toServer) {
+	from, okF := g.ids.id[fromServer]
+	to, okT := g.ids.id[toServer]
+	if !okF || !okT {
+		return Path{}, false // not in link state: unreachable
+	}
+	var p Path
+	var ok bool
+	p.Servers, p.Cost, ok = g.walk(make([]string, 0, 4), &p.Connectors, from, to)
+	if !ok {
 		return Path{}, false
 	}
-	a, b := g.serverRG[fromServer], g.serverRG[toServer]
-	if a == b {
-		return Path{Servers: []string{fromServer, toServer}}, true
-	}
-	t := g.tree(a)
-	// Walk back from b to a collecting connectors.
-	var rev [16]int32
-	conns := rev[:0]
-	for n := b; n != a; n = t.prev[n] {
-		conns = append(conns, t.via[n])
-	}
-	p := Path{Cost: int(t.dist[b]), Servers: make([]string, 0, 2*len(conns)+2), Connectors: make([]string, 0, len(conns))}
-	p.Servers = append(p.Servers, fromServer)
-	at := a
-	for i := len(conns) - 1; i >= 0; i-- {
-		c := &g.conns[conns[i]]
-		out, in, next := c.bhA, c.bhB, c.b
-		if c.a != at {
-			out, in, next = c.bhB, c.bhA, c.a
-		}
-		p.Connectors = append(p.Connectors, c.name)
-		p.Servers = appendDistinct(p.Servers, out)
-		p.Servers = appendDistinct(p.Servers, in)
-		at = next
-	}
-	p.Servers = appendDistinct(p.Servers, toServer)
 	return p, true
 }
 
@@ -639,13 +676,6 @@ func (g *Graph) NextHop(fromServer, toServer string) (string, bool) {
 		return "", ok && fromServer == toServer
 	}
 	return p.Servers[1], true
-}
-
-func appendDistinct(l []string, s string) []string {
-	if s == "" || (len(l) > 0 && l[len(l)-1] == s) {
-		return l
-	}
-	return append(l, s)
 }
 
 // heap is a binary min-heap ordered by (dist, hops, node).
@@ -727,11 +757,10 @@ func (g *Graph) CostByID(from, to int32) (cost, hops int, ok bool) {
 	if from == to {
 		return 0, 0, true
 	}
-	t := g.tree(from)
-	if t.dist[to] == inf {
-		return 0, 0, false
+	if v := g.tree(from).n[to]; v.dist != inf {
+		return int(v.dist), int(v.hops), true
 	}
-	return int(t.dist[to]), int(t.hops[to]), true
+	return 0, 0, false
 }
 
 // ReachableByID reports whether routing group to can be reached from
@@ -746,6 +775,23 @@ func (g *Graph) ReachableByID(from, to int32) bool {
 	return g.tree(from).reach[to/64]&(1<<(to%64)) != 0
 }
 
+// Reach is the set of routing groups reachable from one (ReachFrom).
+type Reach struct{ bits []uint64 }
+
+// ReachFrom is ReachableByID(from, ·) as a value, for a caller testing many
+// targets from one source: one tree lookup, then a bit test per target.
+func (g *Graph) ReachFrom(from int32) Reach {
+	if from < 0 || int(from) >= len(g.rgNames) {
+		return Reach{}
+	}
+	return Reach{g.tree(from).reach}
+}
+
+// Has reports whether routing group to is reachable.
+func (r Reach) Has(to int32) bool {
+	return to >= 0 && int(to/64) < len(r.bits) && r.bits[to/64]&(1<<(to%64)) != 0
+}
+
 // AppendPath appends the server route from one server to another (as
 // Path's Servers) to dst, skipping a server equal to dst's last, without
 // building the connector list: the routing fast path's allocation-free
@@ -754,36 +800,86 @@ func (g *Graph) AppendPath(dst []string, fromServer, toServer string) (out []str
 	if fromServer == toServer {
 		return appendRoute(dst, fromServer), 0, true
 	}
-	if !g.Reachable(fromServer, toServer) {
+	from, okF := g.ids.id[fromServer]
+	to, okT := g.ids.id[toServer]
+	if !okF || !okT {
 		return dst, 0, false
 	}
-	a, b := g.serverRG[fromServer], g.serverRG[toServer]
-	dst = appendRoute(dst, fromServer)
+	return g.walk(dst, nil, from, to)
+}
+
+// ServerID returns a server's id in this graph (servers and bridgeheads
+// link state knows), for AppendPathByID.
+func (g *Graph) ServerID(server string) (int32, bool) {
+	i, ok := g.ids.id[server]
+	return i, ok
+}
+
+// AppendPathByID is AppendPath with both servers given by ServerID: no
+// name is looked up, the walk compares ids, and the names appended are
+// this graph's copies.
+func (g *Graph) AppendPathByID(dst []string, from, to int32) (out []string, cost int, ok bool) {
+	if from < 0 || to < 0 || int(from) >= len(g.ids.names) || int(to) >= len(g.ids.names) {
+		return dst, 0, false
+	}
+	return g.walk(dst, nil, from, to)
+}
+
+// walk is Path and AppendPath for two servers of this graph: it appends
+// the route's servers to dst (the source unless it repeats dst's last, then
+// each bridgehead and the target unless it repeats the server before) and,
+// when conns is not nil, the connectors crossed to *conns.
+func (g *Graph) walk(dst []string, conns *[]string, from, to int32) ([]string, int, bool) {
+	ids := g.ids
+	if from == to {
+		return appendRoute(dst, ids.names[from]), 0, true
+	}
+	if ids.down[to] {
+		return dst, 0, false
+	}
+	a, b := ids.rg[from], ids.rg[to]
+	if a < 0 || b < 0 {
+		return dst, 0, false
+	}
 	if a == b {
-		return appendRoute(dst, toServer), 0, true
+		return appendRoute(appendRoute(dst, ids.names[from]), ids.names[to]), 0, true
 	}
 	t := g.tree(a)
-	var rev [32]int32
-	conns := rev[:0]
-	for n := b; n != a; n = t.prev[n] {
-		conns = append(conns, t.via[n])
+	if t.n[b].dist == inf {
+		return dst, 0, false
 	}
-	at := a
-	for i := len(conns) - 1; i >= 0; i-- {
-		c := &g.conns[conns[i]]
-		out, in, next := c.bhA, c.bhB, c.b
-		if c.a != at {
-			out, in, next = c.bhB, c.bhA, c.a
+	dst = appendRoute(dst, ids.names[from])
+	var rev [32]int32
+	via := rev[:0]
+	for n := b; n != a; n = t.n[n].prev {
+		via = append(via, t.n[n].via)
+	}
+	at, last := a, from
+	hop := func(s int32) {
+		if s >= 0 && s != last {
+			dst = append(dst, ids.names[s])
+			last = s
 		}
-		dst = appendDistinct(dst, out)
-		dst = appendDistinct(dst, in)
+	}
+	for i := len(via) - 1; i >= 0; i-- {
+		c := &g.conns[via[i]]
+		out, in, next := c.bhAID, c.bhBID, c.b
+		if c.a != at {
+			out, in, next = c.bhBID, c.bhAID, c.a
+		}
+		if conns != nil {
+			*conns = append(*conns, c.name)
+		}
+		hop(out)
+		hop(in)
 		at = next
 	}
-	return appendDistinct(dst, toServer), int(t.dist[b]), true
+	hop(to)
+	return dst, int(t.n[b].dist), true
 }
 
 // appendRoute is routing's join of paths: drop a server repeating the
-// last one ("" included, unlike appendDistinct, as Path keeps its source).
+// last one ("" included: Path keeps its source whatever its name).
 func appendRoute(l []string, s string) []string {
 	if len(l) > 0 && l[len(l)-1] == s {
 		return l
@@ -818,6 +914,7 @@ func (g *Graph) Referrals() *Graph {
 				}
 			}
 		}
+		r.ids = g.ids
 		r.referralGraph = r
 		r.referrals.Do(func() {})
 		g.referralGraph = r

@@ -9,18 +9,26 @@ import (
 )
 
 // bound is a directory index joined to one link-state graph: per directory
-// server its graph routing-group id and whether it is down, per directory
-// routing group its graph id. Built once per (index, graph) pair (a few
-// map lookups per server: about a millisecond for 10,000 servers) and kept
-// in the index, so a decision reads arrays, not maps keyed by name.
+// server its graph routing-group id, graph server id and whether it is
+// down, per directory routing group its graph id. Built once per (index,
+// graph) pair (a few map lookups per server: about a millisecond for
+// 10,000 servers) and kept in the index, so a decision reads arrays, not
+// maps keyed by name.
 type bound struct {
 	g       *linkstate.Graph
-	srvRG   []int32 // by directory server id: graph routing-group id, -1 if link state does not know the server
-	down    []bool  // by directory server id
-	rgGraph []int32 // by directory routing-group id: graph id, -1 if unknown to link state
-	rgDir   []int32 // by graph routing-group id: directory id, -1 if the directory has no such group
-	noRG    int32   // directory id of the routing group named "" (-1: none), for servers link state does not know
+	srv     []boundServer // by directory server id
+	rgGraph []int32       // by directory routing-group id: graph id, -1 if unknown to link state
+	rgDir   []int32       // by graph routing-group id: directory id, -1 if the directory has no such group
+	noRG    int32         // directory id of the routing group named "" (-1: none), for servers link state does not know
 	minAge  atomic.Pointer[minAgeText]
+}
+
+// boundServer is one directory server as link state sees it, in one
+// 12-byte record: a step-1 scan reads one cache line per store.
+type boundServer struct {
+	rg   int32 // graph routing-group id, -1 if link state does not know the server
+	id   int32 // graph server id (linkstate.Graph.ServerID), -1 if unknown
+	down bool
 }
 
 // minAgeText caches Params.MinAge.String(), which allocates.
@@ -33,13 +41,16 @@ func bind(x *directory.Index, g *linkstate.Graph) *bound {
 	if b, _ := x.Ext().(*bound); b != nil && b.g == g {
 		return b
 	}
-	b := &bound{g: g, srvRG: make([]int32, len(x.Servers)), down: make([]bool, len(x.Servers)), rgGraph: make([]int32, len(x.RoutingGroups))}
+	b := &bound{g: g, srv: make([]boundServer, len(x.Servers)), rgGraph: make([]int32, len(x.RoutingGroups))}
 	for i, s := range x.Servers {
-		b.srvRG[i] = -1
+		bs := boundServer{rg: -1, id: -1, down: g.ServerDown(s)}
 		if rg, ok := g.ServerRGID(s); ok {
-			b.srvRG[i] = rg
+			bs.rg = rg
 		}
-		b.down[i] = g.ServerDown(s)
+		if id, ok := g.ServerID(s); ok {
+			bs.id = id
+		}
+		b.srv[i] = bs
 	}
 	b.noRG = -1
 	for i, rg := range x.RoutingGroups {
@@ -61,20 +72,24 @@ func bind(x *directory.Index, g *linkstate.Graph) *bound {
 }
 
 // reach is Graph.Reachable(from, to) for from != to, with from given by
-// its graph routing-group id (-1: unknown to link state) and to by its
-// directory server id.
-func (b *bound) reach(fromRG, to int32) bool {
-	if b.down[to] {
+// its graph routing-group id (-1: unknown to link state) and the set of
+// groups reachable from it, and to by its directory server id.
+func (b *bound) reach(fromRG int32, r linkstate.Reach, to int32) bool {
+	s := &b.srv[to]
+	if s.down || s.rg < 0 || fromRG < 0 {
 		return false
 	}
-	toRG := b.srvRG[to]
-	if fromRG < 0 || toRG < 0 {
-		return false
+	return s.rg == fromRG || r.Has(s.rg)
+}
+
+// appendPath is Graph.AppendPath from the server of view v to directory
+// server to, by graph server ids when link state knows both (no name is
+// looked up), else by name.
+func (b *bound) appendPath(x *directory.Index, dst []string, v view, to int32) ([]string, int, bool) {
+	if v.gid >= 0 && b.srv[to].id >= 0 {
+		return b.g.AppendPathByID(dst, v.gid, b.srv[to].id)
 	}
-	if fromRG == toRG {
-		return true
-	}
-	return b.g.ReachableByID(fromRG, toRG)
+	return b.g.AppendPath(dst, v.server, x.Servers[to])
 }
 
 func (b *bound) minAgeString(d time.Duration) string {
@@ -86,29 +101,46 @@ func (b *bound) minAgeString(d time.Duration) string {
 	return c.s
 }
 
-// view is the deciding server's position: its ids in the index and graph.
+// view is a deciding server's position: its ids in the index and graph.
 type view struct {
 	server  string
 	sid     int32 // directory server id, -1 if not a directory server
+	gid     int32 // link-state server id, -1 if unknown
 	graphRG int32 // link-state routing-group id, -1 if unknown
 	dirRG   int32 // directory routing-group id of its link-state routing group, -1 if none
 }
 
 func viewOf(x *directory.Index, b *bound, server string) view {
-	v := view{server: server, sid: -1, graphRG: -1, dirRG: b.noRG}
 	if i, ok := x.ServerID(server); ok {
-		v.sid, v.graphRG = i, b.srvRG[i]
-	} else if i, ok := b.g.ServerRGID(server); ok {
-		v.graphRG = i
+		return viewOfID(x, b, i)
 	}
+	v := view{server: server, sid: -1, gid: -1, graphRG: -1, dirRG: b.noRG}
+	if i, ok := b.g.ServerRGID(server); ok {
+		v.graphRG = i
+		v.dirRG = b.dirRG(i)
+	}
+	if i, ok := b.g.ServerID(server); ok {
+		v.gid = i
+	}
+	return v
+}
+
+// viewOfID is viewOf for a directory server given by id.
+func viewOfID(x *directory.Index, b *bound, sid int32) view {
+	s := &b.srv[sid]
+	v := view{server: x.Servers[sid], sid: sid, gid: s.id, graphRG: s.rg, dirRG: b.noRG}
 	// Step 1 and 2 compare the store's directory routing group with the
 	// server's link-state one by name ("" when link state does not know
 	// the server).
 	if v.graphRG >= 0 {
-		v.dirRG = -1
-		if int(v.graphRG) < len(b.rgDir) {
-			v.dirRG = b.rgDir[v.graphRG]
-		}
+		v.dirRG = b.dirRG(v.graphRG)
 	}
 	return v
+}
+
+func (b *bound) dirRG(graphRG int32) int32 {
+	if int(graphRG) < len(b.rgDir) {
+		return b.rgDir[graphRG]
+	}
+	return -1
 }

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -67,15 +68,13 @@ func route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, rec
 		return decideUser(snap, g, d, x.Users[ui])
 	}
 	f := &x.Folders[fi]
-	d.Folder, d.Hierarchy = f.Path, f.Hierarchy
+	d.Folder, d.Hierarchy = f.Path, hierarchyName(x, f)
 	minAge := b.minAgeString(p.MinAge)
-	parts := new(steps) // Step1 and Step2 in one allocation
-	route := make([]string, 1, 16)
-	route[0] = in.At
-	cur := in.At
+	parts := new(steps) // Step1, Step2 and the route in one allocation
+	route := append(parts.route[:0], in.At)
+	v := viewOf(x, b, in.At)
 	for {
-		v := viewOf(x, b, cur)
-		parts.s1 = Step1{At: cur, MinAge: minAge}
+		parts.s1 = Step1{At: v.server, MinAge: minAge}
 		s1 := step1(x, b, p, v, f, d.Excluded, in.Now, rec, &parts.s1)
 		d.Step1 = &parts.s1
 		if !s1.found {
@@ -91,25 +90,26 @@ func route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, rec
 			return d.fail(&Check{"5.4.4", "no store holds hierarchy " + f.Hierarchy, true})
 		}
 		st := &x.Stores[s1.store]
-		parts.s1.Store, parts.s1.Server, parts.s1.Rule = st.Name, st.Server, s1.rule
+		server := x.Servers[st.ServerID]
+		parts.s1.Store, parts.s1.Server, parts.s1.Rule = st.Name, server, s1.rule
 		var cost int
 		var ok bool
-		if route, cost, ok = g.AppendPath(route, cur, st.Server); !ok {
-			return d.wait("4.4.1", "hierarchy server "+st.Server+" is unreachable (R6b)")
+		if route, cost, ok = b.appendPath(x, route, v, st.ServerID); !ok {
+			return d.wait("4.4.1", "hierarchy server "+server+" is unreachable (R6b)")
 		}
 		d.Cost += cost
-		d.HierarchyServer = st.Server
-		if st.Synced && st.Hierarchy == f.Hierarchy { // Snapshot.Knows
+		d.HierarchyServer = server
+		v = viewOfID(x, b, st.ServerID)
+		if x.Knows(s1.store, f) {
 			break
 		}
 		// R12: transient; back to step 1 on that server, store excluded.
 		d.Attempts = append(d.Attempts, parts.s1)
 		d.Excluded = append(d.Excluded, st.Name)
-		cur = st.Server
 	}
 	d.Step2 = &parts.s2
 	start := len(route) - 1 // route ends at the hierarchy server, where step 2's path starts
-	route, ok := step2(x, b, g, p, d.HierarchyServer, f, in.MessageID, &parts.s2, route, rec)
+	route, ok := step2(x, b, p, v, f, in.MessageID, &parts.s2, route, rec)
 	if !ok {
 		return d.step2Failed(f)
 	}
@@ -136,18 +136,18 @@ func continueAt(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input
 		return route(snap, g, p, in, rec)
 	}
 	f := &x.Folders[fi]
-	if si, ok := x.StoreID(hierarchyStore); !ok || !x.Stores[si].Synced || x.Stores[si].Hierarchy != f.Hierarchy {
+	if si, ok := x.StoreID(hierarchyStore); !ok || !x.Knows(si, f) {
 		in.Excluded = append(slices.Clone(in.Excluded), hierarchyStore)
 		return route(snap, g, p, in, rec)
 	}
-	d.Folder, d.Hierarchy, d.HierarchyServer = f.Path, f.Hierarchy, in.At
+	d.Folder, d.Hierarchy, d.HierarchyServer = f.Path, hierarchyName(x, f), in.At
 	parts := new(steps)
 	parts.s1 = Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, MinAge: b.minAgeString(p.MinAge)}
 	if rec != nil {
 		parts.s1.Skipped = []hierarchy.Skip{}
 	}
 	d.Step1, d.Step2 = &parts.s1, &parts.s2
-	route, ok := step2(x, b, g, p, in.At, f, in.MessageID, &parts.s2, make([]string, 0, 8), rec)
+	route, ok := step2(x, b, p, viewOf(x, b, in.At), f, in.MessageID, &parts.s2, parts.route[:0], rec)
 	if !ok {
 		return d.step2Failed(f)
 	}
@@ -156,9 +156,22 @@ func continueAt(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input
 	return d
 }
 
+// steps is what a decision points into, allocated once: its Step1, Step2
+// and the backing array of its route (a path crossing five connectors fits;
+// a longer one grows it).
 type steps struct {
-	s1 Step1
-	s2 Step2
+	s1    Step1
+	s2    Step2
+	route [12]string
+}
+
+// hierarchyName is f.Hierarchy, from the index's hierarchy list when the
+// hierarchy is defined (a line in cache, not the folder's record).
+func hierarchyName(x *directory.Index, f *directory.IndexFolder) string {
+	if f.HierarchyID >= 0 {
+		return x.Hierarchies[f.HierarchyID].Name
+	}
+	return f.Hierarchy
 }
 
 func (d Decision) step2Failed(f *directory.IndexFolder) Decision {
@@ -178,6 +191,9 @@ func checkIndexed(x *directory.Index, in Input) (folder, user int32, c *Check) {
 		return -1, ui, nil
 	}
 	f := &x.Folders[fi]
+	if in.SenderUser == "" && f.Open && (f.MaxMessageSize <= 0 || in.Size <= f.MaxMessageSize) {
+		return fi, -1, nil // what checkFolder answers for an anonymous sender here
+	}
 	role := f.AnonymousRole
 	if in.SenderUser != "" {
 		role = permissions.RoleFor(f.Permissions, in.SenderUser, true)
@@ -211,7 +227,13 @@ func step1(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFol
 	if f.HierarchyID < 0 {
 		return out
 	}
-	young := func(st *directory.HierarchyStore) bool { return p.MinAge > 0 && now.Sub(st.Created) < p.MinAge }
+	// young is now.Sub(created) < p.MinAge in integer nanoseconds.
+	youngAfter := int64(math.MaxInt64)
+	if p.MinAge > 0 {
+		youngAfter = subSat(directory.UnixNanos(now), int64(p.MinAge))
+	}
+	young := func(st *directory.HierarchyStore) bool { return st.Created > youngAfter }
+	reach := b.g.ReachFrom(v.graphRG)
 	stores := x.Hierarchies[f.HierarchyID].Stores
 	var buf [64]int32 // indexes into stores
 	eligible := buf[:0]
@@ -223,10 +245,10 @@ func step1(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFol
 			if rec != nil {
 				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[st.ID].Name, Reason: hierarchy.ReasonExcluded})
 			}
-		case st.ServerID != v.sid && !b.reach(v.graphRG, st.ServerID):
+		case st.ServerID != v.sid && !b.reach(v.graphRG, reach, st.ServerID):
 			out.unreachable++
 			if rec != nil {
-				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[st.ID].Name, Reason: hierarchy.ReasonUnreachable(x.Stores[st.ID].Server)})
+				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[st.ID].Name, Reason: hierarchy.ReasonUnreachable(x.Servers[st.ServerID])})
 			}
 		case st.Pending:
 			out.pending++
@@ -252,7 +274,7 @@ func step1(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFol
 			if !young(&stores[i]) {
 				pool = append(pool, i)
 			} else if rec != nil {
-				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[stores[i].ID].Name, Reason: hierarchy.ReasonYoung(stores[i].Created, p.MinAge)})
+				s.Skipped = append(s.Skipped, hierarchy.Skip{Store: x.Stores[stores[i].ID].Name, Reason: hierarchy.ReasonYoung(x.Stores[stores[i].ID].Created, p.MinAge)})
 			}
 		}
 	}
@@ -300,14 +322,15 @@ type repCand struct {
 // (not Path) and appends the path from server to the chosen replica's
 // server to route. With rec it records s.Considered (every replica, with
 // the reasons of replica.Choose) and s.Connectors.
-func step2(x *directory.Index, b *bound, g *linkstate.Graph, p Params, server string, f *directory.IndexFolder, messageID string, s *Step2, route []string, rec *recorder) ([]string, bool) {
+func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, messageID string, s *Step2, route []string, rec *recorder) ([]string, bool) {
 	if rec != nil {
 		s.Considered = []replica.Considered{}
 	}
 	if len(f.Replicas) == 0 {
 		return route, false
 	}
-	v := viewOf(x, b, server)
+	g := b.g
+	reach := g.ReachFrom(v.graphRG)
 	var buf [16]repCand
 	cands := buf[:0]
 	best := -1
@@ -321,7 +344,7 @@ func step2(x *directory.Index, b *bound, g *linkstate.Graph, p Params, server st
 			if st.RGID == v.dirRG {
 				c.rank = 1
 			}
-			c.reachable = b.reach(v.graphRG, st.ServerID)
+			c.reachable = b.reach(v.graphRG, reach, st.ServerID)
 		}
 		cands = append(cands, c)
 		if !c.reachable {
@@ -351,11 +374,11 @@ func step2(x *directory.Index, b *bound, g *linkstate.Graph, p Params, server st
 		}
 	}
 	st := &x.Stores[cands[best].store]
-	s.Store, s.Server, s.Cost = st.Name, st.Server, cands[best].cost
-	route, _, _ = g.AppendPath(route, server, st.Server) // reachable: found
+	s.Store, s.Server, s.Cost = st.Name, x.Servers[st.ServerID], cands[best].cost
+	route, _, _ = b.appendPath(x, route, v, st.ServerID) // reachable: found
 	if rec != nil {
 		s.Considered = considered(x, cands, best, s.Rule)
-		if path, ok := g.Path(server, st.Server); ok {
+		if path, ok := g.Path(v.server, s.Server); ok {
 			s.Connectors = path.Connectors
 		}
 	}
@@ -368,7 +391,7 @@ func considered(x *directory.Index, cs []repCand, best int, rule string) []repli
 	out := make([]replica.Considered, len(cs))
 	for i, c := range cs {
 		st := &x.Stores[c.store]
-		con := replica.Considered{Store: st.Name, Server: st.Server, Reachable: c.reachable, Cost: c.cost, Hops: c.hops}
+		con := replica.Considered{Store: st.Name, Server: x.Servers[st.ServerID], Reachable: c.reachable, Cost: c.cost, Hops: c.hops}
 		switch {
 		case !c.reachable:
 			con.Reason = replica.ReasonUnreachable
@@ -396,7 +419,7 @@ func betterFast(x *directory.Index, cs []repCand, i, j int) bool {
 	if cs[i].hops != cs[j].hops {
 		return cs[i].hops < cs[j].hops
 	}
-	return x.Stores[cs[i].store].Name < x.Stores[cs[j].store].Name
+	return cs[i].store < cs[j].store // Index.Stores is in name order
 }
 
 // spreadFast is replica's spread: FNV-1a of the key over the equal-cost
@@ -412,7 +435,7 @@ func spreadFast(x *directory.Index, cs []repCand, best int, key string) int {
 	if len(set) < 2 {
 		return best
 	}
-	name := func(i int) string { return x.Stores[cs[set[i]].store].Name }
+	name := func(i int) int32 { return cs[set[i]].store } // Index.Stores is in name order
 	for i := 1; i < len(set); i++ { // insertion sort: a handful of replicas
 		for j := i; j > 0 && name(j) < name(j-1); j-- {
 			set[j], set[j-1] = set[j-1], set[j]
@@ -424,4 +447,12 @@ func spreadFast(x *directory.Index, cs []repCand, best int, key string) int {
 		h *= 16777619
 	}
 	return set[int(h%uint32(len(set)))]
+}
+
+// subSat is a-b for b >= 0, saturating at math.MinInt64.
+func subSat(a, b int64) int64 {
+	if a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
 }
