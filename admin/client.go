@@ -17,8 +17,8 @@ import (
 
 // Client calls one server's admin API.
 type Client struct {
-	BaseURL string // e.g. http://127.0.0.1:8011
-	Token   string
+	BaseURL string // e.g. http://127.0.0.1:8011, or https:// with HTTP set for a peer server
+	Token   string // "" sends none (a peer server's read, proven by its TLS certificate)
 	HTTP    *http.Client // nil: a client with a 30 s timeout
 	By      string       // sent as X-Pfrouter-By: who makes the changes
 	// TokenSource says where Token was read (a file's path), so that a
@@ -62,7 +62,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return &ConnError{URL: u, Err: err}
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Token != "" {
+		// No token: a peer server reading with its certificate.
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

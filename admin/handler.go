@@ -27,17 +27,36 @@ type handler struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	hasTok bool
+	peer   func(*http.Request) (string, bool)
+}
+
+// HandlerOption changes how NewHandler's API authenticates.
+type HandlerOption func(*handler)
+
+// WithPeers lets peer servers read without a token: peer names the server
+// of the organization a request comes from (its verified TLS client
+// certificate, a server in the directory), or ok=false. Such a request may
+// use GET and HEAD (link state, queues, tracking, route explanations,
+// replica status, metrics: what the console and trace of another server
+// read); changes still need the bearer token, so a server that joins the
+// organization cannot delete another's mail or reload its config.
+func WithPeers(peer func(r *http.Request) (server string, ok bool)) HandlerOption {
+	return func(h *handler) { h.peer = peer }
 }
 
 // NewHandler serves the admin API. Every path, extra ones included (the
 // node mounts e.g. "/v1/tracking" and "/metrics"), needs
-// "Authorization: Bearer <token>"; an extra key without a method or a
-// trailing slash also serves its subpaths.
-func NewHandler(ops Ops, token string, extra map[string]http.Handler, logger *slog.Logger) http.Handler {
+// "Authorization: Bearer <token>", except reads by a peer server when
+// WithPeers is given; an extra key without a method or a trailing slash
+// also serves its subpaths.
+func NewHandler(ops Ops, token string, extra map[string]http.Handler, logger *slog.Logger, opts ...HandlerOption) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{ops: ops, token: sha256.Sum256([]byte(token)), hasTok: token != "", log: logger.With("component", "admin"), mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(h)
+	}
 	m := h.mux
 	m.HandleFunc("GET /v1/store-min-age", h.getMinAge)
 	m.HandleFunc("PUT /v1/store-min-age", h.setMinAge)
@@ -65,12 +84,30 @@ func NewHandler(ops Ops, token string, extra map[string]http.Handler, logger *sl
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="pfrouter admin"`)
-		writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing or wrong bearer token"})
-		return
+		peer, isPeer := h.peerOf(r)
+		switch {
+		case isPeer && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+			// A peer server reading: proven by its certificate.
+		case isPeer:
+			writeJSON(w, http.StatusForbidden, apiError{Error: "server " + peer + " may only read this server's admin API; a change needs the admin token"})
+			return
+		default:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pfrouter admin"`)
+			writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing or wrong bearer token"})
+			return
+		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	h.mux.ServeHTTP(&jsonErrors{ResponseWriter: w}, r)
+}
+
+// peerOf names the peer server a request comes from: only over TLS, and
+// only as WithPeers' function says.
+func (h *handler) peerOf(r *http.Request) (string, bool) {
+	if h.peer == nil || r.TLS == nil {
+		return "", false
+	}
+	return h.peer(r)
 }
 
 // authorized compares hashes in constant time, so neither the token's

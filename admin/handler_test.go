@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -213,5 +214,44 @@ func TestFormatDuration(t *testing.T) {
 		if got := formatDuration(d); got != want {
 			t.Errorf("%v: %q, want %q", d, got, want)
 		}
+	}
+}
+
+// Issue 10 item 5: with WithPeers, a request over TLS from a peer server
+// (as the node proves it from the client certificate) may read without
+// the token and may not change anything; the same request without TLS, or
+// from no peer, needs the token.
+func TestHandlerPeerReads(t *testing.T) {
+	f := newFake()
+	h := NewHandler(f, tok, nil, nil, WithPeers(func(r *http.Request) (string, bool) {
+		return "ex2", r.Header.Get("X-Test-Peer") == "yes" // the node checks the certificate
+	}))
+	for _, c := range []struct {
+		name, method, path string
+		tls, peer          bool
+		want               int
+	}{
+		{"peer reads link state", http.MethodGet, "/v1/linkstate", true, true, http.StatusOK},
+		{"peer reads the queue", http.MethodGet, "/v1/queue", true, true, http.StatusOK},
+		{"peer may not change", http.MethodPut, "/v1/store-min-age", true, true, http.StatusForbidden},
+		{"peer may not reload", http.MethodPost, "/v1/reload", true, true, http.StatusForbidden},
+		{"no TLS: no peer", http.MethodGet, "/v1/linkstate", false, true, http.StatusUnauthorized},
+		{"TLS, not a peer", http.MethodGet, "/v1/linkstate", true, false, http.StatusUnauthorized},
+	} {
+		req := httptest.NewRequest(c.method, c.path, strings.NewReader(`{"store_min_age":"1h"}`))
+		if c.tls {
+			req.TLS = &tls.ConnectionState{HandshakeComplete: true}
+		}
+		if c.peer {
+			req.Header.Set("X-Test-Peer", "yes")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != c.want {
+			t.Errorf("%s: %d %s, want %d", c.name, w.Code, w.Body.String(), c.want)
+		}
+	}
+	if strings.Contains(f.lastCall(), "SetStoreMinAge") || strings.Contains(f.lastCall(), "Reload") {
+		t.Errorf("a peer's change reached the server: %s", f.lastCall())
 	}
 }

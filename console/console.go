@@ -44,6 +44,10 @@ type Server struct {
 	// AdminURL is its admin API's base URL, e.g. http://127.0.0.1:8011;
 	// "" when it has no admin listener.
 	AdminURL string
+	// HTTP, when set, is a client that proves this server to that one
+	// (https:// AdminURL, organization certificate): reads need no token
+	// then, and the operator's token is sent only with changes.
+	HTTP *http.Client
 }
 
 // Config is what the console needs from the node.
@@ -54,8 +58,10 @@ type Config struct {
 	Servers func() []Server
 	// PeerToken, when set, gives the admin token of another server when
 	// this one can read it locally (servers of one process or machine with
-	// generated tokens); otherwise the console calls every server with the
-	// token the admin logged in with, which is right when they share one.
+	// generated tokens); otherwise the console sends the token the admin
+	// logged in with, which is right when they share one. Only changes on
+	// another server (queue actions) need it: reads go with the server's
+	// certificate (Server.HTTP).
 	PeerToken func(server string) (string, bool)
 	// Directory is the directory snapshot in force (folders, replicas).
 	Directory func() *directory.Snapshot
@@ -176,15 +182,30 @@ func (c *Console) self() Server {
 	return Server{Name: c.cfg.Self}
 }
 
-// client calls server's admin API with the session's token; changes are
-// recorded as made by the console.
+// client calls server's admin API with token; changes are recorded as
+// made by the console.
 func (c *Console) client(s Server, token string) *admin.Client {
-	return &admin.Client{BaseURL: s.AdminURL, Token: token, HTTP: c.cfg.HTTP, By: "console"}
+	hc := c.cfg.HTTP
+	if s.HTTP != nil {
+		hc = s.HTTP
+	}
+	return &admin.Client{BaseURL: s.AdminURL, Token: token, HTTP: hc, By: "console"}
+}
+
+// reader calls server s to read: a peer server reached with this server's
+// certificate gets no token (the certificate is the proof), others the
+// token tokenFor gives.
+func (c *Console) reader(s Server, ss *session) *admin.Client {
+	if s.HTTP != nil && s.Name != c.cfg.Self {
+		return c.client(s, "")
+	}
+	return c.client(s, c.tokenFor(s, ss))
 }
 
 func (c *Console) selfClient(ss *session) *admin.Client { return c.client(c.self(), ss.token) }
 
-// tokenFor is the token to call server s with for a session.
+// tokenFor is the token to call server s with for a session: what a
+// change on another server needs (its reads go with reader).
 func (c *Console) tokenFor(s Server, ss *session) string {
 	if s.Name != c.cfg.Self && c.cfg.PeerToken != nil {
 		if tok, ok := c.cfg.PeerToken(s.Name); ok {

@@ -9,6 +9,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -346,4 +348,39 @@ func TestConsoleGeneratedTokens(t *testing.T) {
 	if strings.Contains(body, "did not answer") {
 		t.Fatalf("a server did not answer the trace:\n%s", body)
 	}
+}
+
+// Issue 10 item 5: the console reads the other servers with its server's
+// organization certificate over TLS, not with their tokens. Here ex1
+// cannot find any other server's token (their token files are gone; each
+// server keeps its own in memory), and the queues and a message path of
+// every server still show.
+func TestConsoleReadsPeersWithServerCertificates(t *testing.T) {
+	d := startDemoWith(t, "")
+	for _, s := range []string{"ex2", "ex3", "ex4"} {
+		if err := os.Remove(filepath.Join(d.c.Nodes[s].DataDir, admin.TokenFile)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := admin.ResolveToken(d.org, d.c.Nodes["ex1"].DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.send(t, "ex1", "someone@example.org", "sales@contoso.example", "Message-Id: <peer-tls@x>\nSubject: s\n\nhi\n")
+	b := newBrowser(t, d.consoleURL("ex1"))
+	b.login(tok)
+	_, body, _ := b.get("/console/queues")
+	for _, s := range []string{"ex1", "ex2", "ex3", "ex4"} {
+		mustContain(t, "queues", body, `id="queue-`+s+`"`)
+	}
+	if strings.Contains(body, "cannot read the queue") || strings.Contains(body, "401") {
+		t.Fatalf("a peer's queue is unreadable without its token:\n%s", body)
+	}
+	eventually(t, "the message path across servers", func() (bool, string) {
+		_, body, _ := b.get("/console/path?id=%3Cpeer-tls%40x%3E")
+		if strings.Contains(body, "did not answer") {
+			return false, body
+		}
+		return strings.Contains(body, "ex3") && strings.Contains(body, "delivered"), "no delivery on ex3 yet"
+	})
 }

@@ -203,7 +203,8 @@ func (c *Console) pathPage(w http.ResponseWriter, r *http.Request, ss *session) 
 		var eps []tracking.Endpoint
 		for _, s := range c.cfg.Servers() {
 			if s.AdminURL != "" {
-				eps = append(eps, tracking.Endpoint{Server: s.Name, URL: s.AdminURL, Token: c.tokenFor(s, ss)})
+				cl := c.reader(s, ss)
+				eps = append(eps, tracking.Endpoint{Server: s.Name, URL: s.AdminURL, Token: cl.Token, HTTP: cl.HTTP})
 			}
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
@@ -258,7 +259,7 @@ func (c *Console) queues(ctx context.Context, ss *session) []QueueSummary {
 				out[i] = QueueSummary{Server: s.Name, Error: "no admin listener"}
 				return
 			}
-			items, err := c.client(s, c.tokenFor(s, ss)).QueueList(ctx)
+			items, err := c.reader(s, ss).QueueList(ctx)
 			if err != nil {
 				out[i] = QueueSummary{Server: s.Name, Error: errText(err)}
 				return
@@ -309,7 +310,7 @@ func (c *Console) queueAction(w http.ResponseWriter, r *http.Request, ss *sessio
 	if r.PostFormValue("confirm") != "yes" {
 		p := c.newPage(ss, "Confirm", "queues")
 		if d.ID != "" {
-			it, err := cl.QueueShow(r.Context(), d.ID)
+			it, err := c.reader(*srv, ss).QueueShow(r.Context(), d.ID)
 			if err != nil {
 				p.Error = errText(err)
 			} else {

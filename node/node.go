@@ -226,7 +226,7 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { n.Qmgr.Close(); n.relay.Close(); return nil })
-	if err := n.startOps(ctx, ls["admin"], srv); err != nil {
+	if err := n.startOps(ctx, ls["admin"], srv, tlsCfg); err != nil {
 		return nil, err
 	}
 	n.Auth = auth.New(auth.Options{Directory: n.Directory, ServerName: name,

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,9 +20,11 @@ import (
 	"pfrouter/console"
 	"pfrouter/directory"
 	"pfrouter/gossip"
+	"pfrouter/internal/tlssniff"
 	"pfrouter/linkstate"
 	"pfrouter/qmgr"
 	"pfrouter/routing"
+	"pfrouter/servercred"
 )
 
 // This file brings up a server's live operations surface (SPEC O1, O2,
@@ -46,12 +50,16 @@ type opsState struct {
 	routing atomic.Pointer[config.Routing]
 	// org is the config in force after a reload (nil: n.Org).
 	org atomic.Pointer[config.Org]
+
+	// peerHTTP are the clients for peers' admin APIs (peerAdminHTTP).
+	peerMu   sync.Mutex
+	peerHTTP map[string]*http.Client
 }
 
 // startOps starts gossip (when listen.gossip is set) and the admin API
 // (when adminL is open). Node.Start calls it once the queue manager runs,
 // so persisted runtime changes re-applied now reroute queued mail.
-func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Server) error {
+func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Server, userTLS *tls.Config) error {
 	n.ops.ctx = context.WithoutCancel(ctx)
 	if srv.Listen.Gossip != "" {
 		if err := n.startGossip(srv); err != nil {
@@ -77,23 +85,73 @@ func (n *Node) startOps(ctx context.Context, adminL net.Listener, srv *config.Se
 	// The console logs in with its own form and session cookie; every other
 	// path is the bearer-token API.
 	mux := http.NewServeMux()
-	mux.Handle("/", admin.NewHandler(n.Operator(), token, n.AdminExtra, n.Log))
+	mux.Handle("/", admin.NewHandler(n.Operator(), token, n.AdminExtra, n.Log, admin.WithPeers(n.adminPeer)))
 	mux.Handle(console.Prefix, con)
 	hs := adminHTTPServer(mux)
+	// Refused handshakes (a foreign certificate, a scanner) are logged as
+	// warnings of this server, not on the process's bare log.
+	hs.ErrorLog = slog.NewLogLogger(n.Log.With("listener", "admin").Handler(), slog.LevelWarn)
+	// One port, two kinds of callers: the operator's CLI and browser in
+	// plain HTTP (or HTTPS with the user certificate), peer servers in TLS
+	// with their organization certificates (servercred), never in clear.
+	sniffed := tlssniff.New(adminL, n.Identity.WrapServerTLS(userTLS), tlssniff.Options{})
 	n.serve("admin", func() error {
-		if err := hs.Serve(adminL); !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(sniffed); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	})
-	n.closers = append(n.closers, func(ctx context.Context) error { return hs.Shutdown(ctx) })
+	n.closers = append(n.closers, func(ctx context.Context) error {
+		n.ops.peerMu.Lock()
+		for _, hc := range n.ops.peerHTTP {
+			hc.CloseIdleConnections()
+		}
+		n.ops.peerMu.Unlock()
+		return hs.Shutdown(ctx)
+	})
 	n.Log.Info("admin API listening", "addr", adminL.Addr().String(), "gossip", n.gossipAddr())
 	return nil
 }
 
+// adminPeer names the peer server an admin request comes from: a TLS
+// client certificate of the organization (servercred.PeerServer) naming a
+// server the directory lists. admin.WithPeers lets such a server read.
+func (n *Node) adminPeer(r *http.Request) (string, bool) {
+	if r.TLS == nil {
+		return "", false
+	}
+	name, ok := servercred.PeerServer(*r.TLS)
+	if !ok || n.Directory.Snapshot().Server(name) == nil {
+		return "", false
+	}
+	return name, true
+}
+
+// peerAdminHTTP is the client this server calls peer's admin API with:
+// TLS presenting this server's organization certificate and accepting only
+// peer's (servercred.ClientTLS). Clients are kept per peer so connections
+// are reused.
+func (n *Node) peerAdminHTTP(peer string) *http.Client {
+	n.ops.peerMu.Lock()
+	defer n.ops.peerMu.Unlock()
+	if hc := n.ops.peerHTTP[peer]; hc != nil {
+		return hc
+	}
+	if n.ops.peerHTTP == nil {
+		n.ops.peerHTTP = map[string]*http.Client{}
+	}
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: n.Identity.ClientTLS(peer), TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: 15 * time.Second}}
+	n.ops.peerHTTP[peer] = hc
+	return hc
+}
+
 // newConsole builds the web console on the admin listener. It reaches
-// every server (this one included) through its admin API, the admin
-// listener being plain HTTP like the CLI's calls.
+// this server's admin API in plain HTTP with the operator's token, as the
+// CLI does, and every other server's over TLS with this server's
+// organization certificate (peerAdminHTTP), which lets it read there
+// without a token.
 func (n *Node) newConsole() (*console.Console, error) {
 	return console.New(console.Config{
 		Self: n.Name,
@@ -102,8 +160,12 @@ func (n *Node) newConsole() (*console.Console, error) {
 			out := make([]console.Server, 0, len(org.Servers))
 			for _, s := range org.Servers {
 				cs := console.Server{Name: s.Name, RoutingGroup: s.RoutingGroup}
-				if s.Listen.Admin != "" {
+				switch {
+				case s.Listen.Admin == "":
+				case s.Name == n.Name:
 					cs.AdminURL = "http://" + s.Listen.Admin
+				default:
+					cs.AdminURL, cs.HTTP = "https://"+s.Listen.Admin, n.peerAdminHTTP(s.Name)
 				}
 				out = append(out, cs)
 			}

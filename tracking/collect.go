@@ -28,8 +28,13 @@ const maxAnswer = 64 << 20
 
 // Endpoint is one server's admin API: base URL (http://127.0.0.1:8011)
 // and bearer token. TokenSource says where the token was read, so that a
-// refused token (401) names the file the operator must fix.
-type Endpoint struct{ Server, URL, Token, TokenSource string }
+// refused token (401) names the file the operator must fix. HTTP, when
+// set, makes the call: a server asking a peer uses https:// with a client
+// presenting its organization certificate and no token.
+type Endpoint struct {
+	Server, URL, Token, TokenSource string
+	HTTP                            *http.Client
+}
 
 // Result is the merged route of a message across servers.
 type Result struct {
@@ -48,7 +53,11 @@ func Collect(ctx context.Context, eps []Endpoint, id string) Result {
 	var wg sync.WaitGroup
 	for _, ep := range eps {
 		wg.Go(func() {
-			events, err := fetch(ctx, client, ep, id)
+			cl := client
+			if ep.HTTP != nil {
+				cl = ep.HTTP
+			}
+			events, err := fetch(ctx, cl, ep, id)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
