@@ -54,7 +54,7 @@ func (c *cli) getCmd() *cobra.Command {
 }
 
 func (c *cli) connectorCmd() *cobra.Command {
-	cc := &cobra.Command{Use: "connector", Short: "Change a connector's cost or state (R9, R10)"}
+	cc := &cobra.Command{Use: "connector", Short: "Change a connector's cost or state (R9, R10); outbound connectors too"}
 	show := func(out io.Writer, v any, line string) error {
 		return c.emit(out, v, func() { fmt.Fprintln(out, line) })
 	}
