@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"pfrouter/servercred"
+	"pfrouter/internal/trusttest"
 	"pfrouter/tracking"
 )
 
@@ -70,14 +70,7 @@ func TestAdminBetweenServersOverOrgTLS(t *testing.T) {
 	// A certificate of another organization (a different secret) naming
 	// s1: the TLS handshake fails. The client skips checking s2 here so
 	// that only s2's check is tested.
-	foreign, err := servercred.New("another-organization-secret-0123456789abcdef")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fid, err := foreign.Identity("s1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fid := trusttest.Identity(t, trusttest.OtherSecret, "s1")
 	fcfg := fid.ClientTLS("s2")
 	fcfg.InsecureSkipVerify, fcfg.VerifyConnection = true, nil // test only: the attacker does not care who s2 is
 	fc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: fcfg}}
@@ -86,14 +79,7 @@ func TestAdminBetweenServersOverOrgTLS(t *testing.T) {
 	}
 
 	// The organization's CA, but a server the directory does not list.
-	org, err := servercred.New(s1.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ghost, err := org.Identity("s9")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ghost := trusttest.Identity(t, s1.Secret, "s9")
 	gc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: ghost.ClientTLS("s2")}}
 	if code, body := get(gc, http.MethodGet, "https://"+s2Admin+"/v1/queue", ""); code != http.StatusUnauthorized {
 		t.Errorf("server s9, not in the directory: %d %s, want 401", code, body)
