@@ -19,6 +19,8 @@ routing_groups: [{name: a}, {name: b}]
 sites: [{name: one}]
 connectors:
   - {name: ab, between: [a, b], cost: 10, bridgeheads: {a: [s1], b: [s2]}}
+outbound:
+  - {name: out, address_spaces: ["*"], smarthost: "mx.example.net:25", source_servers: [s2]}
 servers:
   - name: s1
     site: one
@@ -172,5 +174,40 @@ func TestReapplyO5(t *testing.T) {
 		if s.Name == "s2" && !s.Down {
 			t.Fatal("dead server came back with the reload")
 		}
+	}
+}
+
+// Issue 10 item 6, R13b: an outbound connector's hop-health cause comes
+// only from its source server (s2), which alone talks to its smarthost;
+// clearing it leaves an operator's maintenance in place.
+func TestOutboundHealthOnlyFromSource(t *testing.T) {
+	m, _, ls, _, _ := newManager(t)
+	rec := func(origin string, v uint64, down bool) gossip.Record {
+		raw, _ := json.Marshal(outboundHealthValue{Down: down, Reason: "connection refused"})
+		return gossip.Record{Kind: gossip.KindOutboundHealth, Key: "out", Origin: origin, Version: v, At: time.Now(), Value: raw}
+	}
+	if err := m.Apply(rec("s1", 1, true)); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := ls.Connector("out"); !c.Up {
+		t.Fatalf("s1 (not a source) put the connector down: %+v", c)
+	}
+	if err := m.Apply(rec("s2", 2, true)); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := ls.Connector("out"); c.Up || !c.Causes.Has(linkstate.CauseHopHealth) {
+		t.Fatalf("s2's verdict not applied: %+v", c)
+	}
+	if err := m.SetConnector("out", 1, false, "op"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(rec("s2", 9, false)); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := ls.Connector("out"); c.Up || c.Causes.Has(linkstate.CauseHopHealth) || !c.Causes.Has(linkstate.CauseMaintenance) {
+		t.Fatalf("after s2 cleared hop-health: %+v, want down for maintenance only", c)
+	}
+	if err := m.Apply(gossip.Record{Kind: gossip.KindOutboundHealth, Key: "ab", Origin: "s2", Version: 10, At: time.Now(), Value: []byte(`{"down":true}`)}); err == nil {
+		t.Error("outbound health for a connector between routing groups accepted")
 	}
 }
