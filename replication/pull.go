@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -28,6 +29,14 @@ func (s *Service) Kick() {
 	default:
 	}
 }
+
+// partitionPoll is how often a pull loop whose source is unreachable
+// looks at link state again.
+const partitionPoll = 250 * time.Millisecond
+
+// errPartitioned: the source became unreachable during a pull; its answer
+// was dropped.
+var errPartitioned = errors.New("source server unreachable over link state")
 
 type loop struct {
 	cancel context.CancelFunc
@@ -107,10 +116,6 @@ func (s *Service) reachable(server string) bool {
 // are cut by the limits, then long polls (or every Interval); after a
 // failure again with backoff, on a new connection.
 func (s *Service) pullLoop(ctx context.Context, server string, pairs []Pair) {
-	if !s.reachable(server) {
-		<-ctx.Done() // partitioned: the manager restarts the loop when the link is back
-		return
-	}
 	var cc *clientConn
 	defer func() {
 		if cc != nil {
@@ -120,7 +125,25 @@ func (s *Service) pullLoop(ctx context.Context, server string, pairs []Pair) {
 	backoff := 500 * time.Millisecond
 	wait := time.Duration(0)
 	for ctx.Err() == nil {
+		if !s.reachable(server) {
+			// Partitioned: nothing crosses until link state says the
+			// server is reachable again (checked here, not left to the
+			// manager, so a link that flaps between two of its looks
+			// cannot leave this loop parked).
+			if cc != nil {
+				s.untrack(cc.c)
+				cc = nil
+			}
+			if !sleep(ctx, partitionPoll) {
+				return
+			}
+			wait = 0
+			continue
+		}
 		more, err := s.pullOnce(ctx, server, pairs, &cc, wait)
+		if errors.Is(err, errPartitioned) {
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -185,10 +208,20 @@ func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, cc 
 				return false, err
 			}
 		}
-		resp, err = (*cc).exchange(req, s.o.MaxBody, wait)
+		resp, err = (*cc).exchange(ctx, req, s.o.MaxBody, wait)
 	}
 	if err != nil {
 		return false, err
+	}
+	// An answer that arrives after the link went down (a long poll that
+	// was already waiting at the source when the connector was marked
+	// down) is dropped unapplied: a partition is a partition from the
+	// moment link state says so, not from the end of the pending poll.
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if !s.reachable(server) {
+		return false, errPartitioned
 	}
 	for i, fb := range resp.Folders {
 		p := pairs[i]
@@ -249,7 +282,11 @@ func (s *Service) respond(ctx context.Context, peer string, req *pullRequest) (*
 		if n > 0 || wait <= 0 || time.Now().After(deadline) {
 			return resp, nil
 		}
-		t := time.NewTimer(time.Until(deadline))
+		next := time.Until(deadline)
+		if !s.reachable(peer) {
+			next = min(next, partitionPoll) // answer soon after the link is back
+		}
+		t := time.NewTimer(next)
 		select {
 		case <-changed:
 		case <-t.C:
@@ -289,9 +326,12 @@ func (s *Service) dial(ctx context.Context, server string) (*clientConn, error) 
 	return &clientConn{c: tc, r: bufio.NewReader(tc), w: bufio.NewWriter(tc)}, nil
 }
 
-// exchange sends req and reads and checks the answer with its bodies.
-func (cc *clientConn) exchange(req *pullRequest, maxBody int64, wait time.Duration) (*pullResponse, error) {
+// exchange sends req and reads and checks the answer with its bodies;
+// ctx ending breaks off the exchange (the connection is then unusable).
+func (cc *clientConn) exchange(ctx context.Context, req *pullRequest, maxBody int64, wait time.Duration) (*pullResponse, error) {
 	cc.c.SetDeadline(time.Now().Add(wait + time.Minute))
+	stop := context.AfterFunc(ctx, func() { cc.c.SetDeadline(time.Now()) })
+	defer stop()
 	if err := writeJSON(cc.w, req); err != nil {
 		return nil, err
 	}

@@ -125,7 +125,7 @@ func (s *Service) peerDigest(peer, hierarchy string) (string, error) {
 		return "", err
 	}
 	defer s.untrack(cc.c)
-	resp, err := cc.exchange(&pullRequest{Digest: hierarchy}, s.o.MaxBody, 0)
+	resp, err := cc.exchange(ctx, &pullRequest{Digest: hierarchy}, s.o.MaxBody, 0)
 	if err != nil {
 		return "", err
 	}

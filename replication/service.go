@@ -220,6 +220,12 @@ func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest) error {
 func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullResponse, int) {
 	snap := s.o.Directory.Snapshot()
 	resp := &pullResponse{Folders: make([]folderBatch, len(req.Folders))}
+	if !s.reachable(peer) {
+		// Both ends keep a partition: a peer link state says this server
+		// cannot reach gets nothing (its poll waits as if nothing changed)
+		// even if its own link state has not caught up yet.
+		return resp, 0
+	}
 	n := 0
 	for i, f := range req.Folders {
 		key := directory.FolderKey(f.Hierarchy, f.Path)

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"math/big"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,6 +117,13 @@ type testServer struct {
 // startServers runs a Service per server over real TLS on 127.0.0.1.
 func startServers(t *testing.T, yaml string, names ...string) map[string]*testServer {
 	t.Helper()
+	return startServersWith(t, yaml, nil, names...)
+}
+
+// startServersWith is startServers with each server's Options changed by
+// tweak (nil: none) before its Service starts.
+func startServersWith(t *testing.T, yaml string, tweak func(server string, o *Options), names ...string) map[string]*testServer {
+	t.Helper()
 	org, err := config.Parse([]byte(yaml), "t.yaml", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -140,8 +148,12 @@ func startServers(t *testing.T, yaml string, names ...string) map[string]*testSe
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc := New(Options{Server: n, Directory: dir, Store: st, Logger: quiet(), ServerTLS: pki.server(n),
-			ClientTLS: pki.client(n), PeerServer: peerCN, MaxBatchBytes: 64 << 10})
+		o := Options{Server: n, Directory: dir, Store: st, Logger: quiet(), ServerTLS: pki.server(n),
+			ClientTLS: pki.client(n), PeerServer: peerCN, MaxBatchBytes: 64 << 10}
+		if tweak != nil {
+			tweak(n, &o)
+		}
+		svc := New(o)
 		go svc.Serve(ls[n])
 		svc.Start()
 		out[n] = &testServer{name: n, st: st, svc: svc, dir: dir}
@@ -237,7 +249,7 @@ func TestPullRefusedForStrangers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.c.Close()
-	resp, err := cc.exchange(&pullRequest{MaxBytes: 1 << 20, Folders: []pullFolder{{Hierarchy: "PF", Path: "/Sales", Source: "a-pub"}}}, 1<<20, 0)
+	resp, err := cc.exchange(ctx, &pullRequest{MaxBytes: 1 << 20, Folders: []pullFolder{{Hierarchy: "PF", Path: "/Sales", Source: "a-pub"}}}, 1<<20, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,5 +267,43 @@ func TestPullRefusedForStrangers(t *testing.T) {
 			t.Fatal("a server answered a client without an org certificate")
 		}
 		conn.Close()
+	}
+}
+
+// A connector marked down partitions replication at once (issue 12,
+// partition test): a long poll already waiting at the source when the
+// link goes down must not carry a post made afterwards, whichever side
+// notices first; when the link is back the post arrives.
+func TestPartitionStopsPendingPoll(t *testing.T) {
+	for _, side := range []string{"puller", "source"} {
+		t.Run(side+" sees the partition", func(t *testing.T) {
+			var linkUp atomic.Bool
+			linkUp.Store(true)
+			srv := startServersWith(t, twoServers, func(server string, o *Options) {
+				if (side == "puller") == (server == "b") {
+					o.Reachable = func(string) bool { return linkUp.Load() }
+				}
+			}, "a", "b")
+			ctx := context.Background()
+			post := func(i int) {
+				body := fmt.Appendf(nil, "Message-ID: <p%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
+				if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint(i), Class: "IPM.Post", Body: body}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b := store.MailboxRef{Store: "b-pub", Name: "/Sales"}
+			post(1)
+			waitFor(t, "b-pub to hold the first post", func() bool { return len(digests(t, srv["b"].st, b)) == 1 })
+			// b's pull loop now waits in a long poll at a.
+			time.Sleep(200 * time.Millisecond)
+			linkUp.Store(false)
+			post(2)
+			time.Sleep(1500 * time.Millisecond) // give a leak through the pending poll a chance
+			if n := len(digests(t, srv["b"].st, b)); n != 1 {
+				t.Fatalf("b-pub holds %d posts while partitioned, want 1", n)
+			}
+			linkUp.Store(true)
+			waitFor(t, "b-pub to hold both posts after the partition", func() bool { return len(digests(t, srv["b"].st, b)) == 2 })
+		})
 	}
 }

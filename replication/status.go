@@ -104,7 +104,7 @@ func (s *Service) query(ctx context.Context, server string, q *statusQuery) ([]r
 		return nil, err
 	}
 	defer s.untrack(cc.c)
-	resp, err := cc.exchange(&pullRequest{Status: q}, s.o.MaxBody, 0)
+	resp, err := cc.exchange(ctx, &pullRequest{Status: q}, s.o.MaxBody, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -158,4 +159,122 @@ func TestReplicationConflictsConverge(t *testing.T) {
 			t.Fatalf("%s: %+v, want one post flagged $B (later writer wins, delete wins)", s.ref, ms)
 		}
 	}
+}
+
+// bodyCounts counts the messages of a replica by body: a post held twice
+// shows as a count of 2.
+func bodyCounts(t *testing.T, s *Store, ref MailboxRef) map[string]int {
+	t.Helper()
+	msgs, err := s.Messages(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, m := range msgs {
+		b, err := s.Body(ctx, ref, m.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[string(b)]++
+	}
+	return out
+}
+
+func checkOnce(t *testing.T, what string, counts map[string]int, want int) {
+	t.Helper()
+	for b, n := range counts {
+		if n != 1 {
+			t.Fatalf("%s: a post held %d times: %.40q", what, n, b)
+		}
+	}
+	if len(counts) != want {
+		t.Fatalf("%s: %d posts, want %d", what, len(counts), want)
+	}
+}
+
+// Issue 12, idempotent by change id: a replica never holds a post twice,
+// whatever happens between the commits of one Apply — the receiving
+// server killed after the posts' commit and before the claim's (the store
+// reopened from what was committed), the same batch applied by concurrent
+// pulls (two sources answering at once, or a pull overlapping a restart's
+// first pull), and the queue delivering the same message (same delivery
+// id) into the replica while the replicated copy arrives.
+func TestApplyNeverStoresAPostTwice(t *testing.T) {
+	a := openStore(t, t.TempDir())
+	defer a.Close()
+	ra := MailboxRef{Store: "A", Name: "/Sales"}
+	for i := range 6 {
+		if _, _, err := a.Deliver(ctx, Delivery{Store: "A", Folder: "/Sales", ID: fmt.Sprint("q", i), Class: "IPM.Post", Body: msg(fmt.Sprint("post ", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	am, _ := a.Messages(ctx, ra)
+	if _, err := a.Expunge(ctx, ra, []uint32{am[0].UID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SetFlags(ctx, ra, "u", []uint32{am[1].UID}, FlagsAdd, []string{`\Flagged`}); err != nil {
+		t.Fatal(err)
+	}
+	full, err := a.ChangesSince(ctx, ra, CNSet{}, 1<<30, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adds []Change
+	for _, c := range full.Changes {
+		if c.Kind == ChangeAdd {
+			adds = append(adds, c)
+		}
+	}
+
+	t.Run("killed between the posts and the claim", func(t *testing.T) {
+		dir := t.TempDir()
+		rb := MailboxRef{Store: "B", Name: "/Sales"}
+		b := openStore(t, dir)
+		// What a kill after the group commit of the posts leaves: the
+		// posts and their change ids, no claim, no flag change.
+		if _, err := b.Apply(ctx, rb, Batch{Changes: adds}); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		b = openStore(t, dir)
+		defer b.Close()
+		// The restarted server pulls again: the source answers against the
+		// CN set that was committed with the posts...
+		syncOnce(t, a, "A", b, "B", "/Sales", 2)
+		// ...and a stale answer from before the kill arrives too.
+		if res, err := b.Apply(ctx, rb, full); err != nil || res.Added != 0 {
+			t.Fatalf("stale batch after restart: %+v, %v", res, err)
+		}
+		checkOnce(t, "B", bodyCounts(t, b, rb), 5)
+		if ca, cb := contents(t, a, ra), contents(t, b, rb); !maps.Equal(ca, cb) {
+			t.Fatal("B differs from A after the restart")
+		}
+	})
+
+	t.Run("concurrent pulls and a delivery of the same message", func(t *testing.T) {
+		c := openStore(t, t.TempDir())
+		defer c.Close()
+		rc := MailboxRef{Store: "C", Name: "/Sales"}
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for range 4 {
+			wg.Go(func() {
+				if _, err := c.Apply(ctx, rc, full); err != nil {
+					errs <- err
+				}
+			})
+		}
+		// The queue delivers post 3 (delivery id q3) into C as well.
+		wg.Go(func() {
+			if _, _, err := c.Deliver(ctx, Delivery{Store: "C", Folder: "/Sales", ID: "q3", Class: "IPM.Post", Body: msg("post 3")}); err != nil {
+				errs <- err
+			}
+		})
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		checkOnce(t, "C", bodyCounts(t, c, rc), 5)
+	})
 }
