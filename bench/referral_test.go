@@ -65,3 +65,55 @@ func BenchmarkReferralFetch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReferralFetchSideBySide: per op, one FETCH 1:* of the local
+// folder and one of the referred folder, back to back on two sessions of
+// s1, so that whatever else the machine does weighs on both alike; it
+// reports each one's mean and referred/local, the number the 1.3x
+// goal is about.
+func BenchmarkReferralFetchSideBySide(b *testing.B) {
+	c := startReferralBenchOrg(b)
+	cfg := load.Config{Addr: imapAddr(c, "s1"), User: "alice", Pass: "alice-pw", Timeout: time.Minute}
+	for _, bodies := range []bool{false, true} {
+		name := "headers"
+		if bodies {
+			name = "bodies"
+		}
+		b.Run(name, func(b *testing.B) {
+			local, referred := selectedSession(b, cfg, "Public Folders/Local"), selectedSession(b, cfg, "Public Folders/Remote")
+			var spent [2]time.Duration
+			for b.Loop() {
+				for i, s := range []*load.Session{local, referred} {
+					start := time.Now()
+					s.Deadline()
+					if m, _, err := load.FetchAll(s.Client, bodies); err != nil || m != imapMessages {
+						b.Fatalf("FETCH: %v (%d messages, want %d)", err, m, imapMessages)
+					}
+					spent[i] += time.Since(start)
+				}
+			}
+			b.ReportMetric(float64(spent[0].Microseconds())/float64(b.N)/1000, "local-ms/op")
+			b.ReportMetric(float64(spent[1].Microseconds())/float64(b.N)/1000, "referred-ms/op")
+			b.ReportMetric(float64(spent[1])/float64(spent[0]), "referred/local")
+		})
+	}
+}
+
+// selectedSession logs in with cfg and selects mailbox (imapMessages
+// messages).
+func selectedSession(b *testing.B, cfg load.Config, mailbox string) *load.Session {
+	s, err := load.Dial(b.Context(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	s.Deadline()
+	sel, err := s.Select(mailbox, nil).Wait()
+	if err != nil {
+		b.Fatalf("SELECT %s: %v", mailbox, err)
+	}
+	if sel.NumMessages != imapMessages {
+		b.Fatalf("SELECT %s: %d messages, want %d", mailbox, sel.NumMessages, imapMessages)
+	}
+	return s
+}

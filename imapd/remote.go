@@ -49,6 +49,8 @@ const (
 type remoteConn struct {
 	c      *imapclient.Client
 	conn   net.Conn // under c, for deadlines
+	gate   *gate    // the read side, shared with the FETCH relay
+	tag    uint64   // the relay's last command tag
 	server string
 	user   string
 
@@ -133,8 +135,9 @@ func (p *remotePool) get(ctx context.Context, server, user string) (*remoteConn,
 	if err != nil {
 		return nil, fmt.Errorf("imapd: referral to %s: %w", server, err)
 	}
-	rc := &remoteConn{server: server, user: user, conn: conn}
-	rc.c = imapclient.New(newPreauthed(conn), &imapclient.Options{
+	g := newGate(conn)
+	rc := &remoteConn{server: server, user: user, conn: g, gate: g}
+	rc.c = imapclient.New(newPreauthed(g, conn), &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Expunge: func(seq uint32) { rc.deliver(remoteEvent{kind: evExpunge, num: seq}) },
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
@@ -212,9 +215,9 @@ type preauthed struct {
 	rest []byte
 }
 
-func newPreauthed(conn net.Conn) *preauthed {
+func newPreauthed(conn, login net.Conn) *preauthed {
 	caps := []string{"IMAP4rev1"}
-	if c, ok := conn.(interface{ Capabilities() []string }); ok && len(c.Capabilities()) > 0 {
+	if c, ok := login.(interface{ Capabilities() []string }); ok && len(c.Capabilities()) > 0 {
 		caps = c.Capabilities()
 	}
 	return &preauthed{Conn: conn, rest: []byte("* PREAUTH [CAPABILITY " + strings.Join(caps, " ") + "] referral session\r\n")}

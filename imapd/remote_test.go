@@ -162,7 +162,7 @@ func TestReferralSessionIsPublicOnly(t *testing.T) {
 	// carol's mailbox is on s2; a referral session on s1 (e.srv) for her.
 	a, b := net.Pipe()
 	go e.srv.ServeReferral(b, "carol")
-	c := imapclient.New(newPreauthed(a), nil)
+	c := imapclient.New(newPreauthed(a, a), nil)
 	defer c.Close()
 	names := listNames(t, c, "", "*")
 	if _, ok := names["INBOX"]; ok {

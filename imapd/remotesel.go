@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -46,7 +47,11 @@ type remoteSel struct {
 	rc       *remoteConn
 	// n is the number of messages the client knows of.
 	n uint32
-	// failed are servers that broke during this selection (R10 failover).
+	// store is the replica read from; uidValidity the value the client
+	// was shown for it (referral.UIDValidity).
+	store       string
+	uidValidity uint32
+	// failed are servers that could not be reached while selecting (R10).
 	failed []string
 	// touched: a command reached the remote session since the last Poll,
 	// so its updates are already here.
@@ -99,6 +104,8 @@ func (s *session) selectRemote(t *target, options *imap.SelectOptions) (*imap.Se
 		return nil, err
 	}
 	r.n = data.NumMessages
+	r.uidValidity = referral.UIDValidity(r.store, data.UIDValidity)
+	data.UIDValidity = r.uidValidity
 	s.rsel = r
 	return data, nil
 }
@@ -139,7 +146,7 @@ func (s *session) openRemote(r *remoteSel) (*imap.SelectData, error) {
 		r.mu.Lock()
 		r.pending = nil // the SELECT's own EXISTS is in data
 		r.mu.Unlock()
-		r.rc = rc
+		r.rc, r.store = rc, d.Store
 		s.srv.log.Debug("public folder referred", "user", s.user, "folder", r.t.folder.Path, "server", d.Server, "rule", d.Rule, "cost", d.Cost)
 		return data, nil
 	}
@@ -161,51 +168,46 @@ func (s *session) unselectRemote() {
 	s.srv.remotes.put(r.rc)
 }
 
-// do runs op on the remote session, failing over once to the next-best
-// replica when the connection breaks (R10): the folder is selected again
-// there and op runs again, so a STORE is not lost. Replicas may number the
-// messages differently until replication converges; the client learns the
-// new count through EXISTS/EXPUNGE as usual.
+// do runs op on the remote session. A broken connection ends the
+// session (lost).
 func (s *session) do(op func(c *imapclient.Client) error) error {
 	r := s.rsel
 	r.touched = true
 	err := r.rc.run(op)
-	if !isRemoteIOError(err) {
-		return err
+	if isRemoteIOError(err) {
+		return s.lost(err)
 	}
-	if ferr := s.failover(err); ferr != nil {
-		return ferr
-	}
-	return r.rc.run(op)
+	return err
 }
 
-func (s *session) failover(cause error) error {
+// lost ends a session whose selected referred folder's replica server
+// failed (broke the connection, stopped answering, flooded the session).
+// Another replica numbers its posts differently (other UIDs, other
+// UIDVALIDITY), and IMAP has no way to change either inside a selection
+// (RFC 3501 2.3.1.1), so the session cannot carry on there: it answers
+// "* BYE" and closes. The command that met the failure is not
+// acknowledged, so the client knows to repeat it; the client logs in
+// again, is referred to the next-best replica (R10, failover for new
+// sessions) and sees that replica's UIDVALIDITY when it selects the
+// folder. Flags acknowledged earlier are kept by the failed replica and
+// replicate from it like any flag change (docs/replication.md).
+func (s *session) lost(cause error) error {
 	r := s.rsel
-	old := r.rc
-	old.setSink(nil)
-	old.c.Close()
-	r.failed = append(r.failed, old.server)
-	s.srv.log.Warn("referred public folder's server failed; failing over", "user", s.user, "folder", r.t.folder.Path, "server", old.server, "err", cause)
-	data, err := s.openRemote(r)
-	if err != nil {
-		return err
+	s.rsel = nil
+	r.rc.setSink(nil)
+	r.rc.c.Close()
+	s.srv.log.Warn("referred public folder's server failed; ending the session so the client reselects on another replica",
+		"user", s.user, "folder", r.t.folder.Path, "server", r.rc.server, "err", cause)
+	if err := s.conn.Bye("Public folder " + r.t.name + " is no longer available from its replica; log in again to read it from another"); err != nil {
+		return fmt.Errorf("imapd: referred folder lost (%w); BYE: %w", cause, err)
 	}
-	// The new replica's count replaces the old one's: report it through
-	// the ordinary updates (EXPUNGE of the surplus only where allowed).
-	for n := r.n; n > data.NumMessages; n-- {
-		r.push(remoteEvent{kind: evExpunge, num: n})
-	}
-	if data.NumMessages > r.n {
-		r.push(remoteEvent{kind: evExists, num: data.NumMessages})
-	}
-	return nil
+	return fmt.Errorf("imapd: referred folder's replica server failed: %w", cause)
 }
 
-// alive checks the selection's connection before a command and fails over
-// if the replica server went away meanwhile.
+// alive checks the selection's connection before a command.
 func (s *session) alive() error {
 	if s.rsel.rc.dead() {
-		return s.failover(io.ErrUnexpectedEOF)
+		return s.lost(io.ErrUnexpectedEOF)
 	}
 	return nil
 }
@@ -269,57 +271,39 @@ func (s *session) remotePoll(w *imapserver.UpdateWriter, allowExpunge bool) erro
 }
 
 // remoteIdle idles on the remote session and passes its updates on as
-// they come; a replica server going away fails over and idles on.
+// they come; a replica server going away ends the session (lost).
 func (s *session) remoteIdle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	if err := s.remotePoll(w, true); err != nil {
 		return err
 	}
+	r := s.rsel
+	idle, err := r.rc.c.Idle()
+	if err != nil {
+		if isRemoteIOError(err) {
+			return s.lost(err)
+		}
+		return err
+	}
 	for {
-		r := s.rsel
-		idle, err := r.rc.c.Idle()
-		if err != nil {
-			if !isRemoteIOError(err) {
-				return err
-			}
-			if err := s.failover(err); err != nil {
-				return err
-			}
-			continue
-		}
-		broken := false
-	wait:
-		for {
-			select {
-			case <-stop:
-				break wait
-			case <-r.wake:
-				if err := r.flush(w, true); err != nil {
-					idle.Close()
-					return err
-				}
-			case <-r.rc.c.Closed():
-				broken = true
-				break wait
-			}
-		}
-		if !broken {
+		select {
+		case <-stop:
 			if err := idle.Close(); err == nil {
 				err = idle.Wait()
 			}
-			if err == nil || !isRemoteIOError(err) {
-				return r.flush(w, true)
+			if isRemoteIOError(err) {
+				return s.lost(err)
 			}
-		}
-		if err := s.failover(io.ErrUnexpectedEOF); err != nil {
-			return err
-		}
-		if err := r.flush(w, true); err != nil {
-			return err
-		}
-		select {
-		case <-stop:
-			return nil
-		default:
+			if err != nil {
+				return err
+			}
+			return r.flush(w, true)
+		case <-r.wake:
+			if err := r.flush(w, true); err != nil {
+				idle.Close()
+				return err
+			}
+		case <-r.rc.c.Closed():
+			return s.lost(io.ErrUnexpectedEOF)
 		}
 	}
 }
@@ -333,11 +317,45 @@ func (r *remoteSel) staticSet(numSet imap.NumSet) imap.NumSet {
 	return numSet
 }
 
-// remoteFetch forwards FETCH (or STORE's FETCH responses) to the client.
-func (s *session) remoteFetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
-	return s.relayCommand(w, numSet, options, func(c *imapclient.Client, set imap.NumSet) *imapclient.FetchCommand {
-		return c.Fetch(set, options)
-	})
+// remoteFetch forwards FETCH to the replica server and relays its
+// responses verbatim (relay.go), or, for the rare request that cannot be
+// written on one line, decoded and encoded again.
+func (s *session) remoteFetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+	items, ok := w.Request(options)
+	if !ok {
+		return s.relayCommand(w, numSet, options, func(c *imapclient.Client, set imap.NumSet) *imapclient.FetchCommand {
+			return c.Fetch(set, options)
+		})
+	}
+	if err := s.alive(); err != nil {
+		return err
+	}
+	r := s.rsel
+	if _, seq := numSet.(imap.SeqSet); seq && r.expungeWaiting() {
+		// The remote session has expunged a message the client has not
+		// been told of (only a UID command or NOOP may tell it): their
+		// sequence numbers differ until then (RFC 5530).
+		return errNo(imap.ResponseCode("EXPUNGEISSUED"), "Messages were expunged; issue NOOP and try again")
+	}
+	uncork := s.corkConn()
+	defer func() {
+		if uerr := uncork(); err == nil {
+			err = uerr
+		}
+	}()
+	r.touched = true
+	err = s.relayRaw(w, r.staticSet(numSet), items)
+	if isRemoteIOError(err) {
+		return s.lost(err)
+	}
+	return err
+}
+
+// expungeWaiting says whether an EXPUNGE is queued for the client.
+func (r *remoteSel) expungeWaiting() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.ContainsFunc(r.pending, func(ev remoteEvent) bool { return ev.kind == evExpunge })
 }
 
 func (s *session) remoteStore(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
@@ -512,9 +530,11 @@ func (s *session) remoteExpunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) 
 // remoteStatus asks the replica server for a referred folder's status.
 func (s *session) remoteStatus(t *target, options *imap.StatusOptions) (*imap.StatusData, error) {
 	var data *imap.StatusData
-	err := s.withConn(t, func(c *imapclient.Client) error {
+	err := s.withConn(t, func(c *imapclient.Client, store string) error {
 		var err error
-		data, err = c.Status(t.name, options).Wait()
+		if data, err = c.Status(t.name, options).Wait(); err == nil && data.UIDValidity != 0 {
+			data.UIDValidity = referral.UIDValidity(store, data.UIDValidity)
+		}
 		return err
 	})
 	return data, err
@@ -529,7 +549,7 @@ func (s *session) remoteAppend(t *target, r imap.LiteralReader, options *imap.Ap
 		return nil, err
 	}
 	var data *imap.AppendData
-	err = s.withConn(t, func(c *imapclient.Client) error {
+	err = s.withConn(t, func(c *imapclient.Client, store string) error {
 		cmd := c.Append(t.name, int64(len(body)), options)
 		if _, err := cmd.Write(body); err != nil {
 			cmd.Close()
@@ -539,7 +559,9 @@ func (s *session) remoteAppend(t *target, r imap.LiteralReader, options *imap.Ap
 			return err
 		}
 		var err error
-		data, err = cmd.Wait()
+		if data, err = cmd.Wait(); err == nil && data.UIDValidity != 0 {
+			data.UIDValidity = referral.UIDValidity(store, data.UIDValidity)
+		}
 		return err
 	})
 	return data, err
@@ -548,7 +570,7 @@ func (s *session) remoteAppend(t *target, r imap.LiteralReader, options *imap.Ap
 // withConn runs a one-off command (STATUS, APPEND) for a referred folder
 // on a pooled connection to its replica server, trying the next replica
 // when one cannot be reached.
-func (s *session) withConn(t *target, op func(c *imapclient.Client) error) error {
+func (s *session) withConn(t *target, op func(c *imapclient.Client, store string) error) error {
 	var failed []string
 	for {
 		d := s.srv.referrals.Decide(t.folder, failed)
@@ -558,7 +580,7 @@ func (s *session) withConn(t *target, op func(c *imapclient.Client) error) error
 		}
 		rc, err := s.srv.remotes.get(context.Background(), d.Server, s.user)
 		if err == nil {
-			err = rc.run(op)
+			err = rc.run(func(c *imapclient.Client) error { return op(c, d.Store) })
 			if !isRemoteIOError(err) {
 				s.srv.remotes.put(rc)
 				return err

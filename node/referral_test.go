@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -303,42 +304,106 @@ func errCode(err error) string {
 	return err.Error()
 }
 
-// R10 for readers: the replica server stops; the open session fails over
-// on its next command (its STORE is not lost) and the next session is
-// referred to the other replica.
+// startReplicatingReferralOrg is referralOrg with b1 and c1 replicating
+// /Sales to each other.
+func startReplicatingReferralOrg(t *testing.T) *Cluster {
+	t.Helper()
+	yaml := referralOrg
+	for _, s := range []string{"b1", "c1"} {
+		old := "{name: " + s + ", site: s, routing_group: rg-" + s[:1] + `, listen: {smtp: "127.0.0.1:0", imap: "127.0.0.1:0"}`
+		if !strings.Contains(yaml, old) {
+			t.Fatalf("referralOrg changed: no %q", old)
+		}
+		yaml = strings.Replace(yaml, old, strings.TrimSuffix(old, "}")+`, replication: "127.0.0.1:0"}`, 1)
+	}
+	c, err := StartAll(t.Context(), parseOrg(t, yaml), nil, Options{BaseDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c.Close(ctx)
+	})
+	return c
+}
+
+// R10 for readers, issue 13 item 3: the replica server of an open session
+// stops. The session's next command ends it with "* BYE" (another replica
+// has other UIDs, which IMAP cannot announce inside a selection); the
+// client logs in again, is referred to the other replica, and SELECT shows
+// a different UIDVALIDITY, so a client that caches by UID resynchronizes.
+// The flag set before the failure is not lost: it reached the other
+// replica by replication.
 func TestReferralFailover(t *testing.T) {
-	c, _ := startReferralOrg(t)
+	c := startReplicatingReferralOrg(t)
 	seedPost(t, c.Nodes["b1"], "b1-pub", "/Sales", "from-b1 one")
-	seedPost(t, c.Nodes["c1"], "c1-pub", "/Sales", "from-c1 one")
+	waitFor(t, "the post replicated to c1", func() bool {
+		_, msgs, err := c.Nodes["c1"].Store.Snapshot(context.Background(), store.MailboxRef{Store: "c1-pub", Name: "/Sales"}, "alice")
+		return err == nil && len(msgs) == 1
+	})
+
 	alice := imapLogin(t, listen(c, "a1", "imap"), "alice", "alice-pw", nil)
-	if _, err := alice.Select("Public Folders/Sales", nil).Wait(); err != nil {
+	sel, err := alice.Select("Public Folders/Sales", nil).Wait()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if body := fetchBody(t, alice, 1); !strings.Contains(body, "from-b1") {
 		t.Fatalf("first referral not to b1 (lowest cost): %q", body)
 	}
+	if _, err := alice.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Collect(); err != nil {
+		t.Fatal(err)
+	}
+	// The same replica gives the same UIDVALIDITY every time.
+	st, err := alice.Status("Public Folders/Sales", &imap.StatusOptions{UIDValidity: true}).Wait()
+	if err != nil || st.UIDValidity != sel.UIDValidity {
+		t.Fatalf("STATUS UIDVALIDITY %v (%v), SELECT gave %d", st, err, sel.UIDValidity)
+	}
+	waitFor(t, "alice's flag replicated to c1", func() bool {
+		f := flagsOf(t, c.Nodes["c1"], "c1-pub", "/Sales", "alice")
+		return len(f) == 1 && store.HasFlag(f[0], `\Flagged`)
+	})
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.Nodes["b1"].Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := alice.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Collect()
+	_, err = alice.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err == nil {
+		t.Fatal("FETCH after the replica server stopped succeeded on the old view")
+	}
+	select {
+	case <-alice.Closed():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("session not ended after its replica server failed (FETCH: %v)", err)
+	}
+
+	again := imapLogin(t, listen(c, "a1", "imap"), "alice", "alice-pw", nil)
+	sel2, err := again.Select("Public Folders/Sales", nil).Wait()
+	if err != nil {
+		t.Fatalf("SELECT after failover: %v", err)
+	}
+	if sel2.UIDValidity == sel.UIDValidity {
+		t.Fatalf("UIDVALIDITY %d unchanged after failing over to another replica", sel.UIDValidity)
+	}
+	msgs, err := again.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
 	if err != nil || len(msgs) != 1 {
-		t.Fatalf("STORE after the replica server stopped: %+v, %v", msgs, err)
+		t.Fatalf("FETCH on c1: %v, %d messages", err, len(msgs))
 	}
-	if f := flagsOf(t, c.Nodes["c1"], "c1-pub", "/Sales", "alice"); !store.HasFlag(f[0], `\Flagged`) {
-		t.Fatalf("STORE lost in failover: c1 flags %v", f)
+	if !slices.Contains(msgs[0].Flags, imap.FlagFlagged) {
+		t.Fatalf("flag set before the failover lost: %v", msgs[0].Flags)
 	}
-	if body := fetchBody(t, alice, 1); !strings.Contains(body, "from-c1") {
-		t.Fatalf("open session did not fail over to c1: %q", body)
+	if f := flagsOf(t, c.Nodes["c1"], "c1-pub", "/Sales", "alice"); len(f) != 1 {
+		t.Fatalf("c1 holds %d posts, want the one replicated", len(f))
 	}
-	// A new session goes to c1 at once.
+	// Another user's new session goes to c1 at once.
 	bob := imapLogin(t, listen(c, "a1", "imap"), "bob", "bob-pw", nil)
 	if _, err := bob.Select("Public Folders/Sales", nil).Wait(); err != nil {
 		t.Fatalf("new session SELECT: %v", err)
 	}
-	if body := fetchBody(t, bob, 1); !strings.Contains(body, "from-c1") {
-		t.Fatalf("new session not referred to c1: %q", body)
+	if body := fetchBody(t, bob, 1); !strings.Contains(body, "from-b1") {
+		t.Fatalf("new session on c1 does not read the replicated post: %q", body)
 	}
 }
 

@@ -14,6 +14,7 @@
 package referral
 
 import (
+	"hash/fnv"
 	"slices"
 
 	"pfrouter/config"
@@ -208,4 +209,22 @@ func FolderByPath(snap *directory.Snapshot, path string) *directory.Folder {
 		}
 	}
 	return found
+}
+
+// UIDValidity is the UIDVALIDITY a referred session shows for a folder
+// whose replica in store has UIDVALIDITY uv. Replicas number their posts
+// independently, and two stores can give a folder the same UIDVALIDITY
+// (it is a per-database counter), so a client that reconnects after a
+// failover must see a value that changes with the replica: uv mixed with
+// the store's name. The same replica always gives the same value, so a
+// client's cache survives reconnecting to it; two replicas collide only
+// when their raw values differ by exactly the XOR of their names' hashes.
+func UIDValidity(store string, uv uint32) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(store))
+	v := uv ^ h.Sum32()
+	if v == 0 {
+		v = 1 // 0 is not a valid UIDVALIDITY
+	}
+	return v
 }
