@@ -162,3 +162,29 @@ func TestPathAvoidsNoReferralConnectors(t *testing.T) {
 		t.Fatalf("path %v via %v", d.Path, d.Connectors)
 	}
 }
+
+// Issue 13 item 3: the UIDVALIDITY a referred session shows is stable for
+// one replica, differs between replicas that gave the folder the same raw
+// value (two stores' counters often agree), changes when the replica's own
+// value changes, and is never 0.
+func TestUIDValidityPerReplica(t *testing.T) {
+	for _, uv := range []uint32{1, 1795994926, 1<<32 - 1} {
+		b, c := referral.UIDValidity("b1-pub", uv), referral.UIDValidity("c1-pub", uv)
+		if b != referral.UIDValidity("b1-pub", uv) {
+			t.Fatalf("not stable for one replica")
+		}
+		if b == c {
+			t.Fatalf("uv %d: b1-pub and c1-pub both show %d", uv, b)
+		}
+		if b == referral.UIDValidity("b1-pub", uv+1) {
+			t.Fatalf("uv %d and %d of one replica both show %d", uv, uv+1, b)
+		}
+	}
+	// The value whose mix would be 0 shows 1 instead.
+	for _, store := range []string{"b1-pub", "c1-pub", ""} {
+		hash := referral.UIDValidity(store, 0) // 0 mixed with the name's hash is the hash
+		if got := referral.UIDValidity(store, hash); got != 1 {
+			t.Fatalf("raw value %d of %q shows %d, want 1 (not 0)", hash, store, got)
+		}
+	}
+}
