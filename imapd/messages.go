@@ -128,18 +128,9 @@ func (m *selected) liveUIDs(idx []int) []uint32 {
 	return out
 }
 
-func (s *session) copyTo(numSet imap.NumSet, dest string) (*imap.CopyData, []uint32, error) {
+// copyTo copies between folders of this server's store.
+func (s *session) copyTo(numSet imap.NumSet, t *target) (*imap.CopyData, []uint32, error) {
 	m := s.sel
-	if s.rsel != nil {
-		return nil, nil, errRemoteCopy
-	}
-	t, err := s.insertable(dest)
-	if err != nil {
-		return nil, nil, err
-	}
-	if t.remote {
-		return nil, nil, errRemoteCopy
-	}
 	uids := m.liveUIDs(m.pick(numSet))
 	res, err := s.srv.store.Copy(context.Background(), m.t.ref, t.ref, s.user, uids)
 	if err != nil {
@@ -154,22 +145,35 @@ func (s *session) copyTo(numSet imap.NumSet, dest string) (*imap.CopyData, []uin
 }
 
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
-	data, _, err := s.copyTo(numSet, dest)
+	t, err := s.insertable(dest)
+	if err != nil {
+		return nil, err
+	}
+	if s.crossServer(t) {
+		data, _, err := s.copyAcross(numSet, t)
+		return data, err
+	}
+	data, _, err := s.copyTo(numSet, t)
 	return data, err
 }
 
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
-	m := s.sel
-	if s.rsel != nil {
-		return errRemoteCopy
-	}
-	if m.readOnly {
+	src, readOnly := s.rsel.selectedTarget(s.sel)
+	if readOnly {
 		return errNo(imap.ResponseCodeCannot, "Mailbox is read-only")
 	}
-	if !m.t.canDelete() {
-		return errNoPerm("No permission to remove items from " + m.t.name)
+	if !src.canDelete() {
+		return errNoPerm("No permission to remove items from " + src.name)
 	}
-	data, copied, err := s.copyTo(numSet, dest)
+	t, err := s.insertable(dest)
+	if err != nil {
+		return err
+	}
+	if s.crossServer(t) {
+		return s.moveAcross(w, numSet, t)
+	}
+	m := s.sel
+	data, copied, err := s.copyTo(numSet, t)
 	if err != nil {
 		return err
 	}

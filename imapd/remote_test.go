@@ -149,9 +149,18 @@ func TestReferredFolderThroughPeer(t *testing.T) {
 	if n := ref.dials.Load(); n != 1 {
 		t.Fatalf("%d referral connections for one session, want 1 (pooled)", n)
 	}
-	// COPY out of a referred folder is refused, not silently wrong.
-	if _, err := c.Copy(imap.SeqSetNum(1), "INBOX").Wait(); imapCode(err) != imap.ResponseCodeCannot {
-		t.Fatalf("COPY from a referred folder: %v", err)
+	// COPY out of a referred folder (read-only selection) into this
+	// server's INBOX crosses servers: fetched there, appended here.
+	cd, err := c.Copy(imap.SeqSetNum(1), "INBOX").Wait()
+	if err != nil || len(cd.DestUIDs) != 1 {
+		t.Fatalf("COPY from a referred folder: %+v, %v", cd, err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	m = fetchAll(t, c, cd.DestUIDs, &imap.FetchOptions{Envelope: true})
+	if len(m) != 1 || m[0].Envelope.Subject != "first remote" {
+		t.Fatalf("copied message in INBOX: %+v", m)
 	}
 }
 

@@ -592,10 +592,6 @@ func (s *session) withConn(t *target, op func(c *imapclient.Client, store string
 	}
 }
 
-// errRemoteCopy refuses COPY/MOVE between a referred folder and another
-// server's folders.
-var errRemoteCopy = errNo(imap.ResponseCodeCannot, "Copying to or from a public folder read from another server is not supported; fetch and append instead")
-
 // readable says whether LIST shows a public folder selectable: a local
 // replica, or one a referral can reach.
 func (s *session) readable(snap *directory.Snapshot, f *directory.Folder) bool {
