@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -349,5 +350,74 @@ func TestCondStoreReferredFolderNoModSeq(t *testing.T) {
 	q.cmd("E ENABLE QRESYNC")
 	if got := tagged(q.cmd(`S SELECT "Public Folders/Remote"`)); !strings.HasPrefix(got, "S NO") {
 		t.Fatalf("QRESYNC session selecting a referred folder: %q", got)
+	}
+}
+
+// CONTEXT=SEARCH (RFC 5267): SEARCH RETURN (UPDATE) stays live — flag
+// changes by this or another session, a new message and an expunge send
+// ESEARCH ADDTO / REMOVEFROM (REMOVEFROM before the EXPUNGE, ADDTO after
+// the EXISTS) — until CANCELUPDATE; PARTIAL returns a window of the
+// result, by position (imaptest search-context-update*, search-partial).
+func TestContextSearchUpdateAndPartial(t *testing.T) {
+	e := newEnv(t)
+	for i := range 5 {
+		e.deliver("alice", "s"+strconv.Itoa(i), "body")
+	}
+	r := e.rawLogin("alice")
+	if caps := strings.Join(r.cmd("C CAPABILITY"), " "); !strings.Contains(caps, " CONTEXT=SEARCH") {
+		t.Fatalf("CAPABILITY lacks CONTEXT=SEARCH: %s", caps)
+	}
+	r.cmd("S SELECT INBOX")
+	wantOK(t, r.cmd(`T STORE 1,2 +FLAGS.SILENT (\Seen)`), "T")
+	if got := one(t, r.cmd("W SEARCH RETURN (UPDATE ALL) SEEN"), "* ESEARCH"); got != `* ESEARCH (TAG "W") ALL 1:2` {
+		t.Fatalf("initial result: %q", got)
+	}
+	if got := one(t, r.cmd(`T STORE 3:5 +FLAGS.SILENT (\Seen)`), "ADDTO"); got != `* ESEARCH (TAG "W") ADDTO (0 3:5)` {
+		t.Fatalf("ADDTO: %q", got)
+	}
+	if got := one(t, r.cmd(`T STORE 1,3 -FLAGS.SILENT (\Seen)`), "REMOVEFROM"); got != `* ESEARCH (TAG "W") REMOVEFROM (0 1,3)` {
+		t.Fatalf("REMOVEFROM: %q", got)
+	}
+	// UID SEARCH updates speak UIDs; both searches hear another session.
+	if got := one(t, r.cmd("U UID SEARCH RETURN (UPDATE) UNSEEN"), "* ESEARCH"); got != `* ESEARCH (TAG "U") UID ALL 1,3` {
+		t.Fatalf("UID initial result: %q", got)
+	}
+	o := e.rawLogin("alice")
+	o.cmd("S SELECT INBOX")
+	wantOK(t, o.cmd(`T STORE 1 +FLAGS.SILENT (\Seen)`), "T")
+	n := r.cmd("N NOOP")
+	one(t, n, `* ESEARCH (TAG "W") ADDTO (0 1)`)
+	one(t, n, `* ESEARCH (TAG "U") UID REMOVEFROM (0 1)`)
+
+	// Expunge of a message in the result: REMOVEFROM by its number, then EXPUNGE.
+	wantOK(t, r.cmd(`T STORE 4 +FLAGS.SILENT (\Deleted)`), "T")
+	x := r.cmd("X EXPUNGE")
+	if len(x) != 3 || x[0] != `* ESEARCH (TAG "W") REMOVEFROM (0 4)` || x[1] != "* 4 EXPUNGE" {
+		t.Fatalf("EXPUNGE: %q", x)
+	}
+	// A new seen message: EXISTS, then ADDTO.
+	a := r.cmd("A APPEND INBOX (\\Seen) {" + strconv.Itoa(len(message("new", "b"))) + "+}\r\n" + string(message("new", "b")))
+	wantOK(t, a, "A")
+	if i, j := slices.Index(a, "* 5 EXISTS"), slices.Index(a, `* ESEARCH (TAG "W") ADDTO (0 5)`); i < 0 || j < i {
+		t.Fatalf("APPEND: %q", a)
+	}
+	wantOK(t, r.cmd(`K CANCELUPDATE "W" "U"`), "K")
+	none(t, r.cmd(`T STORE 1:* -FLAGS (\Seen)`), "ESEARCH")
+
+	for _, c := range []struct{ cmd, want string }{
+		{"SEARCH RETURN (PARTIAL 2:3) ALL", `* ESEARCH (TAG "P") PARTIAL (2:3 2:3)`},
+		{"SEARCH RETURN (PARTIAL 3:2) ALL", `* ESEARCH (TAG "P") PARTIAL (2:3 2:3)`},
+		{"SEARCH RETURN (PARTIAL 4:9) ALL", `* ESEARCH (TAG "P") PARTIAL (4:9 4:5)`},
+		{"SEARCH RETURN (PARTIAL 9:9) ALL", `* ESEARCH (TAG "P") PARTIAL (9:9 NIL)`},
+		{"UID SEARCH RETURN (PARTIAL 4:4) ALL", `* ESEARCH (TAG "P") UID PARTIAL (4:4 5)`},
+	} {
+		if got := one(t, r.cmd("P "+c.cmd), "* ESEARCH"); got != c.want {
+			t.Errorf("%s: %q, want %q", c.cmd, got, c.want)
+		}
+	}
+	for _, bad := range []string{"SEARCH RETURN (PARTIAL 1) ALL", "SEARCH RETURN (PARTIAL 1:*) ALL", "SEARCH RETURN (PARTIAL 0:2) ALL"} {
+		if got := tagged(r.cmd("B " + bad)); !strings.HasPrefix(got, "B BAD") {
+			t.Errorf("%s: %q, want BAD", bad, got)
+		}
 	}
 }

@@ -115,6 +115,9 @@ func (s *session) writeExpunged(uids []uint32, expunge func(seq uint32) error, v
 	if len(uids) == 0 {
 		return nil
 	}
+	if err := s.searchesLose(uids); err != nil {
+		return err
+	}
 	if s.qresync() {
 		var set imap.UIDSet
 		for _, uid := range uids {

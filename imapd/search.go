@@ -63,6 +63,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if usesModSeq {
 		data.ModSeq = searchModSeq(m, matched, options)
 	}
+	m.lastMatch = matched
 	if options != nil && options.ReturnSave {
 		m.searchRes = uidSet
 		if len(matched) > 0 && !options.ReturnAll && !options.ReturnCount && (options.ReturnMin || options.ReturnMax) {

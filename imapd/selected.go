@@ -36,6 +36,10 @@ type selected struct {
 	// sync): every change up to it has been reported (modseq.go).
 	highestModSeq uint64
 	searchRes     imap.UIDSet
+	// lastMatch is the last SEARCH's result (UIDs, ascending); watches
+	// are the searches kept up to date (CONTEXT=SEARCH, searchctx.go).
+	lastMatch []uint32
+	watches   []*searchWatch
 
 	events <-chan store.Event
 	cancel func()
@@ -290,7 +294,7 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		// Every change is reported (a ghost's expunge is still pending).
 		m.highestModSeq = max(m.highestModSeq, st.HighestModSeq)
 	}
-	return nil
+	return s.refreshSearches()
 }
 
 // systemFlags are the flags every mailbox has.

@@ -103,7 +103,7 @@ func New(opts Options) (*Server, error) {
 			imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapMove: {}, imap.CapStatusSize: {},
 			imap.CapBinary: {}, imap.CapChildren: {}, imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {},
 			imap.CapID: {}, imap.CapUnselect: {}, imap.CapLiteralPlus: {},
-			imap.CapCondStore: {}, imap.CapQResync: {},
+			imap.CapCondStore: {}, imap.CapQResync: {}, imapserver.CapContextSearch: {},
 		},
 		Logger: printfLogger{s.log},
 		// Plain LOGIN is only reachable through ServeLogin, whose caller

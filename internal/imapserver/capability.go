@@ -91,6 +91,7 @@ func (c *Conn) availableCaps() []imap.Cap {
 		addAvailableCaps(&caps, available, []imap.Cap{
 			imap.CapCondStore,
 			imap.CapQResync,
+			CapContextSearch,
 			imap.CapSpecialUse,
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,

@@ -17,10 +17,11 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	var (
 		atom     string
 		options  imap.SearchOptions
+		ext      searchReturnExt
 		extended bool
 	)
 	if maybeReadSearchKeyAtom(dec, &atom) && strings.EqualFold(atom, "RETURN") {
-		if err := readSearchReturnOpts(dec, &options); err != nil {
+		if err := readSearchReturnOpts(dec, &options, &ext); err != nil {
 			return fmt.Errorf("in search-return-opts: %w", err)
 		}
 		if !dec.ExpectSP() {
@@ -83,8 +84,19 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 
 	// If no return option is specified, ALL is assumed; SAVE alone
 	// returns nothing (RFC 5182 2.1).
-	saveOnly := options.ReturnSave && !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && !saveOnly {
+	noResult := !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && ext.partial == nil
+	saveOnly := options.ReturnSave && noResult && !ext.update
+	if noResult && !saveOnly {
+		options.ReturnAll = true
+	}
+	if ext.update {
+		if _, ok := c.session.(SessionSearchContext); !ok {
+			return newClientBugError("SEARCH RETURN (UPDATE) is not supported")
+		}
+	}
+	// PARTIAL is cut from the whole result.
+	returnAll := options.ReturnAll
+	if ext.partial != nil {
 		options.ReturnAll = true
 	}
 
@@ -92,15 +104,19 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	if err != nil {
 		return err
 	}
+	options.ReturnAll = returnAll
 
 	switch {
 	case saveOnly:
-		return nil
 	case c.enabled.Has(imap.CapIMAP4rev2) || extended:
-		return c.writeESearch(tag, data, &options, numKind)
+		err = c.writeESearch(tag, data, &options, &ext, numKind)
 	default:
-		return c.writeSearch(data.All, data.ModSeq)
+		err = c.writeSearch(data.All, data.ModSeq)
 	}
+	if err != nil || !ext.update {
+		return err
+	}
+	return c.session.(SessionSearchContext).WatchSearch(tag, numKind, &criteria)
 }
 
 // SearchUsesModSeq reports whether a SEARCH uses the MODSEQ key (RFC 7162
@@ -122,7 +138,7 @@ func SearchUsesModSeq(c *imap.SearchCriteria) bool {
 	return false
 }
 
-func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.SearchOptions, numKind NumKind) error {
+func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.SearchOptions, ext *searchReturnExt, numKind NumKind) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
@@ -146,6 +162,15 @@ func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.Sea
 	}
 	if options.ReturnCount {
 		enc.SP().Atom("COUNT").SP().Number(data.Count)
+	}
+	if p := ext.partial; p != nil {
+		enc.SP().Atom("PARTIAL").SP().Special('(').Number(p[0]).Special(':').Number(p[1]).SP()
+		if part := partialOf(data.All, p); isNumSetEmpty(part) {
+			enc.NIL()
+		} else {
+			enc.NumSet(part)
+		}
+		enc.Special(')')
 	}
 	if data.ModSeq != 0 {
 		enc.SP().Atom("MODSEQ").SP().ModSeq(data.ModSeq)
@@ -193,7 +218,7 @@ func (c *Conn) writeSearch(numSet imap.NumSet, modSeq uint64) error {
 	return enc.CRLF()
 }
 
-func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions) error {
+func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions, ext *searchReturnExt) error {
 	if !dec.ExpectSP() {
 		return dec.Err()
 	}
@@ -213,6 +238,16 @@ func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions) er
 			options.ReturnCount = true
 		case "SAVE":
 			options.ReturnSave = true
+		case "UPDATE":
+			ext.update = true
+		case "CONTEXT":
+			// a hint that more searches follow: nothing to keep
+		case "PARTIAL":
+			p, err := readSearchPartial(dec)
+			if err != nil {
+				return err
+			}
+			ext.partial = p
 		default:
 			return newClientBugError("unknown SEARCH RETURN option")
 		}
