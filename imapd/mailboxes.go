@@ -19,6 +19,9 @@ type listEntry struct {
 	name       string
 	specialUse string
 	noSelect   bool
+	// childSubscribed: LIST (SUBSCRIBED RECURSIVEMATCH) lists the entry
+	// for a subscribed descendant the patterns miss (CHILDINFO).
+	childSubscribed bool
 }
 
 // mailboxes lists every name the user can see: personal folders, the
@@ -121,9 +124,40 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			}
 			list = append(list, e)
 		}
+		if options.SelectRecursiveMatch {
+			list = append(list, childInfoEntries(names, subscribed, existing, ref, patterns)...)
+			sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
+		}
 		return s.writeList(w, all, list, existing, subscribed, ref, patterns, options)
 	}
 	return s.writeList(w, all, all, nil, subscribed, ref, patterns, options)
+}
+
+// childInfoEntries are what RECURSIVEMATCH adds to LIST (SUBSCRIBED)
+// (RFC 5258 3.5): each unsubscribed ancestor of a subscribed name that
+// matches the patterns while that name does not, with CHILDINFO.
+func childInfoEntries(names []string, subscribed map[string]bool, existing map[string]listEntry, ref string, patterns []string) []listEntry {
+	seen := map[string]bool{}
+	var out []listEntry
+	for _, n := range names {
+		if matchAny(n, ref, patterns) {
+			continue
+		}
+		for i := strings.IndexByte(n, delim); i > 0; i = nextDelim(n, i) {
+			parent := n[:i]
+			if subscribed[parent] || seen[parent] || !matchAny(parent, ref, patterns) {
+				continue
+			}
+			seen[parent] = true
+			e, ok := existing[parent]
+			if !ok {
+				e = listEntry{name: parent, noSelect: true}
+			}
+			e.childSubscribed = true
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func (s *session) writeList(w *imapserver.ListWriter, all, list []listEntry, existing map[string]listEntry, subscribed map[string]bool, ref string, patterns []string, options *imap.ListOptions) error {
@@ -135,6 +169,9 @@ func (s *session) writeList(w *imapserver.ListWriter, all, list []listEntry, exi
 			continue
 		}
 		data := &imap.ListData{Mailbox: e.name, Delim: delim}
+		if e.childSubscribed {
+			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		}
 		if existing != nil {
 			if _, ok := existing[e.name]; !ok {
 				data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
