@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"slices"
 	"strings"
@@ -33,18 +32,6 @@ func failoverOrg(t *testing.T, deadAddr, backupAddr string) string {
 	return y
 }
 
-// stoppedAddr is a loopback address where no smarthost listens any more.
-func stoppedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // Issue 10 item 6: outbound connectors are chosen by address space and cost
 // over link state like any connector. The cheap connector's smarthost is
 // stopped: after failure_threshold (2) connection failures its source
@@ -70,7 +57,8 @@ func TestOutboundFailoverOverLinkState(t *testing.T) {
 			return "RCPT " + strings.Join(m.To, ",") + "\n" + string(m.Data)
 		}
 	}
-	c, _ := startOrgFile(t, failoverOrg(t, stoppedAddr(t), backupAddr))
+	// Nothing listens at the cheap smarthost's address: it is stopped.
+	c, _ := startOrgFile(t, failoverOrg(t, freePort(t), backupAddr))
 	s1 := c.Nodes["s1"]
 	ctx := context.Background()
 

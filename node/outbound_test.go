@@ -279,12 +279,7 @@ func TestOutboundPostfixSmtpSink(t *testing.T) {
 // transaction into dir.
 func startSmtpSink(t *testing.T, bin, dir string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freePort(t)
 	args := []string{"-d", dir + "/%M.", addr, "16"}
 	if os.Geteuid() == 0 {
 		args = append([]string{"-u", "root"}, args...)
