@@ -189,7 +189,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// pullOnce sends one request for pairs and applies the answer.
+// pullOnce sends one request for pairs and applies the answer. While an
+// answer is cut by the limits (a backfill or a catch-up), the next request
+// is sent before that answer is applied, asking with the CN sets the
+// replicas will hold once it is: the source reads and sends batch n+1
+// while batch n is written here. At most two answers are held (the one
+// being applied and the next), and an answer is applied only after every
+// answer before it was: if applying one fails, the next is dropped with
+// the connection and the pull starts again from the CN sets in the store.
 func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, cc **clientConn, wait time.Duration) (more bool, err error) {
 	req := &pullRequest{MaxBytes: s.o.MaxBatchBytes, WaitMS: wait.Milliseconds(), Folders: make([]pullFolder, len(pairs))}
 	for i, p := range pairs {
@@ -199,30 +206,103 @@ func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, cc 
 		}
 		req.Folders[i] = pullFolder{Hierarchy: p.Hierarchy, Path: p.Path, Source: p.Source, Have: have}
 	}
-	var resp *pullResponse
-	if server == s.o.Server {
-		resp, err = s.respond(ctx, server, req)
-	} else {
-		if *cc == nil {
-			if *cc, err = s.dial(ctx, server); err != nil {
-				return false, err
-			}
-		}
-		resp, err = (*cc).exchange(ctx, req, s.o.MaxBody, wait)
-	}
+	resp, err := s.fetch(ctx, server, cc, req, wait)
 	if err != nil {
 		return false, err
 	}
-	// An answer that arrives after the link went down (a long poll that
-	// was already waiting at the source when the connector was marked
-	// down) is dropped unapplied: a partition is a partition from the
-	// moment link state says so, not from the end of the pending poll.
-	if err := ctx.Err(); err != nil {
-		return false, err
+	type fetched struct {
+		req  *pullRequest
+		resp *pullResponse
+		err  error
 	}
-	if !s.reachable(server) {
-		return false, errPartitioned
+	for {
+		var next chan fetched
+		if cut(resp) && ctx.Err() == nil {
+			nreq := nextRequest(req, resp)
+			next = make(chan fetched, 1)
+			go func() {
+				r, err := s.fetch(ctx, server, cc, nreq, 0)
+				next <- fetched{nreq, r, err}
+			}()
+		}
+		// An answer that arrives after the link went down (a long poll
+		// that was already waiting at the source when the connector was
+		// marked down) is dropped unapplied: a partition is a partition
+		// from the moment link state says so, not from the end of the
+		// pending poll.
+		err = ctx.Err()
+		if err == nil && !s.reachable(server) {
+			err = errPartitioned
+		}
+		if err == nil {
+			more, err = s.applyResponse(ctx, pairs, req, resp)
+		}
+		if next == nil {
+			return more, err
+		}
+		if err != nil {
+			if *cc != nil {
+				(*cc).c.Close() // the pipelined answer is dropped with the connection
+			}
+			<-next
+			return false, err
+		}
+		f := <-next
+		if f.err != nil {
+			return false, f.err
+		}
+		req, resp = f.req, f.resp
 	}
+}
+
+// fetch sends req to server (or answers it here for a local source) and
+// reads the answer.
+func (s *Service) fetch(ctx context.Context, server string, cc **clientConn, req *pullRequest, wait time.Duration) (*pullResponse, error) {
+	if server == s.o.Server {
+		return s.respond(ctx, server, req)
+	}
+	if *cc == nil {
+		var err error
+		if *cc, err = s.dial(ctx, server); err != nil {
+			return nil, err
+		}
+	}
+	return (*cc).exchange(ctx, req, s.o.MaxBody, wait)
+}
+
+// cut reports whether a folder's batch in resp was cut by the limits.
+func cut(resp *pullResponse) bool {
+	for _, fb := range resp.Folders {
+		if fb.Error == "" && fb.More {
+			return true
+		}
+	}
+	return false
+}
+
+// nextRequest is the request that follows req once resp is applied: each
+// folder's CN set with the batch's changes and claim added.
+func nextRequest(req *pullRequest, resp *pullResponse) *pullRequest {
+	n := &pullRequest{MaxBytes: req.MaxBytes, Folders: make([]pullFolder, len(req.Folders))}
+	for i, f := range req.Folders {
+		fb := resp.Folders[i]
+		if fb.Error == "" {
+			f.Have = f.Have.Clone()
+			f.Have.Union(fb.Claim)
+			for _, c := range fb.Changes {
+				if !f.Have.Contains(c.ID) { // the claim covers them; a source that says otherwise is asked for no change twice
+					f.Have.Add(c.ID.Origin, c.ID.N, c.ID.N)
+				}
+			}
+		}
+		n.Folders[i] = f
+	}
+	return n
+}
+
+// applyResponse applies each folder's batch of resp (the answer to req);
+// more reports whether a batch was cut.
+func (s *Service) applyResponse(ctx context.Context, pairs []Pair, req *pullRequest, resp *pullResponse) (more bool, err error) {
 	for i, fb := range resp.Folders {
 		p := pairs[i]
 		if fb.Error != "" {

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -223,7 +224,7 @@ func checkRemoteAdd(txn *badger.Txn, c *Change, mbox uint64, kn CNSet) (store bo
 	if kn.Contains(c.ID) {
 		return false, nil
 	}
-	kn.Add(c.ID.Origin, c.ID.N, c.ID.N)
+	kn.addOwned(c.ID.Origin, c.ID.N)
 	if err := setJSON(txn, logKey(mbox, c.ID), c); err != nil {
 		return false, err
 	}
@@ -246,34 +247,58 @@ func checkRemoteAdd(txn *badger.Txn, c *Change, mbox uint64, kn CNSet) (store bo
 }
 
 // linkRemoteAdd maps a stored remote post's item to its uid and gives it
-// the flags users set on it elsewhere before it arrived here.
-func linkRemoteAdd(txn *badger.Txn, mbox uint64, item ChangeID, uid uint32, modSeq uint64) error {
+// the flags users set on it elsewhere before it arrived here (read through
+// fv, see flagView).
+func linkRemoteAdd(txn *badger.Txn, fv *flagView, mbox uint64, item ChangeID, uid uint32, modSeq uint64) error {
 	if err := txn.Set(itemKey('m', mbox, item), binary.BigEndian.AppendUint32(nil, uid)); err != nil {
 		return err
 	}
-	prefix := flagStatePrefix(mbox, item)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
-	defer it.Close()
-	var sets []func() error
-	for it.Rewind(); it.Valid(); it.Next() {
-		viewer := string(it.Item().Key()[len(prefix):])
-		var st flagState
-		if err := getJSON(txn, it.Item().KeyCopy(nil), &st); err != nil {
-			return err
+	return fv.each(mbox, item, func(viewer string, st flagState) error {
+		if len(st.Flags) == 0 {
+			return nil
 		}
-		if len(st.Flags) > 0 {
-			sets = append(sets, func() error {
-				return setJSON(txn, privFlagsKey(mbox, viewer, uid), privFlags{Flags: st.Flags, ModSeq: modSeq})
-			})
-		}
+		return setJSON(txn, privFlagsKey(mbox, viewer, uid), privFlags{Flags: st.Flags, ModSeq: modSeq})
+	})
+}
+
+// flagView reads the flag states (v/) of posts a group commit is adding
+// from other replicas, with one read-only iterator for the whole group. A
+// flag state of a post not yet held was committed by an earlier
+// transaction under the mailbox lock the group holds (applyOthers), and
+// the group itself never writes one for a remote post, so a read-only
+// view sees them all; a prefix iterator on the group's own transaction
+// would instead sort every pending write of the group for each post.
+type flagView struct {
+	db  *badger.DB
+	txn *badger.Txn
+	it  *badger.Iterator
+}
+
+func (fv *flagView) each(mbox uint64, item ChangeID, fn func(viewer string, st flagState) error) error {
+	if fv.it == nil {
+		fv.txn = fv.db.NewTransaction(false)
+		fv.it = fv.txn.NewIterator(badger.IteratorOptions{Prefix: idKey('v', mbox, 0)})
 	}
-	it.Close()
-	for _, set := range sets {
-		if err := set(); err != nil {
+	prefix := flagStatePrefix(mbox, item)
+	for fv.it.Seek(prefix); fv.it.ValidForPrefix(prefix); fv.it.Next() {
+		var st flagState
+		err := fv.it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &st) })
+		if err != nil {
+			return fmt.Errorf("decode flag state of %s: %w", item, err)
+		}
+		if err := fn(string(fv.it.Item().Key()[len(prefix):]), st); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (fv *flagView) close() {
+	if fv.it != nil {
+		fv.it.Close()
+		fv.txn.Discard()
+		fv.it, fv.txn = nil, nil
+	}
 }
 
 // trackDelete records the local expunge of a post (m, uid) of a public folder.
@@ -373,8 +398,8 @@ func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, ma
 				continue
 			}
 			var c Change
-			if err := getJSON(txn, it.Item().Key(), &c); err != nil {
-				return err
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
+				return fmt.Errorf("decode change %s: %w", id, err)
 			}
 			if c.Kind == ChangeAdd {
 				uid, held, err := getUID(txn, itemKey('m', rec.ID, c.Item))
@@ -528,7 +553,7 @@ func (s *Store) applyOthers(ctx context.Context, ref MailboxRef, changes []Chang
 					r.Skipped++
 					continue
 				}
-				kn.Add(c.ID.Origin, c.ID.N, c.ID.N)
+				kn.addOwned(c.ID.Origin, c.ID.N)
 				if err := setJSON(txn, logKey(rec.ID, c.ID), c); err != nil {
 					return err
 				}

@@ -278,3 +278,57 @@ func TestApplyNeverStoresAPostTwice(t *testing.T) {
 		checkOnce(t, "C", bodyCounts(t, c, rc), 5)
 	})
 }
+
+// A flag change that reaches a replica before the post it flags (it comes
+// from another origin, sorted earlier, in an earlier batch) is kept and
+// given to the post when the post arrives: for each of several posts
+// added in one group commit, each viewer's flags, and no one else's.
+func TestRemoteFlagsBeforeTheirPost(t *testing.T) {
+	z, a, c := openStore(t, t.TempDir()), openStore(t, t.TempDir()), openStore(t, t.TempDir())
+	defer z.Close()
+	defer a.Close()
+	defer c.Close()
+	ra, rc := MailboxRef{Store: "A", Name: "/F"}, MailboxRef{Store: "C", Name: "/F"}
+	for i := range 4 {
+		if _, _, err := z.Deliver(ctx, Delivery{Store: "Z", Folder: "/F", ID: fmt.Sprint(i), Body: msg(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncOnce(t, z, "Z", a, "A", "/F", 100)
+	am, _ := a.Messages(ctx, ra)
+	// On A: u flags posts 0 and 2, w flags post 2.
+	a.SetFlags(ctx, ra, "u", []uint32{am[0].UID, am[2].UID}, FlagsSet, []string{`\Seen`})
+	a.SetFlags(ctx, ra, "w", []uint32{am[2].UID}, FlagsSet, []string{`\Flagged`})
+	// C pulls from A: A's flag changes (origin "A") come before Z's posts.
+	have, _ := c.CNSetOf(ctx, rc)
+	first, err := a.ChangesSince(ctx, ra, have, 1<<20, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Changes) != 3 || first.Changes[0].Kind != ChangeFlags || !first.More {
+		t.Fatalf("first batch %+v: want the 3 flag changes alone", first.Changes)
+	}
+	if res, err := c.Apply(ctx, rc, first); err != nil || res.Flagged != 3 {
+		t.Fatalf("flags before posts: %+v %v", res, err)
+	}
+	if res := syncOnce(t, a, "A", c, "C", "/F", 100); res.Added != 4 {
+		t.Fatalf("posts after their flags: %+v, want 4 added", res)
+	}
+	want := map[string]map[string][]string{ // viewer -> body -> flags
+		"u": {"0": {`\Seen`}, "2": {`\Seen`}},
+		"w": {"2": {`\Flagged`}},
+	}
+	for viewer, byBody := range want {
+		ms, _ := c.MessagesAs(ctx, rc, viewer)
+		if len(ms) != 4 {
+			t.Fatalf("C holds %d posts, want 4", len(ms))
+		}
+		for _, m := range ms {
+			b, _ := c.Body(ctx, rc, m.UID)
+			n := string(bytes.TrimSpace(b[bytes.LastIndex(b, []byte("Hello "))+6:]))
+			if !slices.Equal(m.Flags, byBody[n]) {
+				t.Errorf("%s's flags on post %s: %v, want %v", viewer, n, m.Flags, byBody[n])
+			}
+		}
+	}
+}

@@ -142,22 +142,33 @@ func (s *Store) commitGroup(group []*addReq) {
 // A request's own failure (mailbox gone or replaced) is kept in its err
 // and writes nothing; an error returned fails the whole group.
 func (s *Store) writeGroup(group []*addReq) error {
+	fv := &flagView{db: s.db}
+	defer fv.close()
 	return s.db.Update(func(txn *badger.Txn) error {
 		var kn CNSet // the public folder's CNSet, loaded at its first change (changes.go)
 		var knBox uint64
 		ms := modSeqAlloc{s: s}
+		// The mailbox record is read once per group and written once at
+		// the end with the UIDNEXT of every message of the group.
+		boxes := map[MailboxRef]*mailboxRecord{}
+		written := map[*mailboxRecord]bool{}
 		for _, r := range group {
 			r.uid, r.dup, r.err = 0, false, nil
-			cur, err := lookup(txn, r.ref)
-			if err != nil {
-				r.err = err
-				continue
+			cur := boxes[r.ref]
+			if cur == nil {
+				var err error
+				if cur, err = lookup(txn, r.ref); err != nil {
+					r.err = err
+					continue
+				}
+				boxes[r.ref] = cur
 			}
 			if cur.ID != r.mbox {
 				r.err = errRetry // deleted and recreated meanwhile: queue on the new one
 				continue
 			}
 			if r.ref.Public() && kn == nil {
+				var err error
 				if kn, err = loadCNSet(txn, cur.ID); err != nil {
 					return err
 				}
@@ -191,6 +202,8 @@ func (s *Store) writeGroup(group []*addReq) error {
 			}
 			r.uid = cur.UIDNext
 			cur.UIDNext++
+			written[cur] = true
+			var err error
 			if r.msg.ModSeq, err = ms.next(txn, cur.ID, ""); err != nil {
 				return err
 			}
@@ -199,7 +212,7 @@ func (s *Store) writeGroup(group []*addReq) error {
 					if err := s.trackLocalAdd(txn, r, cur.ID, kn); err != nil {
 						return err
 					}
-				} else if err := linkRemoteAdd(txn, cur.ID, r.remote.Item, r.uid, r.msg.ModSeq); err != nil {
+				} else if err := linkRemoteAdd(txn, fv, cur.ID, r.remote.Item, r.uid, r.msg.ModSeq); err != nil {
 					return err
 				}
 			}
@@ -219,6 +232,8 @@ func (s *Store) writeGroup(group []*addReq) error {
 					return err
 				}
 			}
+		}
+		for cur := range written {
 			if err := setJSON(txn, boxKey(cur.ID), cur); err != nil {
 				return err
 			}
