@@ -332,3 +332,47 @@ func TestRemoteFlagsBeforeTheirPost(t *testing.T) {
 		}
 	}
 }
+
+// A batch cut short (the receiving server died after some of its group
+// commits, before the claim) leaves a CN set that asks for exactly the
+// rest: the next pull stores each missing post once, and the claim then
+// joins the per-change points into one range again.
+func TestApplyResumesAfterPartialBatch(t *testing.T) {
+	a, b := openStore(t, t.TempDir()), openStore(t, t.TempDir())
+	defer a.Close()
+	defer b.Close()
+	ra, rb := MailboxRef{Store: "A", Name: "/F"}, MailboxRef{Store: "B", Name: "/F"}
+	const posts = 600 // more than one group commit (groupMax)
+	for i := range posts {
+		if _, _, err := a.Deliver(ctx, Delivery{Store: "A", Folder: "/F", ID: fmt.Sprint(i), Body: msg(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole, err := a.ChangesSince(ctx, ra, CNSet{}, 1<<30, 1000)
+	if err != nil || len(whole.Changes) != posts {
+		t.Fatalf("batch of %d changes (%v), want %d", len(whole.Changes), err, posts)
+	}
+	// What a crash after the first group commits leaves: some posts, no claim.
+	if res, err := b.Apply(ctx, rb, Batch{Changes: whole.Changes[:300], More: true}); err != nil || res.Added != 300 {
+		t.Fatalf("partial batch: %+v %v", res, err)
+	}
+	have, _ := b.CNSetOf(ctx, rb)
+	if len(have["A"]) != 300 {
+		t.Fatalf("CN set after 300 posts without a claim has %d ranges, want one per post", len(have["A"]))
+	}
+	rest, err := a.ChangesSince(ctx, ra, have, 1<<30, 1000)
+	if err != nil || len(rest.Changes) != 300 || rest.Changes[0].ID != whole.Changes[300].ID {
+		t.Fatalf("after the partial batch the source offers %d changes (%v), want the last 300", len(rest.Changes), err)
+	}
+	if res := syncOnce(t, a, "A", b, "B", "/F", 1000); res.Added != 300 || res.Skipped != 0 {
+		t.Fatalf("resumed pull %+v, want the 300 missing posts added", res)
+	}
+	if ca, cb := contents(t, a, ra), contents(t, b, rb); !maps.Equal(ca, cb) || len(cb) != posts {
+		t.Fatalf("replicas differ: A %d items, B %d", len(ca), len(cb))
+	}
+	ka, _ := a.CNSetOf(ctx, ra)
+	kb, _ := b.CNSetOf(ctx, rb)
+	if !slices.Equal(kb["A"], ka["A"]) || len(kb["A"]) != 1 {
+		t.Fatalf("B's CN set of A %v, want A's own %v", kb["A"], ka["A"])
+	}
+}
