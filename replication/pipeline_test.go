@@ -21,25 +21,25 @@ import (
 // as it was (it is still needed to apply the answer).
 func TestNextRequestAsksForWhatFollows(t *testing.T) {
 	req := &pullRequest{MaxBytes: 100, Folders: []pullFolder{
-		{Path: "/A", Source: "s", Have: store.CNSet{"s": {{1, 5}}}},
-		{Path: "/B", Source: "s", Have: store.CNSet{"s": {{1, 2}}}},
+		{Path: "/A", Source: "s", Have: store.CNSet{"s": {{Lo: 1, Hi: 5}}}},
+		{Path: "/B", Source: "s", Have: store.CNSet{"s": {{Lo: 1, Hi: 2}}}},
 	}}
 	resp := &pullResponse{Folders: []folderBatch{
 		{Changes: []store.Change{{ID: store.ChangeID{Origin: "s", N: 7}}, {ID: store.ChangeID{Origin: "t", N: 3}}},
-			Claim: store.CNSet{"s": {{1, 9}}}, More: true},
+			Claim: store.CNSet{"s": {{Lo: 1, Hi: 9}}}, More: true},
 		{Error: "refused"},
 	}}
 	next := nextRequest(req, resp)
-	if got, want := next.Folders[0].Have, (store.CNSet{"s": {{1, 9}}, "t": {{3, 3}}}); !maps.EqualFunc(got, want, slices.Equal) {
+	if got, want := next.Folders[0].Have, (store.CNSet{"s": {{Lo: 1, Hi: 9}}, "t": {{Lo: 3, Hi: 3}}}); !maps.EqualFunc(got, want, slices.Equal) {
 		t.Fatalf("next /A have %v, want %v", got.Summary(), want.Summary())
 	}
-	if got := next.Folders[1].Have; !slices.Equal(got["s"], store.Ranges{{1, 2}}) {
+	if got := next.Folders[1].Have; !slices.Equal(got["s"], store.Ranges{{Lo: 1, Hi: 2}}) {
 		t.Fatalf("refused folder's have changed: %v", got.Summary())
 	}
 	if next.MaxBytes != 100 || next.WaitMS != 0 || next.Folders[0].Path != "/A" {
 		t.Fatalf("next request %+v: want the same budget, no long poll", next)
 	}
-	if !slices.Equal(req.Folders[0].Have["s"], store.Ranges{{1, 5}}) {
+	if !slices.Equal(req.Folders[0].Have["s"], store.Ranges{{Lo: 1, Hi: 5}}) {
 		t.Fatalf("first request's have changed: %v", req.Folders[0].Have.Summary())
 	}
 }
