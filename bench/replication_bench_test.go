@@ -29,15 +29,22 @@ import (
 // 127.0.0.1 with the org's server certificates and real badger stores:
 // one replication.Service per server, as node wires it.
 
+// replOrgYAML: three servers, each in its own routing group, joined by
+// connectors (a-b, b-c): every replica of /F is across a connector from
+// the others. All connectors are up, so link state lets every pull
+// through (Reachable nil).
 const replOrgYAML = `
 organization: B
 domains: [b.example]
-routing_groups: [{name: rg}]
+routing_groups: [{name: rg-a}, {name: rg-b}, {name: rg-c}]
 sites: [{name: one}]
+connectors:
+  - {name: ab, between: [rg-a, rg-b], cost: 10}
+  - {name: bc, between: [rg-b, rg-c], cost: 10}
 servers:
-  - {name: a, site: one, routing_group: rg, listen: {smtp: "127.0.0.1:0"}, stores: [{name: a-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]}
-  - {name: b, site: one, routing_group: rg, listen: {smtp: "127.0.0.1:0"}, stores: [{name: b-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]}
-  - {name: c, site: one, routing_group: rg, listen: {smtp: "127.0.0.1:0"}, stores: [{name: c-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]}
+  - {name: a, site: one, routing_group: rg-a, listen: {smtp: "127.0.0.1:0"}, stores: [{name: a-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]}
+  - {name: b, site: one, routing_group: rg-b, listen: {smtp: "127.0.0.1:0"}, stores: [{name: b-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]}
+  - {name: c, site: one, routing_group: rg-c, listen: {smtp: "127.0.0.1:0"}, stores: [{name: c-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]}
 hierarchies: [{name: PF, tlh: mapi}]
 folders:
   - {path: /F, hierarchy: PF, replicas: [%s]}

@@ -493,9 +493,26 @@ func (s *Store) Apply(ctx context.Context, ref MailboxRef, b Batch) (ApplyResult
 		}
 		reqs = append(reqs, r)
 	}
+	var rest []Change
+	for _, c := range b.Changes {
+		if c.Kind != ChangeAdd {
+			rest = append(rest, c)
+		}
+	}
+	// A batch of posts only commits its claim with its last post; with
+	// other changes the claim waits for them (applyOthers).
+	var last *addReq
+	if len(rest) == 0 && len(reqs) > 0 {
+		last = reqs[len(reqs)-1]
+		last.claim, last.batch = b.Claim, reqs
+		if last.claim == nil {
+			last.claim = CNSet{}
+		}
+	}
 	s.commitAddAll(rec.ID, reqs)
 	for _, r := range reqs {
 		if errors.Is(r.err, errRetry) { // the folder was recreated meanwhile
+			r.claim = nil // the claim goes with applyOthers, as for a batch with other changes
 			if cur, err := s.view(ref); err == nil {
 				r.mbox, r.done, r.err = cur.ID, false, nil
 				s.commitAdd(r)
@@ -511,11 +528,9 @@ func (s *Store) Apply(ctx context.Context, ref MailboxRef, b Batch) (ApplyResult
 			res.Added++
 		}
 	}
-	var rest []Change
-	for _, c := range b.Changes {
-		if c.Kind != ChangeAdd {
-			rest = append(rest, c)
-		}
+	if last != nil && last.claimed {
+		s.feed.signal()
+		return res, nil
 	}
 	if err := s.applyOthers(ctx, ref, rest, b.Claim, &res); err != nil {
 		return res, err

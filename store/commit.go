@@ -42,9 +42,16 @@ type addReq struct {
 	flags  []string
 	viewer string
 	remote *Change // set when the message is a post replicated from another store
+	// claim, on the last post of a replicated batch of posts only (Apply),
+	// is the batch's claim: the group commit that stores this post adds it
+	// to the folder's CNSet if every post of batch is stored, so the batch
+	// takes no commit (and no sync) of its own for the claim.
+	claim CNSet
+	batch []*addReq
 
 	// Set by the committing goroutine before it releases the mailbox lock.
-	done bool
+	done    bool
+	claimed bool // claim was committed with the post
 	uid  uint32
 	dup  bool
 	err  error
@@ -153,7 +160,7 @@ func (s *Store) writeGroup(group []*addReq) error {
 		boxes := map[MailboxRef]*mailboxRecord{}
 		written := map[*mailboxRecord]bool{}
 		for _, r := range group {
-			r.uid, r.dup, r.err = 0, false, nil
+			r.uid, r.dup, r.err, r.claimed = 0, false, nil, false
 			cur := boxes[r.ref]
 			if cur == nil {
 				var err error
@@ -233,6 +240,12 @@ func (s *Store) writeGroup(group []*addReq) error {
 				}
 			}
 		}
+		for _, r := range group {
+			if r.claim != nil && kn != nil && r.mbox == knBox && batchStored(r.batch) {
+				kn.Union(r.claim)
+				r.claimed = true
+			}
+		}
 		for cur := range written {
 			if err := setJSON(txn, boxKey(cur.ID), cur); err != nil {
 				return err
@@ -243,4 +256,16 @@ func (s *Store) writeGroup(group []*addReq) error {
 		}
 		return nil
 	})
+}
+
+// batchStored reports whether every post of a replicated batch is stored
+// or known (a duplicate): those in earlier group commits are committed,
+// those in this one are written in its transaction.
+func batchStored(batch []*addReq) bool {
+	for _, r := range batch {
+		if r.err != nil {
+			return false
+		}
+	}
+	return true
 }
