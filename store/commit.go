@@ -52,9 +52,9 @@ type addReq struct {
 	// Set by the committing goroutine before it releases the mailbox lock.
 	done    bool
 	claimed bool // claim was committed with the post
-	uid  uint32
-	dup  bool
-	err  error
+	uid     uint32
+	dup     bool
+	err     error
 }
 
 func (r *addReq) cost() int { return len(r.last) + 1024 }
