@@ -169,7 +169,8 @@ func BenchmarkReplicationLag(b *testing.B) {
 // polling of the replica, which would cost the backfill CPU), then checked
 // once. Memory: peak heap in use sampled every 10 ms, and the process's
 // peak RSS during the backfill (Linux: VmHWM after clear_refs). With
-// PFBENCH_BACKFILL_CPUPROFILE=file the backfill alone is profiled.
+// PFBENCH_BACKFILL_CPUPROFILE=file the backfill alone is profiled;
+// PFBENCH_BACKFILL_MEMPROFILE=file writes the heap at its end.
 func BenchmarkReplicationBackfill(b *testing.B) {
 	posts := envInt(b, "PFBENCH_BACKFILL_POSTS", 100000)
 	for b.Loop() {
@@ -210,6 +211,9 @@ func BenchmarkReplicationBackfill(b *testing.B) {
 		}
 		took, tookCPU := time.Since(t1), cpuTime()-c1
 		stopProfile()
+		if f := os.Getenv("PFBENCH_BACKFILL_MEMPROFILE"); f != "" {
+			writeHeapProfile(b, f)
+		}
 		heap, rss := peak.stop()
 		st, err := srv["b"].st.Status(context.Background(), store.MailboxRef{Store: "b-pub", Name: "/F"})
 		if err != nil || st.Messages != uint32(posts) {
@@ -267,6 +271,19 @@ func startProfile(b *testing.B, file string) func() {
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
+	}
+}
+
+// writeHeapProfile writes the heap in use now (after a GC) to file.
+func writeHeapProfile(b *testing.B, file string) {
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
 	}
 }
 
