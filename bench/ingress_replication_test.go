@@ -14,13 +14,10 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"pfrouter/config"
 	"pfrouter/node"
 	"pfrouter/store"
 )
@@ -58,16 +55,7 @@ func startReplCluster(b *testing.B, replicate bool) *node.Cluster {
 	if replicate {
 		repl = `, replication: "127.0.0.1:0"`
 	}
-	org, err := config.Parse([]byte(strings.ReplaceAll(ingressReplOrg, "REPL", repl)), "ingress-repl.yaml", b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := node.StartAll(context.Background(), org, nil, node.Options{BaseDir: b.TempDir(), Logger: logger})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
+	return startCluster(b, strings.ReplaceAll(ingressReplOrg, "REPL", repl))
 }
 
 // BenchmarkIngressReplication10KB: b.N 10 KB posts into bx1 with

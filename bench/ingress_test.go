@@ -56,7 +56,20 @@ var ingressConns = []int{1, 16, 64}
 
 func startIngressNode(b *testing.B) *node.Node {
 	b.Helper()
-	org, err := config.Parse([]byte(ingressOrg), "ingress.yaml", b.TempDir())
+	c := startCluster(b, ingressOrg)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		c.Close(ctx)
+	})
+	return c.Nodes["bx1"]
+}
+
+// startCluster serves every server of the organization yaml in this
+// process, logging nowhere; the caller closes it.
+func startCluster(b *testing.B, yaml string) *node.Cluster {
+	b.Helper()
+	org, err := config.Parse([]byte(yaml), "bench.yaml", b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,12 +78,7 @@ func startIngressNode(b *testing.B) *node.Node {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		c.Close(ctx)
-	})
-	return c.Nodes["bx1"]
+	return c
 }
 
 func startSink(b *testing.B) string {

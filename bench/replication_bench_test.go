@@ -195,7 +195,7 @@ func BenchmarkReplicationBackfill(b *testing.B) {
 		local, localCPU := time.Since(t0), cpuTime()-c0
 		runtime.GC()
 		peak := newMemPeak()
-		stopProfile := startProfile(b, os.Getenv("PFBENCH_BACKFILL_CPUPROFILE"))
+		stopProfile := profileIf(b, "PFBENCH_BACKFILL_CPUPROFILE")
 		var stored atomic.Int64
 		done := make(chan struct{})
 		t1, c1 := time.Now(), cpuTime()
@@ -253,25 +253,6 @@ func envInt(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive number", name, v)
 	}
 	return n
-}
-
-// startProfile writes a CPU profile to file until the returned func is
-// called; file "" profiles nothing.
-func startProfile(b *testing.B, file string) func() {
-	if file == "" {
-		return func() {}
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatalf("%v (run without -cpuprofile)", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}
 }
 
 // writeHeapProfile writes the heap in use now (after a GC) to file.
