@@ -305,18 +305,7 @@ func (s *session) moveAcross(w *imapserver.MoveWriter, numSet imap.NumSet, dest 
 		if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
 			return fmt.Errorf("MOVE copied the messages but could not remove them from %s: %w", r.t.name, err)
 		}
-		cmd := c.UIDExpunge(set)
-		defer cmd.Close()
-		for seq := cmd.Next(); seq != 0; seq = cmd.Next() {
-			if seq > r.n {
-				continue
-			}
-			if err := w.WriteExpunge(seq); err != nil {
-				return err
-			}
-			r.n--
-		}
-		if err := cmd.Close(); err != nil {
+		if err := r.relayExpunges(c.UIDExpunge(set), w.WriteExpunge); err != nil {
 			var ie *imap.Error
 			if errors.As(err, &ie) {
 				return fmt.Errorf("MOVE copied the messages but could not remove them from %s: %w", r.t.name, err)

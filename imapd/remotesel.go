@@ -513,18 +513,24 @@ func (s *session) remoteExpunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) 
 		} else {
 			cmd = c.Expunge()
 		}
-		defer cmd.Close()
-		for seq := cmd.Next(); seq != 0; seq = cmd.Next() {
-			if seq > r.n {
-				continue
-			}
-			if err := w.WriteExpunge(seq); err != nil {
-				return err
-			}
-			r.n--
-		}
-		return cmd.Close()
+		return r.relayExpunges(cmd, w.WriteExpunge)
 	})
+}
+
+// relayExpunges passes an expunging command's EXPUNGE responses on to the
+// client (those about messages it knows of) and waits for its answer.
+func (r *remoteSel) relayExpunges(cmd *imapclient.ExpungeCommand, write func(seq uint32) error) error {
+	defer cmd.Close()
+	for seq := cmd.Next(); seq != 0; seq = cmd.Next() {
+		if seq > r.n {
+			continue
+		}
+		if err := write(seq); err != nil {
+			return err
+		}
+		r.n--
+	}
+	return cmd.Close()
 }
 
 // remoteStatus asks the replica server for a referred folder's status.

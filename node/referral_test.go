@@ -316,16 +316,7 @@ func startReplicatingReferralOrg(t *testing.T) *Cluster {
 		}
 		yaml = strings.Replace(yaml, old, strings.TrimSuffix(old, "}")+`, replication: "127.0.0.1:0"}`, 1)
 	}
-	c, err := StartAll(t.Context(), parseOrg(t, yaml), nil, Options{BaseDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c.Close(ctx)
-	})
-	return c
+	return startOrg(t, yaml)
 }
 
 // R10 for readers, issue 13 item 3: the replica server of an open session
