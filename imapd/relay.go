@@ -98,6 +98,20 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// errClientWrite marks a relay that failed writing to the client, not
+// reading from the replica server.
+var errClientWrite = errors.New("imapd: writing a relayed response to the client")
+
+type clientWriter struct{ w io.Writer }
+
+func (c clientWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errClientWrite, err)
+	}
+	return n, err
+}
+
 // errRelayProtocol is a replica server's answer the relay cannot follow:
 // the connection is not usable any more.
 var errRelayProtocol = errors.New("imapd: replica server broke the IMAP protocol")
@@ -141,7 +155,7 @@ func (s *session) relayRaw(w *imapserver.FetchWriter, numSet imap.NumSet, items 
 		if rw == nil {
 			rw = w.RawResponse()
 		}
-		return rw
+		return clientWriter{rw}
 	}
 	for {
 		line, full, err := nextPiece(g.br)
@@ -158,7 +172,7 @@ func (s *session) relayRaw(w *imapserver.FetchWriter, numSet imap.NumSet, items 
 			if rw != nil {
 				err, rw = rw.Close(), nil
 				if err != nil {
-					return err
+					return fmt.Errorf("%w: %w", errClientWrite, err)
 				}
 			}
 			return answer

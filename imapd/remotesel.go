@@ -345,6 +345,12 @@ func (s *session) remoteFetch(w *imapserver.FetchWriter, numSet imap.NumSet, opt
 	}()
 	r.touched = true
 	err = s.relayRaw(w, r.staticSet(numSet), items)
+	if errors.Is(err, errClientWrite) {
+		// The client went away: the replica connection stopped mid-response
+		// and cannot be used again; the session ends as the client left.
+		r.rc.c.Close()
+		return err
+	}
 	if isRemoteIOError(err) {
 		return s.lost(err)
 	}
