@@ -166,3 +166,29 @@ func TestRelayParsers(t *testing.T) {
 		t.Errorf("bad literal size accepted: %v", err)
 	}
 }
+
+// Issue 13 item 3 at the imapd seam: the replica server goes away while a
+// client IDLEs on a referred folder; the session ends with BYE at once
+// (the next replica's UIDs would not be the ones the client holds).
+func TestReferredIdleEndsWhenReplicaFails(t *testing.T) {
+	e, ref, st2 := newReferralEnv(t)
+	postTo(t, st2, "s2-pub", "/Remote", "first remote")
+	c := e.login("alice", nil)
+	if _, err := c.Select("Public Folders/Remote", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	ref.peer.Close()
+	select {
+	case <-c.Closed():
+	case <-time.After(30 * time.Second):
+		t.Fatal("IDLE session not ended after its replica server went away")
+	}
+	eventually(t, 30*time.Second, "the BYE logged as a replica failure", func() bool {
+		return strings.Contains(e.logs.String(), "ending the session so the client reselects on another replica")
+	})
+}
