@@ -7,7 +7,11 @@ package imapserver
 // of a conditional STORE.
 
 import (
+	"strings"
+
 	"github.com/emersion/go-imap/v2"
+
+	"pfrouter/internal/imapserver/imapwire"
 )
 
 // SessionCondStore is a session serving CONDSTORE and QRESYNC. Advertise
@@ -31,6 +35,22 @@ type QResyncParams struct {
 	// had for them (both nil if not given).
 	SeqMatchSeqs imap.SeqSet
 	SeqMatchUIDs imap.UIDSet
+}
+
+// readModifiers reads an optional " (name [args] ...)" list (SELECT
+// parameters, FETCH modifiers), calling each with the upper-cased name;
+// each reads its own arguments.
+func readModifiers(dec *imapwire.Decoder, each func(name string) error) error {
+	if !dec.SP() {
+		return nil
+	}
+	return dec.ExpectList(func() error {
+		var name string
+		if !dec.ExpectAtom(&name) {
+			return dec.Err()
+		}
+		return each(strings.ToUpper(name))
+	})
 }
 
 // condStore reports whether the client enabled CONDSTORE (or QRESYNC,

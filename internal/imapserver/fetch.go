@@ -75,30 +75,24 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		}
 	}
 
+	// RFC 7162 fetch-modifiers: (CHANGEDSINCE n [VANISHED])
 	var changedSince, vanished bool
-	if dec.SP() {
-		// RFC 7162 fetch-modifiers: (CHANGEDSINCE n [VANISHED])
-		err := dec.ExpectList(func() error {
-			var name string
-			if !dec.ExpectAtom(&name) {
+	err = readModifiers(dec, func(name string) error {
+		switch name {
+		case "CHANGEDSINCE":
+			if !dec.ExpectSP() || !dec.ExpectModSeq(&options.ChangedSince) {
 				return dec.Err()
 			}
-			switch strings.ToUpper(name) {
-			case "CHANGEDSINCE":
-				if !dec.ExpectSP() || !dec.ExpectModSeq(&options.ChangedSince) {
-					return dec.Err()
-				}
-				changedSince = true
-			case "VANISHED":
-				vanished = true
-			default:
-				return newClientBugError("unknown FETCH modifier " + name)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+			changedSince = true
+		case "VANISHED":
+			vanished = true
+		default:
+			return newClientBugError("unknown FETCH modifier " + name)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if !dec.ExpectCRLF() {
 		return dec.Err()

@@ -2,7 +2,6 @@ package imapserver
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"pfrouter/internal/imapserver/imapwire"
@@ -17,27 +16,21 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 		condStore bool
 		qresync   *QResyncParams
 	)
-	if dec.SP() {
-		err := dec.ExpectList(func() error {
-			var name string
-			if !dec.ExpectAtom(&name) {
-				return dec.Err()
-			}
-			switch strings.ToUpper(name) {
-			case "CONDSTORE":
-				condStore = true
-			case "QRESYNC":
-				var err error
-				qresync, err = readQResyncParams(dec)
-				return err
-			default:
-				return newClientBugError("unknown SELECT parameter " + name)
-			}
-			return nil
-		})
-		if err != nil {
+	err := readModifiers(dec, func(name string) error {
+		switch name {
+		case "CONDSTORE":
+			condStore = true
+		case "QRESYNC":
+			var err error
+			qresync, err = readQResyncParams(dec)
 			return err
+		default:
+			return newClientBugError("unknown SELECT parameter " + name)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if !dec.ExpectCRLF() {
 		return dec.Err()
