@@ -107,7 +107,7 @@ func Command() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage("%w", err) })
 
 	root.AddCommand(c.setCmd(), c.getCmd(), c.connectorCmd(), c.serverCmd(), c.linkstateCmd(),
-		c.storeCmd(), c.replicaCmd(), c.routeCmd(), c.queueCmd(), c.reloadCmd())
+		c.storeCmd(), c.replicaCmd(), c.folderCmd(), c.routeCmd(), c.queueCmd(), c.reloadCmd())
 	return root
 }
 

@@ -248,6 +248,45 @@ func (c *cli) replicaCmd() *cobra.Command {
 	return rc
 }
 
+func (c *cli) folderCmd() *cobra.Command {
+	fc := &cobra.Command{Use: "folder", Short: "Public folder operations (every server and every replica follows)"}
+	var req FolderRequest
+	rename := &cobra.Command{
+		Use: "rename", Short: "Rename a public folder and the folders below it, content included, everywhere", Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *Client, out io.Writer, _ []string) error {
+			if err := cl.RenameFolder(ctx, req); err != nil {
+				return classify(err)
+			}
+			return c.emit(out, req, func() {
+				fmt.Fprintf(out, "folder %s%s renamed to %s\n", req.Hierarchy, req.Folder, req.To)
+			})
+		}),
+	}
+	del := &cobra.Command{
+		Use: "delete", Short: "Delete a public folder and the folders below it, content included, everywhere, for good", Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *Client, out io.Writer, _ []string) error {
+			req.To = ""
+			if err := cl.DeleteFolder(ctx, req); err != nil {
+				return classify(err)
+			}
+			return c.emit(out, req, func() {
+				fmt.Fprintf(out, "folder %s%s deleted\n", req.Hierarchy, req.Folder)
+			})
+		}),
+	}
+	for _, cmd := range []*cobra.Command{rename, del} {
+		f := cmd.Flags()
+		f.StringVar(&req.Hierarchy, "hierarchy", "", "hierarchy name")
+		f.StringVar(&req.Folder, "folder", "", "folder path, e.g. /Sales")
+		_ = cmd.MarkFlagRequired("hierarchy")
+		_ = cmd.MarkFlagRequired("folder")
+	}
+	rename.Flags().StringVar(&req.To, "to", "", "new folder path, e.g. /Revenue")
+	_ = rename.MarkFlagRequired("to")
+	fc.AddCommand(rename, del)
+	return fc
+}
+
 func (c *cli) routeCmd() *cobra.Command {
 	var to, at, now string
 	cmd := &cobra.Command{

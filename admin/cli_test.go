@@ -50,6 +50,19 @@ func TestClientAgainstServer(t *testing.T) {
 	if err := cl.AddReplica(ctx, ReplicaRequest{Hierarchy: "H", Folder: "/f", Store: "s"}); err != nil || f.lastCall() != "AddReplica H /f s" {
 		t.Fatalf("AddReplica: %v %q", err, f.lastCall())
 	}
+	if err := cl.RenameFolder(ctx, FolderRequest{Hierarchy: "H", Folder: "/f", To: "/g"}); err != nil || f.lastCall() != "RenameFolder H /f /g" {
+		t.Fatalf("RenameFolder: %v %q", err, f.lastCall())
+	}
+	if err := cl.DeleteFolder(ctx, FolderRequest{Hierarchy: "H", Folder: "/g"}); err != nil || f.lastCall() != "DeleteFolder H /g" {
+		t.Fatalf("DeleteFolder: %v %q", err, f.lastCall())
+	}
+	var apiErr *APIError
+	if err := cl.DeleteFolder(ctx, FolderRequest{Hierarchy: "H", Folder: "/missing"}); !errors.As(err, &apiErr) || apiErr.Status != 400 {
+		t.Fatalf("DeleteFolder of a missing folder: %v, want a 400", err)
+	}
+	if err := cl.RenameFolder(ctx, FolderRequest{Hierarchy: "H", Folder: "/f"}); !errors.As(err, &apiErr) || apiErr.Status != 400 {
+		t.Fatalf("RenameFolder without to: %v, want a 400", err)
+	}
 	now := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 	if d, err := cl.Route(ctx, "sales@contoso.example", "ex2", now); err != nil || d.Store != "ex3-pub" || !d.Now.Equal(now) {
 		t.Fatalf("Route: %+v %v", d, err)

@@ -162,6 +162,16 @@ func (c *Client) AddReplica(ctx context.Context, r ReplicaRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/replicas", r, nil)
 }
 
+// RenameFolder renames a public folder (and those below it) everywhere.
+func (c *Client) RenameFolder(ctx context.Context, r FolderRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/folders/rename", r, nil)
+}
+
+// DeleteFolder deletes a public folder (and those below it) everywhere.
+func (c *Client) DeleteFolder(ctx context.Context, r FolderRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/folders/delete", r, nil)
+}
+
 // Route explains the routing decision for a recipient on server at ("" is
 // the server asked); a zero now means the server's clock.
 func (c *Client) Route(ctx context.Context, to, at string, now time.Time) (routing.Decision, error) {

@@ -109,6 +109,20 @@ func (f *fakeOps) AddReplica(_ context.Context, hier, path, store string) error 
 	}
 	return nil
 }
+func (f *fakeOps) RenameFolder(_ context.Context, hier, path, to string) error {
+	f.call("RenameFolder %s %s %s", hier, path, to)
+	if path == "/missing" {
+		return &FieldError{Field: "folder", Msg: "not a folder"}
+	}
+	return nil
+}
+func (f *fakeOps) DeleteFolder(_ context.Context, hier, path string) error {
+	f.call("DeleteFolder %s %s", hier, path)
+	if path == "/missing" {
+		return &FieldError{Field: "folder", Msg: "not a folder"}
+	}
+	return nil
+}
 func (f *fakeOps) Route(_ context.Context, at, rcpt string, now time.Time) (routing.Decision, error) {
 	f.call("Route %s %s %s", at, rcpt, now.UTC().Format(time.RFC3339))
 	if rcpt == "nobody@contoso.example" {

@@ -66,6 +66,8 @@ func NewHandler(ops Ops, token string, extra map[string]http.Handler, logger *sl
 	m.HandleFunc("PUT /v1/servers/{name}/maintenance", h.maintenance)
 	m.HandleFunc("POST /v1/stores", h.addStore)
 	m.HandleFunc("POST /v1/replicas", h.addReplica)
+	m.HandleFunc("POST /v1/folders/rename", h.renameFolder)
+	m.HandleFunc("POST /v1/folders/delete", h.deleteFolder)
 	m.HandleFunc("GET /v1/route", h.route)
 	m.HandleFunc("GET /v1/queue", h.queueList)
 	m.HandleFunc("GET /v1/queue/{id}", h.queueShow)
@@ -399,6 +401,38 @@ func (h *handler) addReplica(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusCreated, body)
+	}
+}
+
+func (h *handler) renameFolder(w http.ResponseWriter, r *http.Request) { h.folderOp(w, r, true) }
+
+func (h *handler) deleteFolder(w http.ResponseWriter, r *http.Request) { h.folderOp(w, r, false) }
+
+// folderOp renames (to required) or deletes a public folder.
+func (h *handler) folderOp(w http.ResponseWriter, r *http.Request, rename bool) {
+	var body FolderRequest
+	if !decode(w, r, &body) {
+		return
+	}
+	switch {
+	case body.Hierarchy == "":
+		badField(w, "hierarchy", "required")
+	case body.Folder == "":
+		badField(w, "folder", "required")
+	case rename && body.To == "":
+		badField(w, "to", "required: the new path")
+	default:
+		var err error
+		if rename {
+			err = h.ops.RenameFolder(r.Context(), body.Hierarchy, body.Folder, body.To)
+		} else {
+			err = h.ops.DeleteFolder(r.Context(), body.Hierarchy, body.Folder)
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
 	}
 }
 

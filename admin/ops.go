@@ -28,6 +28,10 @@ type Ops interface {
 	SetServerMaintenance(ctx context.Context, server string, down bool, by string) error
 	AddStore(ctx context.Context, server, name, kind, hierarchy string) error
 	AddReplica(ctx context.Context, hierarchy, path, store string) error
+	// RenameFolder and DeleteFolder change a public folder (and the
+	// folders below it) everywhere, with its content in every replica.
+	RenameFolder(ctx context.Context, hierarchy, path, to string) error
+	DeleteFolder(ctx context.Context, hierarchy, path string) error
 	// Route explains the decision for rcpt as made on server at ("" means
 	// this server) at time now (SPEC O2).
 	Route(ctx context.Context, at, rcpt string, now time.Time) (routing.Decision, error)
@@ -101,6 +105,14 @@ type ReplicaRequest struct {
 	Hierarchy string `json:"hierarchy"`
 	Folder    string `json:"folder"` // folder path in the hierarchy
 	Store     string `json:"store"`
+}
+
+// FolderRequest is the body of POST /v1/folders/rename (To set) and
+// POST /v1/folders/delete.
+type FolderRequest struct {
+	Hierarchy string `json:"hierarchy"`
+	Folder    string `json:"folder"`       // folder path in the hierarchy
+	To        string `json:"to,omitempty"` // rename: the new path
 }
 
 // MinAge is the body of GET/PUT /v1/store-min-age.

@@ -1,7 +1,8 @@
 // Package changes owns one server's runtime changes (SPEC O1): connector
 // costs and states (R9, R10; outbound connectors included, with their
 // source servers' smarthost health), server maintenance (R6b, R10), the store
-// minimum age (R6), and stores and replicas added while running. It turns
+// minimum age (R6), stores and replicas added while running, and folders
+// renamed or deleted while running (issue 12). It turns
 // an operator's change into a gossip record, publishes it through the
 // gossip member (or applies it locally, with a local clock, on a server
 // without listen.gossip), and applies every winning record to the server's
@@ -20,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,8 +74,23 @@ type outboundHealthValue struct {
 type replicaValue struct {
 	Hierarchy string `json:"hierarchy"`
 	Folder    string `json:"folder"`
-	Store     string `json:"store"`
-	By        string `json:"by,omitempty"`
+	// ID is the folder's identity, so the replica lands on it whatever
+	// renames reach a server first (empty in records of older servers).
+	ID    string `json:"id,omitempty"`
+	Store string `json:"store"`
+	By    string `json:"by,omitempty"`
+}
+
+type folderValue struct {
+	Hierarchy string            `json:"hierarchy"`
+	Paths     map[string]string `json:"paths"` // folder identity -> new path
+	By        string            `json:"by,omitempty"`
+}
+
+type folderDeletedValue struct {
+	Hierarchy string   `json:"hierarchy"`
+	IDs       []string `json:"ids"`
+	By        string   `json:"by,omitempty"`
 }
 
 // Options configure a Manager.
@@ -177,7 +194,42 @@ func (m *Manager) SetStoreReady(store, by string) error {
 // AddReplica publishes a new replica of a folder in a public store.
 func (m *Manager) AddReplica(hierarchy, folder, store, by string) error {
 	key := directory.FolderKey(hierarchy, folder) + "|" + store
-	return m.publish(gossip.KindReplica, key, replicaValue{Hierarchy: hierarchy, Folder: folder, Store: store, By: by})
+	v := replicaValue{Hierarchy: hierarchy, Folder: folder, Store: store, By: by}
+	if f := m.o.Directory.Snapshot().Folder(directory.FolderKey(hierarchy, folder)); f != nil {
+		v.ID = f.ID
+	}
+	return m.publish(gossip.KindReplica, key, v)
+}
+
+// RenameFolder publishes a folder's new path; the folders below it move
+// with it (issue 12: hierarchy replication). The caller checked that the
+// folder exists and the new path is free.
+func (m *Manager) RenameFolder(hierarchy, path, to, by string) error {
+	snap := m.o.Directory.Snapshot()
+	sub := snap.Subtree(hierarchy, path)
+	if len(sub) == 0 {
+		return fmt.Errorf("folder %s is not in hierarchy %s", path, hierarchy)
+	}
+	v := folderValue{Hierarchy: hierarchy, Paths: map[string]string{}, By: by}
+	for _, f := range sub {
+		v.Paths[f.ID] = to + strings.TrimPrefix(f.Path, path)
+	}
+	return m.publish(gossip.KindFolder, sub[0].ID, v)
+}
+
+// DeleteFolder publishes that a folder and the folders below it are gone,
+// with their content on every replica.
+func (m *Manager) DeleteFolder(hierarchy, path, by string) error {
+	snap := m.o.Directory.Snapshot()
+	sub := snap.Subtree(hierarchy, path)
+	if len(sub) == 0 {
+		return fmt.Errorf("folder %s is not in hierarchy %s", path, hierarchy)
+	}
+	v := folderDeletedValue{Hierarchy: hierarchy, By: by}
+	for _, f := range sub {
+		v.IDs = append(v.IDs, f.ID)
+	}
+	return m.publish(gossip.KindFolderDeleted, sub[0].ID, v)
 }
 
 // publish makes a change everywhere: through gossip when it runs, else
@@ -397,7 +449,26 @@ func (m *Manager) applyTo(dir *directory.Directory, ls *linkstate.Table, r gossi
 		if err := json.Unmarshal(r.Value, &v); err != nil {
 			return fmt.Errorf("replica %q: bad value: %w", r.Key, err)
 		}
+		if v.ID != "" {
+			f := dir.Snapshot().FolderByID(v.ID)
+			if f == nil {
+				return nil // the folder was deleted: delete wins
+			}
+			v.Hierarchy, v.Folder = f.Hierarchy, f.Path
+		}
 		return dir.AddReplica(v.Hierarchy, v.Folder, v.Store)
+	case gossip.KindFolder:
+		var v folderValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("folder %q: bad value: %w", r.Key, err)
+		}
+		return dir.RenameFolders(v.Paths, directory.Rev{Version: r.Version, Origin: r.Origin})
+	case gossip.KindFolderDeleted:
+		var v folderDeletedValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("folder_deleted %q: bad value: %w", r.Key, err)
+		}
+		return dir.DeleteFolders(v.IDs)
 	}
 	m.log.Warn("gossip: record of an unknown kind ignored (a newer server?)", "kind", r.Kind, "key", r.Key, "origin", r.Origin)
 	return nil

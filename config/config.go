@@ -261,6 +261,35 @@ type Folder struct {
 	AcceptFrom     []string          `yaml:"accept_from"`
 	RejectFrom     []string          `yaml:"reject_from"`
 	Permissions    map[string]string `yaml:"permissions"`
+	// Replication overrides the organization's replication schedule for
+	// this folder; a key left out keeps the organization's value.
+	Replication *FolderReplication `yaml:"replication"`
+}
+
+// FolderReplication is a folder's own replication schedule: a key given
+// replaces the organization's (interval 0 replicates this folder at once
+// even when the organization's interval is longer).
+type FolderReplication struct {
+	Interval      *Duration `yaml:"interval"`
+	MaxBatchBytes ByteSize  `yaml:"max_batch_bytes"`
+}
+
+// FolderReplication is the schedule in force for folder f (nil: a folder
+// without its own): the organization's, with f's keys over it.
+func (o *Org) FolderReplication(f *FolderReplication) Replication {
+	r := o.Replication
+	if r.MaxBatchBytes == 0 {
+		r.MaxBatchBytes = DefaultReplicationBatch
+	}
+	if f != nil {
+		if f.Interval != nil {
+			r.Interval = *f.Interval
+		}
+		if f.MaxBatchBytes != 0 {
+			r.MaxBatchBytes = f.MaxBatchBytes
+		}
+	}
+	return r
 }
 
 type User struct {

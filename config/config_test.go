@@ -97,6 +97,9 @@ func TestValidationCases(t *testing.T) {
 		{"addresses: [m@x.example]", "addresses: [u@x.example]", "already used by"},
 		{"organization: T", "organization: T\nsecret: short-secret", "openssl rand -hex 32"},
 		{"  - name: s1", "  - name: s1.x", "servers[0].name"},
+		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {interval: -1s}", "folders[0].replication.interval"},
+		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {max_batch_bytes: 1KB}", "folders[0].replication.max_batch_bytes: must be at least 64KB"},
+		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {every: 1h}", "every"},
 	}
 	for _, c := range cases {
 		src := strings.Replace(full, c.old, c.new, 1)
@@ -208,4 +211,29 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil org without error")
 		}
 	})
+}
+
+// Issue 12: a folder's replication keys replace the organization's, one by
+// one (interval 0 replicates a folder at once under a longer org interval).
+func TestFolderReplicationOverrides(t *testing.T) {
+	org := parse(t, strings.Replace(full, "organization: T", "organization: T\nreplication: {interval: 10m}", 1))
+	hour, zero := config.Duration(time.Hour), config.Duration(0)
+	for _, c := range []struct {
+		f    *config.FolderReplication
+		want config.Replication
+	}{
+		{nil, config.Replication{Interval: config.Duration(10 * time.Minute), MaxBatchBytes: config.DefaultReplicationBatch}},
+		{&config.FolderReplication{Interval: &hour}, config.Replication{Interval: hour, MaxBatchBytes: config.DefaultReplicationBatch}},
+		{&config.FolderReplication{Interval: &zero, MaxBatchBytes: 1 << 20}, config.Replication{Interval: 0, MaxBatchBytes: 1 << 20}},
+		{&config.FolderReplication{MaxBatchBytes: 1 << 20}, config.Replication{Interval: config.Duration(10 * time.Minute), MaxBatchBytes: 1 << 20}},
+	} {
+		if got := org.FolderReplication(c.f); got != c.want {
+			t.Errorf("%+v: got %+v, want %+v", c.f, got, c.want)
+		}
+	}
+	src := strings.Replace(full, "    replicas: [p1]", "    replicas: [p1]\n    replication: {interval: 1h, max_batch_bytes: 128KB}", 1)
+	f := parse(t, src).Folders[0].Replication
+	if f == nil || f.Interval == nil || *f.Interval != hour || f.MaxBatchBytes != 128<<10 {
+		t.Fatalf("folders[0].replication parsed as %+v", f)
+	}
 }

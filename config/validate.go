@@ -253,6 +253,14 @@ func (o *Org) validate() Errors {
 			p.add(f+".path", "folder %q is defined twice in hierarchy %q", fo.Path, fo.Hierarchy)
 		}
 		folderKeys[key] = true
+		if r := fo.Replication; r != nil {
+			if r.Interval != nil && *r.Interval < 0 {
+				p.add(f+".replication.interval", "must not be negative (0 replicates at once)")
+			}
+			if r.MaxBatchBytes != 0 && r.MaxBatchBytes < 64<<10 {
+				p.add(f+".replication.max_batch_bytes", "must be at least 64KB")
+			}
+		}
 		if !oneOf(fo.CreatedMode, ModeMixed, ModeNative) {
 			p.add(f+".created_mode", "%q is not mixed or native", fo.CreatedMode)
 		}

@@ -63,7 +63,12 @@ type Hierarchy struct {
 // Folder is a public folder's directory entry (its mail attributes). Its
 // replica list is not here: it belongs to the hierarchy (see Replicas).
 type Folder struct {
-	Key            string // hierarchy + ":" + path
+	Key string // hierarchy + ":" + path
+	// ID is the folder's identity: the key the organization file gave it.
+	// It stays the same through renames, so runtime changes (a rename, a
+	// delete, a replica added) name the folder by it on every server,
+	// whatever path each server knows it under at the time.
+	ID             string
 	Path           string
 	Hierarchy      string
 	TLH            string
@@ -75,6 +80,36 @@ type Folder struct {
 	AcceptFrom     []string
 	RejectFrom     []string
 	Permissions    map[string]string
+	// Replication is the folder's own replication schedule (config
+	// folders[].replication), nil: the organization's
+	// (config.Org.FolderReplication merges them).
+	Replication *config.FolderReplication
+	// Rev is the runtime change that gave the folder its path (zero: the
+	// organization file's): a rename applies only over an older one, so
+	// servers that receive renames in different orders agree.
+	Rev Rev
+}
+
+// Rev orders runtime changes: a gossip record's version, ties broken by
+// its origin server.
+type Rev struct {
+	Version uint64
+	Origin  string
+}
+
+// Before reports whether r is older than o.
+func (r Rev) Before(o Rev) bool {
+	if r.Version != o.Version {
+		return r.Version < o.Version
+	}
+	return r.Origin < o.Origin
+}
+
+// Moved says what became of a folder key that no longer names a folder:
+// renamed to To, or deleted (To ""). Package replication renames or
+// deletes the store replicas still under the old key.
+type Moved struct {
+	Key, To string
 }
 
 // User is a mailbox owner.
@@ -116,7 +151,8 @@ func schema() *memdb.DBSchema {
 		"servers":     {Name: "servers", Indexes: map[string]*memdb.IndexSchema{"id": id("Name"), "RoutingGroup": str("RoutingGroup")}},
 		"stores":      {Name: "stores", Indexes: map[string]*memdb.IndexSchema{"id": id("Name"), "Server": str("Server"), "Hierarchy": {Name: "Hierarchy", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Hierarchy"}}}},
 		"hierarchies": {Name: "hierarchies", Indexes: map[string]*memdb.IndexSchema{"id": id("Name")}},
-		"folders":     {Name: "folders", Indexes: map[string]*memdb.IndexSchema{"id": id("Key"), "Hierarchy": str("Hierarchy")}},
+		"folders":     {Name: "folders", Indexes: map[string]*memdb.IndexSchema{"id": id("Key"), "Hierarchy": str("Hierarchy"), "ID": {Name: "ID", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}}}},
+		"moved":       {Name: "moved", Indexes: map[string]*memdb.IndexSchema{"id": id("Key")}},
 		"replicas":    {Name: "replicas", Indexes: map[string]*memdb.IndexSchema{"id": id("ID"), "FolderKey": str("FolderKey"), "Store": str("Store")}},
 		"users":       {Name: "users", Indexes: map[string]*memdb.IndexSchema{"id": id("Name"), "MailboxStore": str("MailboxStore")}},
 		"addresses":   {Name: "addresses", Indexes: map[string]*memdb.IndexSchema{"id": id("Addr")}},
@@ -196,10 +232,10 @@ func New(org *config.Org, opts Options) (*Directory, error) {
 	for i := range org.Folders {
 		cf := &org.Folders[i]
 		f := &Folder{
-			Key: FolderKey(cf.Hierarchy, cf.Path), Path: cf.Path, Hierarchy: cf.Hierarchy, TLH: tlh[cf.Hierarchy],
+			Key: FolderKey(cf.Hierarchy, cf.Path), ID: FolderKey(cf.Hierarchy, cf.Path), Path: cf.Path, Hierarchy: cf.Hierarchy, TLH: tlh[cf.Hierarchy],
 			MailEnabled: org.FolderMailEnabled(cf), Hidden: org.FolderHidden(cf), Alias: cf.Alias,
 			Addresses: cf.Addresses, MaxMessageSize: int64(cf.MaxMessageSize),
-			AcceptFrom: cf.AcceptFrom, RejectFrom: cf.RejectFrom, Permissions: cf.Permissions,
+			AcceptFrom: cf.AcceptFrom, RejectFrom: cf.RejectFrom, Permissions: cf.Permissions, Replication: cf.Replication,
 		}
 		if err := b.insert("folders", f); err != nil {
 			return nil, err

@@ -28,6 +28,14 @@ const (
 	KindStore       = "store"         // Key: store name; Value: the added store
 	KindReplica     = "replica"       // Key: folder key + "|" + store; Value: the added replica
 	KindStoreReady  = "store_ready"   // Key: store name; Value: {"ready":true}: its hierarchy is replicated (issue 12)
+	// KindFolder renames folders: Key: the renamed folder's identity
+	// (directory.Folder.ID); Value: {"paths":{identity:new path}} for it
+	// and every folder below it.
+	KindFolder = "folder"
+	// KindFolderDeleted deletes folders for good: Key: the deleted
+	// folder's identity; Value: {"ids":[...]} it and every folder below it.
+	// A kind of its own, so no later rename record can replace it.
+	KindFolderDeleted = "folder_deleted"
 	// KindOutboundHealth: Key: outbound connector name; Value:
 	// {"down":bool,"reason":...}: whether its source server reaches the
 	// smarthost (the hop-health cause, set and cleared by that server only).

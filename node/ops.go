@@ -344,6 +344,48 @@ func (o *Operator) AddReplica(ctx context.Context, hierarchy, path, store string
 	return o.n.changes.AddReplica(hierarchy, path, store, "")
 }
 
+// folderArgs checks that hierarchy and folder name an existing folder.
+func (o *Operator) folderArgs(snap *directory.Snapshot, hierarchy, path string) error {
+	switch {
+	case snap.Hierarchy(hierarchy) == nil:
+		return &admin.FieldError{Field: "hierarchy", Msg: fmt.Sprintf("%q is not a hierarchy of the organization", hierarchy)}
+	case snap.Folder(directory.FolderKey(hierarchy, path)) == nil:
+		return &admin.FieldError{Field: "folder", Msg: fmt.Sprintf("%q is not a folder of hierarchy %q", path, hierarchy)}
+	}
+	return nil
+}
+
+// RenameFolder renames a public folder, with the folders below it, on
+// every server and in every replica (issue 12).
+func (o *Operator) RenameFolder(ctx context.Context, hierarchy, path, to string) error {
+	snap := o.n.Directory.Snapshot()
+	if err := o.folderArgs(snap, hierarchy, path); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(to, "/") || strings.HasSuffix(to, "/") || strings.Contains(to, "//") || strings.ContainsRune(to, 0) {
+		return &admin.FieldError{Field: "to", Msg: fmt.Sprintf("%q is not a folder path like /Sales/Announcements", to)}
+	}
+	if to == path || strings.HasPrefix(to, path+"/") {
+		return &admin.FieldError{Field: "to", Msg: fmt.Sprintf("%q is %s or below it", to, path)}
+	}
+	for _, f := range snap.Subtree(hierarchy, path) {
+		dst := to + strings.TrimPrefix(f.Path, path)
+		if snap.Folder(directory.FolderKey(hierarchy, dst)) != nil {
+			return &admin.FieldError{Field: "to", Msg: fmt.Sprintf("folder %q already exists in hierarchy %q", dst, hierarchy)}
+		}
+	}
+	return o.n.changes.RenameFolder(hierarchy, path, to, "")
+}
+
+// DeleteFolder deletes a public folder, with the folders below it and
+// their content, on every server and in every replica, for good (issue 12).
+func (o *Operator) DeleteFolder(ctx context.Context, hierarchy, path string) error {
+	if err := o.folderArgs(o.n.Directory.Snapshot(), hierarchy, path); err != nil {
+		return err
+	}
+	return o.n.changes.DeleteFolder(hierarchy, path, "")
+}
+
 // Route explains the decision for rcpt made at server at ("" is this
 // server) on this server's directory and link state (O2).
 func (o *Operator) Route(ctx context.Context, at, rcpt string, now time.Time) (routing.Decision, error) {

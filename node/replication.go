@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"pfrouter/config"
+	"pfrouter/directory"
 	"pfrouter/replication"
 	"pfrouter/servercred"
 	"pfrouter/telemetry"
@@ -33,6 +34,12 @@ func (n *Node) startReplication(l net.Listener, id *servercred.Identity) {
 		Reachable:     func(server string) bool { return n.LinkState.Graph().Reachable(n.Name, server) },
 		Interval:      time.Duration(org.Replication.Interval),
 		MaxBatchBytes: int(replicationBatch(org)),
+		// The organization in force (a reload changes it) with the
+		// folder's own schedule over it.
+		Schedule: func(f *directory.Folder) replication.Schedule {
+			r := n.Directory.Org().FolderReplication(f.Replication)
+			return replication.Schedule{Interval: time.Duration(r.Interval), MaxBatchBytes: int(r.MaxBatchBytes)}
+		},
 		MaxBody:       int64(org.Limits.MaxMessageSize),
 		OnApplied:     obs.applied,
 		OnError:       obs.failed,

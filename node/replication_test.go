@@ -457,3 +457,45 @@ func TestReplicationRestoredDataDirCatchesUp(t *testing.T) {
 		t.Fatal("after catching up the replicas hold other messages than before the restore")
 	}
 }
+
+// Issue 12 (hierarchy replication, content item 2): `pfrouter admin folder
+// rename` on one server renames the folder in every server's directory
+// (gossip) and every replica (content kept, mail to its address lands
+// under the new name and replicates); `admin folder delete` removes it
+// everywhere.
+func TestReplicationFolderRenameAndDeleteByAdmin(t *testing.T) {
+	c := startOrg(t, replOrg3)
+	ctx := context.Background()
+	for i := range 2 {
+		if _, err := post(t, c.Nodes["s1"], "someone@example.net", "sales@repl.example", fmt.Sprint("before rename ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitReplicas(t, c, 2)
+	rev1, rev2 := store.MailboxRef{Store: "s1-pub", Name: "/Revenue"}, store.MailboxRef{Store: "s2-pub", Name: "/Revenue"}
+	if err := adminClient(t, c.Nodes["s2"]).RenameFolder(ctx, admin.FolderRequest{Hierarchy: "PF", Folder: "/Sales", To: "/Revenue"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "both replicas renamed, every directory too", func() (bool, string) {
+		a, na := replicaContents(c.Nodes["s1"], rev1)
+		b, nb := replicaContents(c.Nodes["s2"], rev2)
+		old := c.Nodes["s1"].Store.MailboxExists(ctx, sales1) || c.Nodes["s2"].Store.MailboxExists(ctx, sales2)
+		dir := c.Nodes["s3"].Directory.Snapshot().Folder("PF:/Revenue") != nil
+		return na == 2 && nb == 2 && maps.Equal(a, b) && !old && dir, fmt.Sprintf("s1 %d s2 %d old names left %v s3 knows %v", na, nb, old, dir)
+	})
+	id, err := post(t, c.Nodes["s1"], "someone@example.net", "sales@repl.example", "after rename")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMessage(t, c.Nodes["s2"], rev2, id, 30*time.Second)
+	if err := adminClient(t, c.Nodes["s1"]).DeleteFolder(ctx, admin.FolderRequest{Hierarchy: "PF", Folder: "/Revenue"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "both replicas deleted", func() (bool, string) {
+		e1, e2 := c.Nodes["s1"].Store.MailboxExists(ctx, rev1), c.Nodes["s2"].Store.MailboxExists(ctx, rev2)
+		return !e1 && !e2, fmt.Sprintf("s1-pub %v s2-pub %v", e1, e2)
+	})
+	if _, err := c.Nodes["s2"].Directory.Snapshot().Resolve("sales@repl.example"); err == nil {
+		t.Fatal("sales@ still resolves after its folder was deleted")
+	}
+}

@@ -10,15 +10,17 @@ import (
 	"strings"
 	"time"
 
+	"pfrouter/directory"
 	"pfrouter/store"
 )
 
 // Start runs the pull loops: one per source server, started and stopped
 // as the directory's replica lists and link state change.
 func (s *Service) Start() {
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.manage()
 	go s.readyLoop()
+	go s.compactLoop()
 }
 
 // Kick makes the pull loops look at the directory again now (a replica
@@ -46,7 +48,10 @@ type loop struct {
 
 // manage keeps one pull loop per source server whose pairs or
 // reachability changed restarted, so a long poll never outlives the plan
-// it was made for.
+// it was made for. Between stopping the old loops and starting the new
+// ones it renames and deletes the local replicas of folders renamed or
+// deleted at run time (folders.go): no pull of an old name is running
+// then, so none can bring a deleted folder back.
 func (s *Service) manage() {
 	defer s.wg.Done()
 	loops := map[string]*loop{}
@@ -59,22 +64,31 @@ func (s *Service) manage() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		plan := Plan(s.o.Directory.Snapshot(), s.o.Server)
+		snap := s.o.Directory.Snapshot()
+		plan := Plan(snap, s.o.Server)
+		sigs := map[string]string{}
 		for server, pairs := range plan {
-			sig := signature(pairs, s.reachable(server))
-			if l, ok := loops[server]; ok {
-				select {
-				case <-l.done: // ended on its own: start again
-				default:
-					if l.sig == sig {
-						continue
-					}
+			sigs[server] = s.signature(snap, pairs, s.reachable(server))
+		}
+		for server, l := range loops {
+			select {
+			case <-l.done: // ended on its own: start again
+			default:
+				if sig, ok := sigs[server]; ok && l.sig == sig {
+					continue
 				}
 				l.cancel()
 				<-l.done
 			}
+			delete(loops, server)
+		}
+		s.reconcileFolders(snap)
+		for server, pairs := range plan {
+			if _, ok := loops[server]; ok {
+				continue
+			}
 			ctx, cancel := context.WithCancel(s.ctx)
-			l := &loop{cancel: cancel, sig: sig, done: make(chan struct{})}
+			l := &loop{cancel: cancel, sig: sigs[server], done: make(chan struct{})}
 			loops[server] = l
 			s.wg.Add(1)
 			go func() {
@@ -82,13 +96,6 @@ func (s *Service) manage() {
 				defer close(l.done)
 				s.pullLoop(ctx, server, pairs)
 			}()
-		}
-		for server, l := range loops {
-			if _, ok := plan[server]; !ok {
-				l.cancel()
-				<-l.done
-				delete(loops, server)
-			}
 		}
 		select {
 		case <-s.ctx.Done():
@@ -99,11 +106,14 @@ func (s *Service) manage() {
 	}
 }
 
-func signature(pairs []Pair, reachable bool) string {
+// signature changes when a loop must restart: its pairs, their
+// schedules (a reload), or the source's reachability.
+func (s *Service) signature(snap *directory.Snapshot, pairs []Pair, reachable bool) string {
 	var b strings.Builder
 	fmt.Fprint(&b, reachable)
 	for _, p := range pairs {
-		b.WriteString("|" + p.FolderKey + ">" + p.Source + ">" + p.Local)
+		sc := s.schedule(snap, p)
+		fmt.Fprintf(&b, "|%s>%s>%s@%s/%d", p.FolderKey, p.Source, p.Local, sc.Interval, sc.MaxBatchBytes)
 	}
 	return b.String()
 }
@@ -124,6 +134,14 @@ func (s *Service) pullLoop(ctx context.Context, server string, pairs []Pair) {
 	}()
 	backoff := 500 * time.Millisecond
 	wait := time.Duration(0)
+	snap := s.o.Directory.Snapshot()
+	sched := make([]Schedule, len(pairs)) // as when the loop started: a change restarts it
+	for i, p := range pairs {
+		sched[i] = s.schedule(snap, p)
+	}
+	// next is when each pair is due: an immediate pair always is, a
+	// scheduled one Interval after its last pull whose batch was not cut.
+	next := make([]time.Time, len(pairs))
 	for ctx.Err() == nil {
 		if !s.reachable(server) {
 			// Partitioned: nothing crosses until link state says the
@@ -140,7 +158,32 @@ func (s *Service) pullLoop(ctx context.Context, server string, pairs []Pair) {
 			wait = 0
 			continue
 		}
-		more, err := s.pullOnce(ctx, server, pairs, &cc, wait)
+		now := time.Now()
+		var due []int
+		var soonest time.Time
+		for i := range pairs {
+			if !next[i].After(now) {
+				due = append(due, i)
+			} else if soonest.IsZero() || next[i].Before(soonest) {
+				soonest = next[i]
+			}
+		}
+		if len(due) == 0 {
+			if !sleep(ctx, time.Until(soonest)) {
+				return
+			}
+			wait = 0
+			continue
+		}
+		if wait > 0 && !soonest.IsZero() {
+			wait = min(wait, max(time.Until(soonest), time.Millisecond)) // a scheduled pair comes due
+		}
+		sub := make([]Pair, len(due))
+		subSched := make([]Schedule, len(due))
+		for k, i := range due {
+			sub[k], subSched[k] = pairs[i], sched[i]
+		}
+		more, err := s.pullOnce(ctx, server, sub, subSched, &cc, wait)
 		if errors.Is(err, errPartitioned) {
 			continue
 		}
@@ -164,16 +207,14 @@ func (s *Service) pullLoop(ctx context.Context, server string, pairs []Pair) {
 			continue
 		}
 		backoff = 500 * time.Millisecond
-		switch {
-		case more:
-			wait = 0
-		case s.o.Interval > 0:
-			if !sleep(ctx, s.o.Interval) {
-				return
+		wait = longPoll
+		for k, i := range due {
+			switch {
+			case more[k]:
+				wait = 0 // cut by the limits: at once
+			case sched[i].Interval > 0:
+				next[i] = time.Now().Add(sched[i].Interval)
 			}
-			wait = 0
-		default:
-			wait = longPoll
 		}
 	}
 }
@@ -197,18 +238,23 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // being applied and the next), and an answer is applied only after every
 // answer before it was: if applying one fails, the next is dropped with
 // the connection and the pull starts again from the CN sets in the store.
-func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, cc **clientConn, wait time.Duration) (more bool, err error) {
-	req := &pullRequest{MaxBytes: s.o.MaxBatchBytes, WaitMS: wait.Milliseconds(), Folders: make([]pullFolder, len(pairs))}
+//
+// more[i] says that pairs[i]'s last batch was cut by the limits (or it was
+// resynced): pull it again at once.
+func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, sched []Schedule, cc **clientConn, wait time.Duration) (more []bool, err error) {
+	req := &pullRequest{WaitMS: wait.Milliseconds(), Folders: make([]pullFolder, len(pairs))}
 	for i, p := range pairs {
 		have, err := s.o.Store.CNSetOf(ctx, store.MailboxRef{Store: p.Local, Name: p.Path})
 		if err != nil {
-			return false, err
+			return nil, err
 		}
-		req.Folders[i] = pullFolder{Hierarchy: p.Hierarchy, Path: p.Path, Source: p.Source, Have: have}
+		req.Folders[i] = pullFolder{Hierarchy: p.Hierarchy, Path: p.Path, Source: p.Source, Have: have, Local: p.Local,
+			MaxBytes: sched[i].MaxBatchBytes}
+		req.MaxBytes = max(req.MaxBytes, sched[i].MaxBatchBytes)
 	}
 	resp, err := s.fetch(ctx, server, cc, req, wait)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	type fetched struct {
 		req  *pullRequest
@@ -245,11 +291,11 @@ func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, cc 
 				(*cc).c.Close() // the pipelined answer is dropped with the connection
 			}
 			<-next
-			return false, err
+			return nil, err
 		}
 		f := <-next
 		if f.err != nil {
-			return false, f.err
+			return nil, f.err
 		}
 		req, resp = f.req, f.resp
 	}
@@ -301,21 +347,36 @@ func nextRequest(req *pullRequest, resp *pullResponse) *pullRequest {
 }
 
 // applyResponse applies each folder's batch of resp (the answer to req);
-// more reports whether a batch was cut.
-func (s *Service) applyResponse(ctx context.Context, pairs []Pair, req *pullRequest, resp *pullResponse) (more bool, err error) {
+// more[i] reports whether pairs[i]'s batch was cut (or resynced).
+func (s *Service) applyResponse(ctx context.Context, pairs []Pair, req *pullRequest, resp *pullResponse) (more []bool, err error) {
+	more = make([]bool, len(pairs))
+	snap := s.o.Directory.Snapshot()
 	for i, fb := range resp.Folders {
 		p := pairs[i]
+		if !paired(snap, p) {
+			continue // renamed or deleted meanwhile: never recreate it here
+		}
 		if fb.Error != "" {
 			s.log.Warn("replication source refused a folder", "folder", p.FolderKey, "source", p.Source, "err", fb.Error)
 			continue
 		}
-		more = more || fb.More
+		if fb.Resync {
+			n, err := s.o.Store.ApplyResync(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, fb.Horizon, fb.Grant, fb.Live)
+			if err != nil {
+				return nil, fmt.Errorf("resync %s from %s: %w", p.FolderKey, p.Source, err)
+			}
+			s.log.Info("replica resynced: it lacked changes the source's log no longer holds", "folder", p.FolderKey,
+				"store", p.Local, "source", p.Source, "deleted", n)
+			more[i] = true
+			continue
+		}
+		more[i] = fb.More
 		if len(fb.Changes) == 0 && !claimAdds(req.Folders[i].Have, fb.Claim) {
 			continue
 		}
 		res, err := s.o.Store.Apply(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, store.Batch{Changes: fb.Changes, Claim: fb.Claim, More: fb.More})
 		if err != nil {
-			return false, fmt.Errorf("apply %s from %s: %w", p.FolderKey, p.Source, err)
+			return nil, fmt.Errorf("apply %s from %s: %w", p.FolderKey, p.Source, err)
 		}
 		if s.o.OnApplied != nil {
 			a := Applied{Pair: p, Result: res, More: fb.More}

@@ -34,6 +34,7 @@ import (
 const (
 	DefaultMaxBatchBytes = 4 << 20
 	DefaultMaxBody       = 64 << 20
+	DefaultCompactEvery  = 5 * time.Minute
 	// longPoll is how long a source holds a pull that found nothing, so a
 	// change is sent the moment it is committed.
 	longPoll = 20 * time.Second
@@ -64,6 +65,11 @@ type Options struct {
 	Interval      time.Duration
 	MaxBatchBytes int   // body bytes per response; 0: DefaultMaxBatchBytes
 	MaxBody       int64 // largest post accepted; 0: DefaultMaxBody
+	// Schedule gives a folder's schedule in force (the organization's with
+	// the folder's own over it; read again at every look at the plan, so a
+	// reload takes effect within a second); nil: Interval and
+	// MaxBatchBytes for every folder.
+	Schedule func(*directory.Folder) Schedule
 
 	// OnApplied is told of every batch applied (metrics, tracking log).
 	OnApplied func(Applied)
@@ -73,6 +79,30 @@ type Options struct {
 	OnHierarchyReady func(store string) error
 	// OnError is told of a failed pull (the pull is retried with backoff).
 	OnError func(source string, err error)
+
+	// CompactEvery is how often the change logs of this server's replicas
+	// are compacted (compact.go); 0: DefaultCompactEvery, negative: never.
+	CompactEvery time.Duration
+}
+
+// Schedule is when and how much of a folder is pulled.
+type Schedule struct {
+	Interval      time.Duration // 0: at once (long poll)
+	MaxBatchBytes int           // post bytes per batch of the folder
+}
+
+// schedule is pair p's schedule now.
+func (s *Service) schedule(snap *directory.Snapshot, p Pair) Schedule {
+	sc := Schedule{Interval: s.o.Interval, MaxBatchBytes: s.o.MaxBatchBytes}
+	if s.o.Schedule != nil {
+		if f := snap.Folder(p.FolderKey); f != nil {
+			sc = s.o.Schedule(f)
+		}
+	}
+	if sc.MaxBatchBytes <= 0 {
+		sc.MaxBatchBytes = s.o.MaxBatchBytes
+	}
+	return sc
 }
 
 // Applied describes one applied batch.
@@ -99,6 +129,12 @@ type Service struct {
 	wg      sync.WaitGroup
 	kick    chan struct{}
 	backlog map[string]int // "local|folderKey|source" -> changes the last pull left behind
+	// acks holds, per local replica and folder, the CN set each other
+	// replica last sent with a pull: what it has acknowledged (compaction).
+	acks map[ackKey]store.CNSet
+	// movedSig is the directory's moved folder keys the local replicas
+	// were last brought in line with (manage's goroutine only).
+	movedSig string
 }
 
 // New makes a Service; Start runs it.
@@ -114,7 +150,8 @@ func New(o Options) *Service {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{o: o, log: o.Logger.With("component", "replication"), loops: map[string]context.CancelFunc{},
-		conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), backlog: map[string]int{}}
+		conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), backlog: map[string]int{},
+		acks: map[ackKey]store.CNSet{}}
 }
 
 // Serve answers peers' pulls on l until Close.
@@ -237,9 +274,21 @@ func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullRespo
 			resp.Folders[i].More = true
 			continue
 		}
-		b, err := s.o.Store.ChangesSince(s.ctx, store.MailboxRef{Store: f.Source, Name: f.Path}, f.Have, budget, maxChanges)
+		if f.Local != "" && mayPull(snap, s.o.Server, peer, key, f.Source) && isReplicaOn(snap, key, f.Local, peer) {
+			s.noteAck(f.Source, key, f.Local, f.Have)
+		}
+		limit := budget
+		if f.MaxBytes > 0 {
+			limit = min(limit, f.MaxBytes)
+		}
+		b, err := s.o.Store.ChangesSince(s.ctx, store.MailboxRef{Store: f.Source, Name: f.Path}, f.Have, limit, maxChanges)
 		if err != nil {
 			resp.Folders[i].Error = err.Error()
+			continue
+		}
+		if b.Resync {
+			resp.Folders[i] = folderBatch{Resync: true, Horizon: b.Horizon, Grant: b.Grant, Live: b.Live}
+			n++
 			continue
 		}
 		for _, c := range b.Changes {

@@ -16,6 +16,8 @@ import (
 	"maps"
 	"math/big"
 	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -306,4 +308,285 @@ func TestPartitionStopsPendingPoll(t *testing.T) {
 			waitFor(t, "b-pub to hold both posts after the partition", func() bool { return len(digests(t, srv["b"].st, b)) == 2 })
 		})
 	}
+}
+
+// Issue 12 (hierarchy replication): a folder renamed at run time is
+// renamed in every replica, content and change history kept, and goes on
+// replicating under its new name; a folder deleted is deleted in every
+// replica, and a server that has not heard of the delete yet (gossip
+// partitioned) neither brings it back elsewhere nor loses it before it
+// hears. The directories change here as gossip would change them.
+func TestFolderRenameAndDeleteReachEveryReplica(t *testing.T) {
+	srv := startServers(t, twoServers, "a", "b")
+	ctx := context.Background()
+	id := directory.FolderKey("PF", "/Sales")
+	n := 0
+	post := func(s *testServer, st, folder string) {
+		n++
+		body := fmt.Appendf(nil, "Message-ID: <f%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", n, n)
+		if _, _, err := s.st.Deliver(ctx, store.Delivery{Store: st, Folder: folder, ID: fmt.Sprint("f", n), Class: "IPM.Post", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replicas := func(folder string) []struct {
+		s   *testServer
+		ref store.MailboxRef
+	} {
+		return []struct {
+			s   *testServer
+			ref store.MailboxRef
+		}{{srv["a"], store.MailboxRef{Store: "a-pub", Name: folder}}, {srv["b"], store.MailboxRef{Store: "b-pub", Name: folder}},
+			{srv["a"], store.MailboxRef{Store: "a-pub2", Name: folder}}}
+	}
+	holdAll := func(folder string, want int) func() bool {
+		return func() bool {
+			for _, r := range replicas(folder) {
+				if len(digests(t, r.s.st, r.ref)) != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	for range 3 {
+		post(srv["a"], "a-pub", "/Sales")
+	}
+	waitFor(t, "every replica to hold 3 posts", holdAll("/Sales", 3))
+	before := digests(t, srv["b"].st, store.MailboxRef{Store: "b-pub", Name: "/Sales"})
+
+	for _, s := range srv {
+		if err := s.dir.RenameFolders(map[string]string{id: "/Revenue"}, directory.Rev{Version: 1, Origin: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		s.svc.Kick()
+	}
+	waitFor(t, "every replica renamed to /Revenue", func() bool {
+		for _, r := range replicas("/Sales") {
+			if r.s.st.MailboxExists(ctx, r.ref) {
+				return false
+			}
+		}
+		return holdAll("/Revenue", 3)()
+	})
+	for _, r := range replicas("/Revenue") {
+		if got := digests(t, r.s.st, r.ref); !maps.Equal(got, before) {
+			t.Fatalf("%s after the rename holds other posts than before", r.ref)
+		}
+	}
+	post(srv["b"], "b-pub", "/Revenue")
+	waitFor(t, "a post under the new name to reach every replica", holdAll("/Revenue", 4))
+
+	// a hears of the delete; b does not yet, and takes one more post.
+	if err := srv["a"].dir.DeleteFolders([]string{id}); err != nil {
+		t.Fatal(err)
+	}
+	srv["a"].svc.Kick()
+	post(srv["b"], "b-pub", "/Revenue")
+	waitFor(t, "a's replicas deleted", func() bool {
+		return !srv["a"].st.MailboxExists(ctx, store.MailboxRef{Store: "a-pub", Name: "/Revenue"}) &&
+			!srv["a"].st.MailboxExists(ctx, store.MailboxRef{Store: "a-pub2", Name: "/Revenue"})
+	})
+	time.Sleep(1500 * time.Millisecond) // give a resurrection by b's pulls or a late answer a chance
+	for _, st := range []string{"a-pub", "a-pub2"} {
+		if srv["a"].st.MailboxExists(ctx, store.MailboxRef{Store: st, Name: "/Revenue"}) {
+			t.Fatalf("%s holds /Revenue again after its delete", st)
+		}
+	}
+	if got := len(digests(t, srv["b"].st, store.MailboxRef{Store: "b-pub", Name: "/Revenue"})); got != 5 {
+		t.Fatalf("b-pub holds %d posts before it hears of the delete, want 5", got)
+	}
+	if err := srv["b"].dir.DeleteFolders([]string{id}); err != nil {
+		t.Fatal(err)
+	}
+	srv["b"].svc.Kick()
+	waitFor(t, "b's replica deleted once b hears of it", func() bool {
+		return !srv["b"].st.MailboxExists(ctx, store.MailboxRef{Store: "b-pub", Name: "/Revenue"})
+	})
+}
+
+// Issue 12, compaction: each server compacts its replicas' logs by what
+// every other replica acknowledged with its pulls; a replica added later
+// (its empty CN set does not cover the horizon) is resynced over the wire
+// and holds exactly what the others hold, deleted posts included out.
+func TestCompactionThenNewReplicaResyncs(t *testing.T) {
+	srv := startServersWith(t, twoServers, func(_ string, o *Options) { o.CompactEvery = 200 * time.Millisecond }, "a", "b", "c")
+	ctx := context.Background()
+	ra := store.MailboxRef{Store: "a-pub", Name: "/Sales"}
+	for i := range 6 {
+		body := fmt.Appendf(nil, "Message-ID: <c%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
+		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint("c", i), Class: "IPM.Post", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, _ := srv["a"].st.Messages(ctx, ra)
+	if _, err := srv["a"].st.Expunge(ctx, ra, []uint32{msgs[0].UID, msgs[1].UID}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a-pub's log compacted past the deletes", func() bool {
+		h, err := srv["a"].st.Horizon(ctx, ra)
+		if err != nil || len(h) == 0 {
+			return false
+		}
+		k, _ := srv["a"].st.CNSetOf(ctx, ra)
+		return len(k.Minus(h)) == 0 // everything it holds is acknowledged and compacted
+	})
+	for _, s := range srv {
+		if err := s.dir.AddReplica("PF", "/Sales", "c-pub"); err != nil {
+			t.Fatal(err)
+		}
+		s.svc.Kick()
+	}
+	rc := store.MailboxRef{Store: "c-pub", Name: "/Sales"}
+	want := digests(t, srv["a"].st, ra)
+	waitFor(t, "the new replica to hold what a-pub holds", func() bool {
+		return maps.Equal(digests(t, srv["c"].st, rc), want)
+	})
+	if len(want) != 4 {
+		t.Fatalf("a-pub holds %d posts, want 4", len(want))
+	}
+}
+
+const scheduled = `
+organization: T
+domains: [t.example]
+routing_groups: [{name: rg}]
+sites: [{name: one}]
+servers:
+  - name: a
+    site: one
+    routing_group: rg
+    listen: {smtp: "127.0.0.1:0"}
+    stores: [{name: a-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]
+  - name: b
+    site: one
+    routing_group: rg
+    listen: {smtp: "127.0.0.1:0"}
+    stores: [{name: b-pub, kind: public, hierarchy: PF, created: "2020-01-01T00:00:00Z"}]
+hierarchies: [{name: PF, tlh: mapi}]
+folders:
+  - {path: /Sales, hierarchy: PF, replicas: [a-pub, b-pub]}
+  - {path: /Slow, hierarchy: PF, replicas: [a-pub, b-pub], replication: {interval: 1h}}
+  - {path: /Small, hierarchy: PF, replicas: [a-pub, b-pub], replication: {max_batch_bytes: 64KB}}
+`
+
+// Issue 12, per-folder schedule: a folder with a 1-hour interval does not
+// replicate a post in the next seconds while a default folder (at once)
+// does; a folder's max_batch_bytes bounds its batches; a reload that
+// changes a folder's schedule takes effect without a restart.
+func TestFolderSchedule(t *testing.T) {
+	var mu sync.Mutex
+	var small []Applied
+	srv := startServersWith(t, scheduled, func(server string, o *Options) {
+		o.MaxBatchBytes = 4 << 20 // the organization's: only /Small's own bound can cut its batches
+		o.Schedule = func(f *directory.Folder) Schedule {
+			r := o.Directory.Org().FolderReplication(f.Replication)
+			return Schedule{Interval: time.Duration(r.Interval), MaxBatchBytes: int(r.MaxBatchBytes)}
+		}
+		if server == "b" {
+			o.OnApplied = func(a Applied) {
+				if a.Pair.Path == "/Small" {
+					mu.Lock()
+					small = append(small, a)
+					mu.Unlock()
+				}
+			}
+		}
+	}, "a", "b")
+	ctx := context.Background()
+	n := 0
+	post := func(folder string, size int) {
+		n++
+		body := fmt.Appendf(nil, "Message-ID: <s%d@t>\r\nSubject: p\r\n\r\n%s", n, bytes.Repeat([]byte("x"), size))
+		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: folder, ID: fmt.Sprint("s", n), Class: "IPM.Post", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := func(folder string) int {
+		return len(digests(t, srv["b"].st, store.MailboxRef{Store: "b-pub", Name: folder}))
+	}
+	// The first pull of every folder is behind us once a default one
+	// delivered: /Slow's next is an hour away.
+	post("/Sales", 10)
+	waitFor(t, "the first /Sales post at b", func() bool { return at("/Sales") == 1 })
+	post("/Slow", 10)
+	post("/Sales", 10)
+	waitFor(t, "the second /Sales post at b", func() bool { return at("/Sales") == 2 })
+	time.Sleep(1500 * time.Millisecond) // give /Slow a chance to be early
+	if got := at("/Slow"); got != 0 {
+		t.Fatalf("b-pub holds %d /Slow posts seconds after the post, want 0 (interval 1h)", got)
+	}
+	// max_batch_bytes 64KB: 40KB posts travel one per batch.
+	for range 4 {
+		post("/Small", 40<<10)
+	}
+	waitFor(t, "the /Small posts at b", func() bool { return at("/Small") == 4 })
+	mu.Lock()
+	cut := false
+	for _, a := range small {
+		if a.Result.Added > 1 {
+			t.Fatalf("a /Small batch added %d posts of 40KB, max_batch_bytes 64KB allows 1", a.Result.Added)
+		}
+		cut = cut || a.More
+	}
+	mu.Unlock()
+	if !cut {
+		t.Fatal("no /Small batch was cut by max_batch_bytes")
+	}
+	// Reload: /Slow loses its interval on b, the puller; its post arrives.
+	org, err := config.Parse([]byte(strings.Replace(scheduled, ", replication: {interval: 1h}", "", 1)), "t.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	org.ServerByName("a").Listen.Replication = srv["b"].dir.Org().ServerByName("a").Listen.Replication
+	org.ServerByName("b").Listen.Replication = srv["b"].dir.Org().ServerByName("b").Listen.Replication
+	fresh, err := directory.New(org, directory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv["b"].dir.Replace(fresh)
+	srv["b"].svc.Kick()
+	waitFor(t, "the /Slow post at b after the reload", func() bool { return at("/Slow") == 1 })
+}
+
+// Issue 12 item 7 (conflicts), over the wire: while a connector is down,
+// both replicas change the same user's flags on the same post, and one
+// side deletes another post the other side flags; when the link is back
+// both hold the same state by the documented rule (later change wins per
+// user and post; delete wins).
+func TestPartitionedFlagConflictsConverge(t *testing.T) {
+	var linkUp atomic.Bool
+	linkUp.Store(true)
+	srv := startServersWith(t, scheduled, func(_ string, o *Options) {
+		o.Reachable = func(string) bool { return linkUp.Load() }
+	}, "a", "b")
+	ctx := context.Background()
+	ra, rb := store.MailboxRef{Store: "a-pub", Name: "/Sales"}, store.MailboxRef{Store: "b-pub", Name: "/Sales"}
+	for i := range 2 {
+		body := fmt.Appendf(nil, "Message-ID: <k%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
+		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint("k", i), Class: "IPM.Post", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "b-pub to hold both posts", func() bool { return len(digests(t, srv["b"].st, rb)) == 2 })
+	linkUp.Store(false)
+	time.Sleep(300 * time.Millisecond)
+	am, _ := srv["a"].st.Messages(ctx, ra)
+	bm, _ := srv["b"].st.Messages(ctx, rb)
+	srv["a"].st.SetFlags(ctx, ra, "u", []uint32{am[0].UID}, store.FlagsSet, []string{"$FromA"})
+	time.Sleep(5 * time.Millisecond) // b's change is the later one
+	srv["b"].st.SetFlags(ctx, rb, "u", []uint32{bm[0].UID}, store.FlagsSet, []string{"$FromB"})
+	srv["b"].st.SetFlags(ctx, rb, "u", []uint32{bm[1].UID}, store.FlagsSet, []string{`\Flagged`})
+	srv["a"].st.Expunge(ctx, ra, []uint32{am[1].UID})
+	linkUp.Store(true)
+	state := func(s *testServer, ref store.MailboxRef) string {
+		ms, _ := s.st.MessagesAs(ctx, ref, "u")
+		out := fmt.Sprint(len(ms))
+		for _, m := range ms {
+			out += fmt.Sprint(" ", m.Flags)
+		}
+		return out
+	}
+	waitFor(t, "both replicas to converge on one post flagged $FromB", func() bool {
+		return state(srv["a"], ra) == "1 [$FromB]" && state(srv["b"], rb) == "1 [$FromB]"
+	})
 }

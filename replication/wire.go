@@ -43,6 +43,13 @@ type pullFolder struct {
 	Path      string      `json:"path"`
 	Source    string      `json:"source"`
 	Have      store.CNSet `json:"have"`
+	// Local is the replica that pulls: the source keeps its Have as that
+	// replica's acknowledgement, for compaction.
+	Local string `json:"local,omitempty"`
+	// MaxBytes bounds this folder's post bytes in the answer (the
+	// folder's max_batch_bytes; at least one change is sent); 0: the
+	// request's.
+	MaxBytes int `json:"max_bytes,omitempty"`
 }
 
 // pullResponse answers a pullRequest, one batch per folder in order.
@@ -57,6 +64,13 @@ type folderBatch struct {
 	Claim   store.CNSet    `json:"claim,omitempty"`
 	More    bool           `json:"more,omitempty"`
 	Error   string         `json:"error,omitempty"`
+	// Resync: Have does not cover the source's compacted horizon; the
+	// puller applies Horizon, Grant and Live (store.ApplyResync), then
+	// pulls again.
+	Resync  bool             `json:"resync,omitempty"`
+	Horizon store.CNSet      `json:"horizon,omitempty"`
+	Grant   store.CNSet      `json:"grant,omitempty"`
+	Live    []store.ChangeID `json:"live,omitempty"`
 }
 
 func writeFrame(w io.Writer, b []byte) error {

@@ -11,6 +11,7 @@ package store
 //	m/<id><item>          -> uid of the post whose add change is <item>
 //	t/<id><item>          -> tombstone: the post was deleted (by change id)
 //	v/<id><item>\0<viewer> -> a user's flags on a post, with the change that set them (last writer wins)
+//	w/<id>                -> the CNSet the log was compacted up to (compact.go)
 //
 // so a crash can never leave a change applied but not recorded or the
 // reverse. Remote changes are applied through the same paths with their
@@ -158,12 +159,15 @@ func flagStateKey(mbox uint64, item ChangeID, viewer string) []byte {
 
 func knowKey(mbox uint64) []byte { return idKey('k', mbox, 0) }
 
-func loadCNSet(txn *badger.Txn, mbox uint64) (CNSet, error) {
-	kn := CNSet{}
-	if err := getJSON(txn, knowKey(mbox), &kn); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+func loadCNSet(txn *badger.Txn, mbox uint64) (CNSet, error) { return loadSetAt(txn, knowKey(mbox)) }
+
+// loadSetAt reads the CNSet stored at key (empty if none).
+func loadSetAt(txn *badger.Txn, key []byte) (CNSet, error) {
+	set := CNSet{}
+	if err := getJSON(txn, key, &set); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, err
 	}
-	return kn, nil
+	return set, nil
 }
 
 func exists(txn *badger.Txn, key []byte) (bool, error) {
@@ -346,6 +350,15 @@ type Batch struct {
 	Claim CNSet
 	// More is set when the batch was cut by the limits.
 	More bool
+	// Resync is set, with no changes, when the receiver's CN set does not
+	// cover the sender's compacted Horizon (compact.go): it may lack a
+	// deletion nobody can send any more. Live lists the items of the
+	// posts the sender holds whose add is in the horizon, Grant what the
+	// receiver may add to its CN set; ApplyResync takes them.
+	Resync  bool
+	Horizon CNSet
+	Grant   CNSet
+	Live    []ChangeID
 }
 
 // ChangesSince reads, in one consistent view, the changes of a public
@@ -373,6 +386,21 @@ func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, ma
 		know, err := loadCNSet(txn, rec.ID)
 		if err != nil {
 			return err
+		}
+		horizon, err := loadHorizon(txn, rec.ID)
+		if err != nil {
+			return err
+		}
+		if len(horizon) > 0 {
+			resync, grant, err := resyncGrant(txn, rec.ID, horizon, have)
+			if err != nil {
+				return err
+			}
+			if resync {
+				b.Resync, b.Horizon, b.Grant = true, horizon, grant
+				b.Live, err = liveItems(txn, rec.ID, horizon)
+				return err
+			}
 		}
 		prefix := idKey('g', rec.ID, 0)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
@@ -639,20 +667,29 @@ func applyRemoteDelete(txn *badger.Txn, mbox uint64, c Change, ms *modSeqAlloc) 
 	if err := txn.Delete(itemKey('m', mbox, c.Item)); err != nil {
 		return 0, err
 	}
+	if ok, err := removeMessage(txn, mbox, uid, ms); err != nil || !ok {
+		return 0, err
+	}
+	return uid, nil
+}
+
+// removeMessage deletes the message uid of mbox, body included, and
+// records the expunge for CONDSTORE/QRESYNC sessions; false if it was gone.
+func removeMessage(txn *badger.Txn, mbox uint64, uid uint32, ms *modSeqAlloc) (bool, error) {
 	var m messageRecord
 	if err := getJSON(txn, msgKey(mbox, uid), &m); err != nil {
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			return 0, nil
+			return false, nil
 		}
-		return 0, err
+		return false, err
 	}
 	if err := txn.Delete(msgKey(mbox, uid)); err != nil {
-		return 0, err
+		return false, err
 	}
-	if err := ms.expunged(txn, mbox, uid); err != nil {
-		return 0, err
+	if err := deleteBody(txn, m); err != nil {
+		return false, err
 	}
-	return uid, deleteBody(txn, m)
+	return true, ms.expunged(txn, mbox, uid)
 }
 
 // applyRemoteFlags sets a viewer's flags on a post unless a later flag change
@@ -691,24 +728,30 @@ func applyRemoteFlags(txn *badger.Txn, mbox uint64, c Change, ms *modSeqAlloc) (
 // CNSetOf returns what a public folder replica holds (empty if this store
 // does not hold the folder yet).
 func (s *Store) CNSetOf(ctx context.Context, ref MailboxRef) (CNSet, error) {
+	kn, err := s.setOf(ref, knowKey)
+	if err != nil {
+		return nil, fmt.Errorf("read change numbers of %s: %w", ref, err)
+	}
+	return kn, nil
+}
+
+// setOf reads the CNSet a public folder replica keeps at key(its id):
+// empty if the store does not hold the folder (yet).
+func (s *Store) setOf(ref MailboxRef, key func(uint64) []byte) (CNSet, error) {
 	ref = ref.normalize()
-	var kn CNSet
+	set := CNSet{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		rec, err := lookup(txn, ref)
 		if errors.Is(err, ErrNoMailbox) {
-			kn = CNSet{}
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		kn, err = loadCNSet(txn, rec.ID)
+		set, err = loadSetAt(txn, key(rec.ID))
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read change numbers of %s: %w", ref, err)
-	}
-	return kn, nil
+	return set, err
 }
 
 // Missing counts the changes of a replica's log that a replica holding
@@ -721,6 +764,14 @@ func (s *Store) Missing(ctx context.Context, ref MailboxRef, have CNSet) (int, e
 			return 0, err
 		}
 		n += len(b.Changes)
+		if b.Resync {
+			// It may lack compacted deletions: one more, then count
+			// what it lacks beyond the horizon.
+			n++
+			have = have.Clone()
+			have.Union(b.Grant)
+			continue
+		}
 		if !b.More {
 			return n, nil
 		}

@@ -23,6 +23,14 @@ func syncOnce(t *testing.T, src *Store, srcStore string, dst *Store, dstStore, f
 		if err != nil {
 			t.Fatal(err)
 		}
+		if b.Resync {
+			n, err := dst.ApplyResync(ctx, MailboxRef{Store: dstStore, Name: folder}, b.Horizon, b.Grant, b.Live)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total.Deleted += n
+			continue
+		}
 		res, err := dst.Apply(ctx, MailboxRef{Store: dstStore, Name: folder}, b)
 		if err != nil {
 			t.Fatal(err)

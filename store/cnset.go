@@ -221,3 +221,69 @@ func (s CNSet) Summary() string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// Intersect returns rs ∩ o.
+func (rs Ranges) Intersect(o Ranges) Ranges {
+	var out Ranges
+	i, j := 0, 0
+	for i < len(rs) && j < len(o) {
+		lo, hi := max(rs[i].Lo, o[j].Lo), min(rs[i].Hi, o[j].Hi)
+		if lo <= hi {
+			out = append(out, Range{lo, hi})
+		}
+		if rs[i].Hi < o[j].Hi {
+			i++
+		} else {
+			j++
+		}
+	}
+	return out
+}
+
+// Minus returns rs \ o.
+func (rs Ranges) Minus(o Ranges) Ranges {
+	var out Ranges
+	j := 0
+	for _, r := range rs {
+		lo, covered := r.Lo, false
+		for j < len(o) && o[j].Hi < lo {
+			j++
+		}
+		for k := j; k < len(o) && o[k].Lo <= r.Hi; k++ {
+			if o[k].Lo > lo {
+				out = append(out, Range{lo, o[k].Lo - 1})
+			}
+			if o[k].Hi >= r.Hi {
+				covered = true
+				break
+			}
+			lo = o[k].Hi + 1
+		}
+		if !covered {
+			out = append(out, Range{lo, r.Hi})
+		}
+	}
+	return out
+}
+
+// Intersect returns the CNs both sets hold.
+func (s CNSet) Intersect(o CNSet) CNSet {
+	out := CNSet{}
+	for origin, rs := range s {
+		if in := rs.Intersect(o[origin]); len(in) > 0 {
+			out[origin] = in
+		}
+	}
+	return out
+}
+
+// Minus returns the CNs of s that o lacks.
+func (s CNSet) Minus(o CNSet) CNSet {
+	out := CNSet{}
+	for origin, rs := range s {
+		if d := rs.Minus(o[origin]); len(d) > 0 {
+			out[origin] = d
+		}
+	}
+	return out
+}

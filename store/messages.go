@@ -312,13 +312,7 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 						return err
 					}
 				}
-				if err := txn.Delete(msgKey(rec.ID, uid)); err != nil {
-					return err
-				}
-				if err := deleteBody(txn, m); err != nil {
-					return err
-				}
-				if err := ms.expunged(txn, rec.ID, uid); err != nil {
+				if _, err := removeMessage(txn, rec.ID, uid, &ms); err != nil {
 					return err
 				}
 				done = append(done, uid)

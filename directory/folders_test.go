@@ -1,0 +1,107 @@
+package directory_test
+
+import (
+	"slices"
+	"testing"
+
+	"pfrouter/directory"
+)
+
+const pf = "Public Folders"
+
+// Issue 12, hierarchy replication: a folder renamed at run time takes the
+// folders below it, its addresses (alias included) and its replicas along;
+// the old keys say where they went; renames applied in either order end
+// the same (the newer wins), and a delete is final whatever arrives after.
+func TestRenameAndDeleteFolders(t *testing.T) {
+	sales, ann := directory.FolderKey(pf, "/Sales"), directory.FolderKey(pf, "/Sales/Announcements")
+	older := func(d *directory.Directory) error {
+		return d.RenameFolders(map[string]string{sales: "/Old", ann: "/Old/Announcements"}, directory.Rev{Version: 5, Origin: "ex1"})
+	}
+	newer := func(d *directory.Directory) error {
+		return d.RenameFolders(map[string]string{sales: "/Revenue", ann: "/Revenue/News"}, directory.Rev{Version: 7, Origin: "ex3"})
+	}
+	for _, order := range []string{"older first", "newer first"} {
+		d := contoso(t)
+		steps := []func(*directory.Directory) error{older, newer}
+		if order == "newer first" {
+			slices.Reverse(steps)
+		}
+		for _, step := range steps {
+			if err := step(d); err != nil {
+				t.Fatalf("%s: %v", order, err)
+			}
+		}
+		s := d.Snapshot()
+		if s.Folder(sales) != nil || s.Folder(ann) != nil {
+			t.Fatalf("%s: the old keys still name folders", order)
+		}
+		rev := s.Folder(directory.FolderKey(pf, "/Revenue"))
+		news := s.Folder(directory.FolderKey(pf, "/Revenue/News"))
+		if rev == nil || news == nil || rev.ID != sales || news.ID != ann {
+			t.Fatalf("%s: renamed folders %+v %+v", order, rev, news)
+		}
+		if e, err := s.Resolve("sales@contoso.example"); err != nil || e.Folder == nil || e.Folder.Path != "/Revenue" {
+			t.Fatalf("%s: sales@ resolves to %+v %v", order, e, err)
+		}
+		if e, err := s.Resolve("announce@contoso.example"); err != nil || e.Folder == nil || e.Folder.Path != "/Revenue/News" {
+			t.Fatalf("%s: the alias resolves to %+v %v", order, e, err)
+		}
+		var stores []string
+		for _, r := range s.Replicas(news.Key) {
+			stores = append(stores, r.Store)
+		}
+		if !slices.Equal(stores, []string{"ex1-pub", "ex3-pub"}) || len(s.Replicas(ann)) != 0 {
+			t.Fatalf("%s: replicas of /Revenue/News %v, old key %d", order, stores, len(s.Replicas(ann)))
+		}
+		moved := map[string]string{}
+		for _, m := range s.MovedFolders() {
+			moved[m.Key] = m.To
+		}
+		if moved[sales] != rev.Key || moved[ann] != news.Key {
+			t.Fatalf("%s: moved keys %v", order, moved)
+		}
+		// Delete wins: a rename arriving later changes nothing.
+		if err := d.DeleteFolders([]string{sales, ann}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.RenameFolders(map[string]string{sales: "/Back"}, directory.Rev{Version: 99, Origin: "ex4"}); err != nil {
+			t.Fatal(err)
+		}
+		s = d.Snapshot()
+		if s.FolderByID(sales) != nil || s.Folder(directory.FolderKey(pf, "/Back")) != nil || len(s.Replicas(news.Key)) != 0 {
+			t.Fatalf("%s: a deleted folder came back", order)
+		}
+		if _, err := s.Resolve("sales@contoso.example"); err == nil {
+			t.Fatalf("%s: sales@ still resolves after the delete", order)
+		}
+		for _, m := range s.MovedFolders() {
+			moved[m.Key] = m.To
+		}
+		for _, k := range []string{sales, ann, rev.Key, news.Key} {
+			if to, ok := moved[k]; !ok || to != "" {
+				t.Fatalf("%s: %s leads to %q, want deleted", order, k, to)
+			}
+		}
+	}
+}
+
+// Two folders of one rename may trade places; a rename onto a folder that
+// exists is refused and leaves both as they were.
+func TestRenameFoldersSwapAndCollision(t *testing.T) {
+	d := contoso(t)
+	eng, board := directory.FolderKey(pf, "/Engineering"), directory.FolderKey(pf, "/Board")
+	if err := d.RenameFolders(map[string]string{eng: "/Board", board: "/Engineering"}, directory.Rev{Version: 1, Origin: "ex1"}); err != nil {
+		t.Fatal(err)
+	}
+	s := d.Snapshot()
+	if f := s.Folder(board); f == nil || f.ID != eng {
+		t.Fatalf("/Board is %+v, want the former /Engineering", f)
+	}
+	if err := d.RenameFolders(map[string]string{eng: "/Archive"}, directory.Rev{Version: 2, Origin: "ex1"}); err == nil {
+		t.Fatal("a rename onto /Archive was accepted")
+	}
+	if f := d.Snapshot().FolderByID(eng); f == nil || f.Path != "/Board" {
+		t.Fatalf("refused rename moved the folder: %+v", f)
+	}
+}

@@ -1,0 +1,125 @@
+package replication
+
+import (
+	"context"
+	"time"
+
+	"pfrouter/config"
+	"pfrouter/directory"
+	"pfrouter/store"
+)
+
+// ackKey names what one replica (Peer) has acknowledged of a folder held
+// by a local replica (Local).
+type ackKey struct{ Local, FolderKey, Peer string }
+
+// isReplicaOn reports whether store holds a replica of folder key and is
+// on server.
+func isReplicaOn(snap *directory.Snapshot, key, st, server string) bool {
+	if o := snap.Store(st); o == nil || o.Server != server {
+		return false
+	}
+	for _, r := range snap.Replicas(key) {
+		if r.Store == st {
+			return true
+		}
+	}
+	return false
+}
+
+// noteAck keeps the CN set a replica sent with its pull: every change in
+// it is held there (CN sets only grow; a replica restored from an older
+// copy sends a smaller one, which compaction then waits for and a resync
+// repairs).
+func (s *Service) noteAck(local, key, peer string, have store.CNSet) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acks[ackKey{local, key, peer}] = have
+}
+
+// compactLoop compacts the change logs of this server's replicas every
+// CompactEvery.
+func (s *Service) compactLoop() {
+	defer s.wg.Done()
+	every := s.o.CompactEvery
+	if every == 0 {
+		every = DefaultCompactEvery
+	}
+	if every < 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.CompactNow(s.ctx)
+		}
+	}
+}
+
+// CompactNow compacts, for every replica on this server, what every other
+// replica of its folder has acknowledged. A folder with a replica that has
+// not pulled from this one since this server started is left alone (its
+// acknowledgement is unknown): a replica that is never heard from holds
+// compaction of its folders back.
+func (s *Service) CompactNow(ctx context.Context) {
+	snap := s.o.Directory.Snapshot()
+	for _, local := range snap.StoresOn(s.o.Server) {
+		if local.Kind != config.StorePublic {
+			continue
+		}
+		for _, rep := range snap.ReplicasIn(local.Name) {
+			f := snap.Folder(rep.FolderKey)
+			if f == nil {
+				continue
+			}
+			ref := store.MailboxRef{Store: local.Name, Name: f.Path}
+			acked, ok := s.acked(snap, local.Name, f.Key)
+			if !ok {
+				continue
+			}
+			if acked == nil { // the only replica
+				var err error
+				if acked, err = s.o.Store.CNSetOf(ctx, ref); err != nil {
+					continue
+				}
+			}
+			res, err := s.o.Store.Compact(ctx, ref, acked)
+			if err != nil {
+				s.log.Warn("change log compaction failed", "store", local.Name, "folder", f.Key, "err", err)
+				continue
+			}
+			if res.Changes > 0 {
+				s.log.Info("change log compacted", "store", local.Name, "folder", f.Key, "changes", res.Changes, "tombstones", res.Tombstones)
+			}
+		}
+	}
+}
+
+// acked intersects what every other replica of folder key acknowledged
+// to local; ok is false while one of them is unknown. With no other
+// replica, nil: everything local holds is acknowledged (a replica added
+// later resyncs).
+func (s *Service) acked(snap *directory.Snapshot, local, key string) (store.CNSet, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out store.CNSet
+	for _, r := range snap.Replicas(key) {
+		if r.Store == local {
+			continue
+		}
+		have, ok := s.acks[ackKey{local, key, r.Store}]
+		if !ok {
+			return nil, false
+		}
+		if out == nil {
+			out = have.Clone()
+		} else {
+			out = out.Intersect(have)
+		}
+	}
+	return out, true
+}
