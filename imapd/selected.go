@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"pfrouter/internal/imapserver"
+	"pfrouter/internal/imapsort"
 	"pfrouter/store"
 )
 
@@ -40,6 +41,9 @@ type selected struct {
 	// are the searches kept up to date (CONTEXT=SEARCH, searchctx.go).
 	lastMatch []uint32
 	watches   []*searchWatch
+	// sortKeys caches what SORT and THREAD read of a message's header
+	// (sort.go), filled on first use.
+	sortKeys map[uint32]*imapsort.Message
 
 	events <-chan store.Event
 	cancel func()
@@ -352,6 +356,7 @@ func (m *selected) forget(i int) {
 	delete(m.info, uid)
 	delete(m.ghosts, uid)
 	delete(m.recent, uid)
+	delete(m.sortKeys, uid)
 }
 
 // flagList is what FETCH FLAGS says for a message: its flags plus \Recent

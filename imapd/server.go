@@ -104,6 +104,8 @@ func New(opts Options) (*Server, error) {
 			imap.CapBinary: {}, imap.CapChildren: {}, imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {},
 			imap.CapID: {}, imap.CapUnselect: {}, imap.CapLiteralPlus: {},
 			imap.CapCondStore: {}, imap.CapQResync: {}, imapserver.CapContextSearch: {},
+			imap.CapSort: {}, imap.CapSortDisplay: {}, imap.CapESort: {},
+			imapserver.CapThreadReferences: {}, imapserver.CapThreadOrderedSubject: {},
 		},
 		Logger: printfLogger{s.log},
 		// Plain LOGIN is only reachable through ServeLogin, whose caller

@@ -96,6 +96,12 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
+			imap.CapSort,
+			imap.CapSortDisplay,
+			imap.CapESort,
+			imap.CapMultiAppend,
+			CapThreadReferences,
+			CapThreadOrderedSubject,
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {

@@ -290,6 +290,10 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleSearch(tag, dec, numKind)
 	case "CANCELUPDATE":
 		err = c.handleCancelUpdate(dec)
+	case "SORT", "UID SORT":
+		err = c.handleSort(tag, dec, numKind)
+	case "THREAD", "UID THREAD":
+		err = c.handleThread(dec, numKind)
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
