@@ -1,11 +1,7 @@
 package imapd
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"io"
-	"os"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
@@ -45,65 +41,6 @@ func (s *session) insertable(name string) (*target, error) {
 		return nil, errNo(imap.ResponseCodeTryCreate, "No such mailbox: "+t.name)
 	}
 	return t, nil
-}
-
-func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
-	t, err := s.insertable(mailbox)
-	if err != nil {
-		return nil, err
-	}
-	if t.remote {
-		return s.remoteAppend(t, r, options)
-	}
-	opts := store.AppendOptions{Date: options.Time, Viewer: s.user}
-	for _, f := range options.Flags {
-		opts.Flags = append(opts.Flags, string(f))
-	}
-	if t.public {
-		opts.Class = postClass
-	}
-	var uid, uidValidity uint32
-	if r.Size() <= spoolThreshold {
-		body, err := readLiteral(r)
-		if err != nil {
-			return nil, err
-		}
-		uid, uidValidity, err = s.srv.store.Append(context.Background(), t.ref, body, opts)
-	} else {
-		uid, uidValidity, err = s.appendSpooled(t, r, opts)
-	}
-	if err != nil {
-		return nil, storeErr(err, t.name)
-	}
-	return &imap.AppendData{UID: imap.UID(uid), UIDValidity: uidValidity}, nil
-}
-
-// spoolThreshold is the literal size above which APPEND writes the
-// message to a temporary file as it arrives: memory per APPEND stays one
-// store chunk however large or slow the upload.
-const spoolThreshold = 1 << 20
-
-// appendSpooled receives the whole literal into a temporary file and
-// only then stores it, streamed: a client that goes away mid-literal
-// leaves nothing behind.
-func (s *session) appendSpooled(t *target, r imap.LiteralReader, opts store.AppendOptions) (uint32, uint32, error) {
-	f, err := os.CreateTemp(s.srv.spoolDir, "pfrouter-append-*")
-	if err != nil {
-		return 0, 0, fmt.Errorf("spool APPEND literal: %w", err)
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	n, err := io.Copy(f, r)
-	if err != nil {
-		return 0, 0, fmt.Errorf("receive APPEND literal: %w", err)
-	}
-	if n != r.Size() {
-		return 0, 0, fmt.Errorf("receive APPEND literal: %w after %d of %d bytes", io.ErrUnexpectedEOF, n, r.Size())
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, 0, fmt.Errorf("read spooled APPEND literal: %w", err)
-	}
-	return s.srv.store.AppendFrom(context.Background(), t.ref, bufio.NewReaderSize(f, 64<<10), n, opts)
 }
 
 // MailboxAppendLimit is the APPEND size limit for mailbox, told to the

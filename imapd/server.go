@@ -102,7 +102,7 @@ func New(opts Options) (*Server, error) {
 			imap.CapNamespace: {}, imap.CapUIDPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {},
 			imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapMove: {}, imap.CapStatusSize: {},
 			imap.CapBinary: {}, imap.CapChildren: {}, imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {},
-			imap.CapID: {}, imap.CapUnselect: {}, imap.CapLiteralPlus: {},
+			imap.CapID: {}, imap.CapUnselect: {}, imap.CapLiteralPlus: {}, imap.CapMultiAppend: {},
 			imap.CapCondStore: {}, imap.CapQResync: {}, imapserver.CapContextSearch: {},
 			imap.CapSort: {}, imap.CapSortDisplay: {}, imap.CapESort: {},
 			imapserver.CapThreadReferences: {}, imapserver.CapThreadOrderedSubject: {},
