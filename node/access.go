@@ -42,7 +42,7 @@ func (n *Node) startAccess(ls Listeners, tlsCfg *tls.Config) error {
 			Store: n.Store, PeerTLS: peerTLS, Logger: n.Log})
 		mk := func(cfg *tls.Config) (*pop3d.Server, error) {
 			return pop3d.New(pop3d.Options{Hostname: n.Name, TLSConfig: cfg, Auth: pa, Logger: n.Log, PlaintextAllowed: n.Auth.PlainAllowed,
-				MaxConnsPerIP: n.Org.Access.MaxConnectionsPerIP})
+				MaxConnsPerIP: n.Org.Access.MaxConnectionsPerIP, MaxConnsPerUser: n.Org.Access.MaxConnectionsPerUser})
 		}
 		if l := ls["pop3"]; l != nil {
 			s, err := mk(tlsCfg)

@@ -164,6 +164,19 @@ func (ss *session) login(req AuthRequest) {
 	if user == "" {
 		user = req.Username
 	}
+	release, ok := ss.srv.lim.User(user)
+	if !ok {
+		log.Warn("too many sessions for one user", "limit", ss.srv.opts.MaxConnsPerUser)
+		if res.Proxy != nil {
+			res.Proxy.Close()
+		}
+		if res.Maildrop != nil {
+			res.Maildrop.Close()
+		}
+		ss.replyErr("IN-USE", "too many sessions for this user; try again later")
+		return
+	}
+	ss.releaseUser = release
 	if res.Proxy != nil {
 		log.Info("login; proxying to backend", "backend", res.Proxy.RemoteAddr().String())
 		ss.user = user

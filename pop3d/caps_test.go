@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -34,6 +35,63 @@ func TestPerIPConnectionCap(t *testing.T) {
 	for l := over(); !strings.HasPrefix(l, "+OK"); l = over() {
 		if time.Now().After(deadline) {
 			t.Fatalf("slot not freed after QUIT: %q", l)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A user cannot hold more than MaxConnsPerUser logged-in sessions (issue
+// 14), relayed ones included (the maildrop lock only sees local ones):
+// the login over it is answered -ERR [IN-USE] (RFC 2449), the relay it
+// opened is closed, the session stays in AUTHORIZATION, and a slot frees
+// when a session ends. Connecting without logging in takes no user slot.
+func TestPerUserSessionCap(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		backends []net.Conn // the mailbox server's end of each relay
+	)
+	auth := &fakeAuth{proxy: func() (net.Conn, error) {
+		front, back := net.Pipe()
+		mu.Lock()
+		backends = append(backends, back)
+		mu.Unlock()
+		return front, nil
+	}}
+	_, addr := startServer(t, Options{Auth: auth, MaxConnsPerUser: 2, MaxConnsPerIP: -1})
+	idle := dial(t, addr) // not logged in: no user slot
+	idle.multi("CAPA")
+	a, b, c := dial(t, addr), dial(t, addr), dial(t, addr)
+	a.login()
+	b.login()
+	c.expect("USER alice", "+OK")
+	if l := c.cmd("PASS secret pw"); !strings.HasPrefix(l, "-ERR [IN-USE] too many sessions") {
+		t.Fatalf("third session's login: %q", l)
+	}
+	mu.Lock()
+	refused := backends[2]
+	mu.Unlock()
+	refused.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := refused.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the relay opened for the refused login is still open")
+	}
+	// Still in AUTHORIZATION: a transaction command is out of state.
+	if l := c.cmd("STAT"); !strings.HasPrefix(l, "-ERR") {
+		t.Fatalf("STAT after the refused login: %q", l)
+	}
+	// The first session ends (its relay closes): the slot frees.
+	mu.Lock()
+	backends[0].Close()
+	mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c.c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.expect("USER alice", "+OK")
+		l := c.cmd("PASS secret pw")
+		if strings.HasPrefix(l, "+OK") {
+			break
+		}
+		if !strings.HasPrefix(l, "-ERR [IN-USE]") || time.Now().After(deadline) {
+			t.Fatalf("login after a session ended: %q", l)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -36,10 +36,18 @@ type Options struct {
 	// still sees AuthRequest.TLS and may refuse).
 	PlaintextAllowed func(tlsActive bool) bool
 	// MaxConnsPerIP caps open sessions from one client IP; the one over
-	// it is answered "-ERR [SYS/TEMP]" and closed. (One session per user
-	// is the maildrop lock: "-ERR [IN-USE]".) 0: connlimit's default;
+	// it is answered "-ERR [SYS/TEMP]" and closed. 0: connlimit's default;
 	// < 0: no limit.
 	MaxConnsPerIP int
+	// MaxConnsPerUser caps a user's logged-in sessions on this server,
+	// local and proxied alike, counted after the login succeeds (never
+	// before: strangers cannot use up a user's slots). The login over it
+	// is answered "-ERR [IN-USE]" (RFC 2449 8.1.2) and the session stays
+	// in the AUTHORIZATION state. A local maildrop is also locked to one
+	// session (the Authenticator's IN-USE); the cap bounds what the lock
+	// does not see, such as sessions relayed to another server.
+	// 0: connlimit's default; < 0: no limit.
+	MaxConnsPerUser int
 }
 
 // AuthRequest is one login attempt.

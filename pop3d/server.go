@@ -34,7 +34,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	wg        sync.WaitGroup
-	lim       *connlimit.Limiter // per-IP session cap
+	lim       *connlimit.Limiter // per-IP and per-user session caps
 }
 
 // New checks opts, fills in defaults and returns a Server.
@@ -66,7 +66,7 @@ func New(opts Options) (*Server, error) {
 		cancel:    cancel,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
-		lim:       connlimit.New(opts.MaxConnsPerIP, -1),
+		lim:       connlimit.New(opts.MaxConnsPerIP, opts.MaxConnsPerUser),
 	}, nil
 }
 

@@ -44,6 +44,8 @@ type session struct {
 	deleted []bool
 	proxy   net.Conn
 	buf     []byte // message copy buffer, reused across RETR/TOP
+	// releaseUser gives back the per-user slot taken at login.
+	releaseUser func()
 }
 
 // handlers maps each command to the state it is valid in. CAPA and QUIT
@@ -89,6 +91,11 @@ func (s *Server) serveConn(c net.Conn) {
 		w:    bufio.NewWriter(c),
 	}
 	defer ss.releaseMaildrop()
+	defer func() {
+		if ss.releaseUser != nil {
+			ss.releaseUser()
+		}
+	}()
 
 	if tc, ok := c.(*tls.Conn); ok {
 		// Implicit TLS: finish the handshake first so TLS state is known
