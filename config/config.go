@@ -118,7 +118,8 @@ type Access struct {
 	LoginType string `yaml:"login_type"`
 	// MaxConnectionsPerIP and MaxConnectionsPerUser cap IMAP and POP3
 	// sessions per client address and per user on each server (0: 100
-	// and 50; -1: no cap). POP3 allows one session per maildrop anyway.
+	// and 50; -1: no cap). A user's sessions count once logged in; POP3
+	// also locks a local maildrop to one session.
 	MaxConnectionsPerIP   int `yaml:"max_connections_per_ip"`
 	MaxConnectionsPerUser int `yaml:"max_connections_per_user"`
 }
