@@ -184,11 +184,15 @@ type memStore struct {
 	mu   sync.Mutex
 	got  []store.Delivery
 	seen map[string]bool
+	fail error // when set, Deliver fails with it (a store that cannot write)
 }
 
 func (s *memStore) Deliver(_ context.Context, d store.Delivery) (uint32, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fail != nil {
+		return 0, false, s.fail
+	}
 	if s.seen == nil {
 		s.seen = map[string]bool{}
 	}

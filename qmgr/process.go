@@ -31,7 +31,6 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 	snap := m.o.Directory.Snapshot()
 	g := m.o.LinkState.Graph()
 	params := m.o.Params()
-	expiry := time.Duration(m.org().Routing.MessageExpiry)
 	// The body is read at most once per attempt, and not at all on the
 	// first attempt of a message accepted by this run (entry.body; a
 	// worker owns its running entry, so no lock is needed).
@@ -47,6 +46,52 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 		body = b
 		return body, nil
 	}
+	p := m.plan(ctx, e, snap, g, params, now)
+	local, forward, outbound := p.local, p.forward, p.outbound
+	for _, i := range local {
+		b, err := loadBody()
+		if err == nil {
+			err = m.deliverLocal(ctx, snap, env, &env.Recipients[i], b)
+		}
+		if err != nil {
+			m.retry(env, &env.Recipients[i], "4.3.0", "local delivery failed: "+err.Error(), now)
+		}
+	}
+	// withBody runs send for a group of recipients with the body, or
+	// retries them when it cannot be read.
+	withBody := func(idx []int, send func(body []byte)) {
+		b, err := loadBody()
+		if err != nil {
+			for _, i := range idx {
+				m.retry(env, &env.Recipients[i], "4.3.0", "cannot read queued body: "+err.Error(), now)
+			}
+			return
+		}
+		send(b)
+	}
+	for hop, idx := range forward {
+		withBody(idx, func(b []byte) { m.relay(ctx, snap, env, hop, idx, b, now) })
+	}
+	for conn, idx := range outbound {
+		withBody(idx, func(b []byte) { m.sendOutbound(ctx, env, conn, idx, b, now) })
+	}
+	return m.finish(ctx, e, now)
+}
+
+// plan is what one attempt does with the recipients it decided: deliver
+// into a local store, relay to a next hop, or hand to an outbound
+// connector's smarthost (indexes into the envelope's recipients).
+type plan struct {
+	local    []int
+	forward  map[string][]int
+	outbound map[string][]int
+}
+
+// plan decides every recipient of e due now (loops, expiry, routing);
+// recipients that fail or wait are updated in the envelope.
+func (m *Manager) plan(ctx context.Context, e *entry, snap *directory.Snapshot, g *linkstate.Graph, params routing.Params, now time.Time) plan {
+	env := e.env
+	expiry := time.Duration(m.org().Routing.MessageExpiry)
 	forward := map[string][]int{}
 	outbound := map[string][]int{}
 	var local []int
@@ -91,34 +136,7 @@ func (m *Manager) process(ctx context.Context, e *entry) (bool, time.Time) {
 			outbound[a.hop] = append(outbound[a.hop], i)
 		}
 	}
-	for _, i := range local {
-		b, err := loadBody()
-		if err == nil {
-			err = m.deliverLocal(ctx, snap, env, &env.Recipients[i], b)
-		}
-		if err != nil {
-			m.retry(env, &env.Recipients[i], "4.3.0", "local delivery failed: "+err.Error(), now)
-		}
-	}
-	// withBody runs send for a group of recipients with the body, or
-	// retries them when it cannot be read.
-	withBody := func(idx []int, send func(body []byte)) {
-		b, err := loadBody()
-		if err != nil {
-			for _, i := range idx {
-				m.retry(env, &env.Recipients[i], "4.3.0", "cannot read queued body: "+err.Error(), now)
-			}
-			return
-		}
-		send(b)
-	}
-	for hop, idx := range forward {
-		withBody(idx, func(b []byte) { m.relay(ctx, snap, env, hop, idx, b, now) })
-	}
-	for conn, idx := range outbound {
-		withBody(idx, func(b []byte) { m.sendOutbound(ctx, env, conn, idx, b, now) })
-	}
-	return m.finish(ctx, e, now)
+	return plan{local: local, forward: forward, outbound: outbound}
 }
 
 // decide updates a recipient's routing state and says what to do with it.

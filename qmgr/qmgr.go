@@ -1,6 +1,7 @@
 // Package qmgr is a server's queue manager (Postfix's qmgr): it takes each
-// message smtpd accepted, makes it durable in the queue before 250 is
-// answered (S2), and then, per recipient, asks the routing package where it
+// message smtpd accepted and makes it durable before 250 is answered (S2):
+// in the local store when every recipient is delivered there at once, else
+// in the queue. Then, per recipient, it asks the routing package where it
 // goes next, delivers it into the local store or relays it to the next hop,
 // retries with backoff, reroutes when link state changes, counts failed hops
 // and marks them down (R13b), and ends undeliverable recipients with a
@@ -372,13 +373,45 @@ func (m *Manager) Accept(ctx context.Context, in *smtpd.Incoming) (string, error
 		}
 		env.Recipients = append(env.Recipients, rc)
 	}
-	raw := env.Marshal()
-	if err := m.o.Queue.Put(ctx, id, raw, in.Body); err != nil {
+	m.event(recv)
+	e := &entry{id: id, env: env}
+	if m.deliverAtAccept(ctx, e, in.Body) {
+		return id, nil
+	}
+	e.raw = env.Marshal()
+	if err := m.o.Queue.Put(ctx, id, e.raw, in.Body); err != nil {
 		return "", err
 	}
-	m.event(recv)
-	m.addFresh(&entry{id: id, env: env, raw: raw}, in.Body)
+	m.addFresh(e, in.Body)
 	return id, nil
+}
+
+// deliverAtAccept makes the first attempt of a message before it is
+// queued, and reports whether that delivered every recipient into a local
+// store: then the store's commit (fsync'd) is the message's one durable
+// write, and it never enters the queue (issue 11 item 1). Otherwise the
+// decisions it made stay in the envelope, which the caller queues; only
+// when every recipient is local are they delivered here (one that fails
+// is deferred, the others stay delivered). A crash after a delivery here
+// and before 250 makes the client send again, as a crash between the
+// queue's commit and 250 would.
+func (m *Manager) deliverAtAccept(ctx context.Context, e *entry, body []byte) bool {
+	env := e.env
+	now := m.o.Now()
+	snap := m.o.Directory.Snapshot()
+	p := m.plan(ctx, e, snap, m.o.LinkState.Graph(), m.o.Params(), now)
+	if len(p.forward) > 0 || len(p.outbound) > 0 || len(p.local) != len(env.Recipients) {
+		return false
+	}
+	all := true
+	for _, i := range p.local {
+		r := &env.Recipients[i]
+		if err := m.deliverLocal(ctx, snap, env, r, body); err != nil {
+			m.retry(env, r, "4.3.0", "local delivery failed: "+err.Error(), now)
+		}
+		all = all && r.State == envelope.Delivered
+	}
+	return all
 }
 
 // addFresh schedules a message just queued for its first attempt, with its

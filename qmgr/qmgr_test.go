@@ -50,11 +50,17 @@ func TestAcceptSchedulesCommitAfterContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.q.putHook = func(context.Context) { cancel() } // the context ends while the commit runs
 	body := []byte("Subject: late\r\n\r\nx\r\n")
-	id, err := h.m.Accept(ctx, smtpdIncoming("alice@q.example", body, "local@q.example"))
+	// A recipient on another server: the message is queued (a local one
+	// would be delivered before Accept returns, without the queue).
+	id, err := h.m.Accept(ctx, smtpdIncoming("alice@q.example", body, "remote@q.example"))
 	if err != nil || id == "" {
 		t.Fatalf("Accept of a committed message: %q %v", id, err)
 	}
-	eventually(t, 10*time.Second, "the late-committed message delivered", func() bool { return len(h.st.deliveries()) == 1 })
+	eventually(t, 10*time.Second, "the late-committed message relayed", func() bool {
+		h.rl.mu.Lock()
+		defer h.rl.mu.Unlock()
+		return len(h.rl.sent) == 1
+	})
 }
 
 // Backoff: retry_initial doubling up to retry_max.
@@ -308,4 +314,71 @@ func TestProbeIntervalFollowsReload(t *testing.T) {
 	}
 	h.m.o.Directory.Replace(dir) // what a reload does
 	eventually(t, 10*time.Second, "probes after the reload to 50ms", func() bool { return probes() >= 2 })
+}
+
+// Issue 11 item 1: a message whose every recipient is delivered into a
+// local store at once is stored before Accept returns (so before 250, S2)
+// and never written to the queue: the store's commit is its one durable
+// write. A message with a recipient elsewhere is queued with its
+// decisions made; the worker delivers the local recipient once and relays
+// the other.
+func TestLocalMessageDeliveredAtAcceptWithoutQueue(t *testing.T) {
+	h := newHarness(t)
+	var puts int
+	h.q.putHook = func(context.Context) { puts++ }
+	body := []byte("Subject: here\r\nMessage-Id: <here@q.example>\r\n\r\nx\r\n")
+	id, err := h.m.Accept(context.Background(), smtpdIncoming("alice@q.example", body, "local@q.example", "alice@q.example"))
+	if err != nil || id == "" {
+		t.Fatalf("Accept: %q %v", id, err)
+	}
+	if got := h.st.deliveries(); len(got) != 2 {
+		t.Fatalf("delivered before Accept returned: %d, want 2", len(got))
+	}
+	if puts != 0 || len(h.q.ids()) != 0 || h.m.Depth() != 0 {
+		t.Fatalf("a message delivered at accept was queued: %d puts, queue %v, depth %d", puts, h.q.ids(), h.m.Depth())
+	}
+	if d := h.st.deliveries()[0]; d.ID != id+"|local@q.example" {
+		t.Errorf("delivery id %q, want the origin queue id and the recipient (idempotent)", d.ID)
+	}
+
+	e := h.accept(t, "alice@q.example", "local@q.example", "remote@q.example")
+	if e == nil || puts != 1 {
+		t.Fatalf("a message with a remote recipient was not queued (%d puts)", puts)
+	}
+	// Decided at accept (no second routing decision), delivered by the
+	// worker: delivering the local one first would cost a store commit
+	// before the queue's, saving nothing.
+	if r := e.env.Recipients; r[0].State != envelope.Pending || r[0].Store != "a1-pub" || r[1].State != envelope.Pending || r[1].Stage != envelope.StageTarget {
+		t.Fatalf("queued state: %+v", r)
+	}
+	if done := h.attempt(e); !done {
+		t.Fatal("message not finished after the relay")
+	}
+	if n := len(h.st.deliveries()); n != 3 {
+		t.Errorf("local recipient of the queued message delivered %d times, want once", n-2)
+	}
+	if got := h.rl.sent; len(got) != 1 || len(got[0]) != 1 || got[0][0] != "remote@q.example" {
+		t.Errorf("relayed %v, want only the remote recipient", got)
+	}
+}
+
+// A store that cannot write at accept time does not lose the message: it
+// is queued with the recipient deferred, and delivered by a later attempt.
+func TestDeliveryFailureAtAcceptQueues(t *testing.T) {
+	h := newHarness(t)
+	h.st.fail = errors.New("disk full")
+	e := h.accept(t, "alice@q.example", "local@q.example")
+	if e == nil {
+		t.Fatal("message neither delivered nor queued")
+	}
+	if r := e.env.Recipients[0]; r.State != envelope.Pending || r.Code != "4.3.0" || r.NextAttempt.IsZero() {
+		t.Fatalf("recipient after a failed delivery at accept: %+v", r)
+	}
+	h.st.mu.Lock()
+	h.st.fail = nil
+	h.st.mu.Unlock()
+	h.clock.Add(time.Minute)
+	if done := h.attempt(e); !done || len(h.st.deliveries()) != 1 {
+		t.Fatalf("retry: done %t, deliveries %d", done, len(h.st.deliveries()))
+	}
 }
