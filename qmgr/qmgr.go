@@ -95,7 +95,7 @@ type Options struct {
 	// MaxActive bounds the messages whose envelope is kept in memory
 	// (0: DefaultMaxActive); the others wait on disk (sched.go).
 	MaxActive int
-	OnEvent func(Event)
+	OnEvent   func(Event)
 	// Trace, when set, wraps each routing decision and attempt (telemetry).
 	Trace Tracer
 }
