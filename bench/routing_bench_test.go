@@ -20,6 +20,7 @@ import (
 	"pfrouter/config"
 	"pfrouter/directory"
 	"pfrouter/examples"
+	"pfrouter/internal/cpuclock"
 	"pfrouter/linkstate"
 	"pfrouter/routing"
 )
@@ -118,7 +119,7 @@ func BenchmarkDecide(b *testing.B) {
 			}
 			b.Logf("outcomes of %d decisions: %v", len(w.inputs), outcomes)
 			b.ReportAllocs()
-			cpuLoop(b, func(i int) { routing.Decide(snap, g, w.params, w.inputs[i%len(w.inputs)]) })
+			cpuclock.Loop(b, func(i int) { routing.Decide(snap, g, w.params, w.inputs[i%len(w.inputs)]) })
 		})
 	}
 }
@@ -144,26 +145,8 @@ func BenchmarkRoute(b *testing.B) {
 			}
 			b.Logf("outcomes of %d decisions: %v", len(w.inputs), outcomes)
 			b.ReportAllocs()
-			cpuLoop(b, func(i int) { routing.Route(snap, g, w.params, w.inputs[i%len(w.inputs)]) })
+			cpuclock.Loop(b, func(i int) { routing.Route(snap, g, w.params, w.inputs[i%len(w.inputs)]) })
 		})
-	}
-}
-
-// cpuLoop runs op(0..b.N-1) timed, on one locked OS thread, and reports
-// beside ns/op the thread's CPU time per op (cpu-ns/op): the figure that
-// load from other processes inflates least (see threadCPU).
-func cpuLoop(b *testing.B, op func(i int)) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	b.ResetTimer()
-	start, ok := threadCPU()
-	for i := 0; i < b.N; i++ {
-		op(i)
-	}
-	end, _ := threadCPU()
-	b.StopTimer()
-	if ok {
-		b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 	}
 }
 

@@ -3,6 +3,7 @@ package qmgr
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -145,29 +146,24 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	in := loopInput(self, env, r)
 	in.Recipient, in.Sender, in.SenderUser, in.Size = r.Addr, env.From, env.SenderUser, env.Size
 	in.MessageID, in.Excluded, in.Now = env.MessageID, r.Excluded, now
-	var d routing.Decision
-	started := time.Now()
 	switch {
 	case r.Stage == envelope.StageTarget:
 		return m.toward(env, r, r.Server, g, now)
 	case r.Stage == envelope.StageHierarchy && r.HierarchyServer != self:
 		return m.toward(env, r, r.HierarchyServer, g, now)
-	case r.Stage == envelope.StageHierarchy:
-		if m.detailed() {
-			d = routing.Continue(snap, g, p, in, r.HierarchyStore)
-		} else {
-			d = routing.RouteContinue(snap, g, p, in, r.HierarchyStore)
-		}
-	default:
-		if m.detailed() {
-			d = routing.Decide(snap, g, p, in)
-		} else {
-			d = routing.Route(snap, g, p, in) // same outcome, no explanation strings
-		}
 	}
-	if m.o.Trace != nil {
-		env.TraceParent = keep(env.TraceParent, m.o.Trace.Decision(ctx, env.TraceParent, d, time.Since(started)))
-	}
+	var d routing.Decision
+	env.TraceParent = ObserveDecision(ctx, m.o.Trace, env.TraceParent, &d, func(detailed bool) routing.Decision {
+		switch {
+		case r.Stage == envelope.StageHierarchy && detailed:
+			return routing.Continue(snap, g, p, in, r.HierarchyStore)
+		case r.Stage == envelope.StageHierarchy:
+			return routing.RouteContinue(snap, g, p, in, r.HierarchyStore)
+		case detailed:
+			return routing.Decide(snap, g, p, in)
+		}
+		return routing.Route(snap, g, p, in) // same outcome, no explanation strings
+	})
 	m.event(Event{Kind: "routed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: decisionDetails(d)})
 	switch d.Outcome {
 	case routing.NDR:
@@ -190,6 +186,35 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	}
 	r.Stage, r.HierarchyStore, r.HierarchyServer = envelope.StageHierarchy, d.Step1.Store, d.HierarchyServer
 	return m.toward(env, r, d.HierarchyServer, g, now)
+}
+
+// DecisionSample is how many routing decisions share one latency
+// measurement: the queue manager times a random one in DecisionSample for
+// the decision-latency histogram and counts every one. Reading the clock
+// twice costs as much as a fast decision on a virtual machine.
+const DecisionSample = 16
+
+// ObserveDecision runs one routing decision as the queue manager does and
+// stores it in *d: decide is asked for the explanation (detailed) only
+// when t records decision spans, one call in DecisionSample is timed, and
+// every decision goes to t (nil: not observed). It returns the traceparent
+// to carry on: t's, or traceparent when t gives none.
+func ObserveDecision(ctx context.Context, t Tracer, traceparent string, d *routing.Decision, decide func(detailed bool) routing.Decision) string {
+	if t == nil {
+		*d = decide(false)
+		return traceparent
+	}
+	timed := rand.Uint32()%DecisionSample == 0
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
+	*d = decide(t.Detailed())
+	took := time.Duration(-1) // not timed
+	if timed {
+		took = time.Since(start)
+	}
+	return keep(traceparent, t.Decision(ctx, traceparent, *d, took))
 }
 
 // loopInput is what R14 looks at: the hop count, the recipient's stage as
@@ -397,8 +422,6 @@ func enh(e *relay.ReplyError) string {
 	}
 	return class + ".0.0"
 }
-
-func (m *Manager) detailed() bool { return m.o.Trace != nil && m.o.Trace.Detailed() }
 
 // keep prefers a new traceparent, keeping the old one when tracing is off.
 func keep(old, tp string) string {

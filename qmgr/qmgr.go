@@ -109,6 +109,8 @@ type Tracer interface {
 	// skipped) instead of taking the fast routing path.
 	Detailed() bool
 	Receive(ctx context.Context, traceparent string, e Event) (newTraceparent string)
+	// Decision records one routing decision; took < 0 when it was not
+	// timed (ObserveDecision times a sample).
 	Decision(ctx context.Context, traceparent string, d routing.Decision, took time.Duration) (newTraceparent string)
 	Attempt(ctx context.Context, traceparent, kind, target string, err error) (newTraceparent string)
 }
