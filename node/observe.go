@@ -57,7 +57,9 @@ func (o *observer) span(ctx context.Context, traceparent, name string, attrs ...
 	return o.tel.Tracer().Start(ctx, name, trace.WithAttributes(append(attrs, telemetry.KeyServer.String(o.server))...))
 }
 
-func (o *observer) Detailed() bool { return o.tel.Tracing() }
+func (o *observer) DecisionStart() (detailed, timed bool) {
+	return o.tel.Tracing(), o.tel.Metrics().TimeNextDecision()
+}
 
 // With tracing off the span methods return "" at once (the message keeps
 // the traceparent it carries): no context, span or propagation work on the
@@ -72,8 +74,12 @@ func (o *observer) Receive(ctx context.Context, traceparent string, e qmgr.Event
 	return telemetry.Inject(ctx)
 }
 
+func (o *observer) Decided(ctx context.Context, rule string, took time.Duration) {
+	o.tel.Metrics().Decision(ctx, rule, took.Seconds())
+}
+
 func (o *observer) Decision(ctx context.Context, traceparent string, d routing.Decision, took time.Duration) string {
-	o.tel.Metrics().Decision(ctx, telemetry.Rule(d), took.Seconds())
+	o.tel.Metrics().Decision(ctx, d.Rule(), took.Seconds())
 	if !o.tel.Tracing() {
 		return ""
 	}

@@ -3,7 +3,6 @@ package qmgr
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -153,17 +152,18 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 		return m.toward(env, r, r.HierarchyServer, g, now)
 	}
 	var d routing.Decision
-	env.TraceParent = ObserveDecision(ctx, m.o.Trace, env.TraceParent, &d, func(detailed bool) routing.Decision {
-		switch {
-		case r.Stage == envelope.StageHierarchy && detailed:
-			return routing.Continue(snap, g, p, in, r.HierarchyStore)
-		case r.Stage == envelope.StageHierarchy:
-			return routing.RouteContinue(snap, g, p, in, r.HierarchyStore)
-		case detailed:
-			return routing.Decide(snap, g, p, in)
-		}
-		return routing.Route(snap, g, p, in) // same outcome, no explanation strings
-	})
+	obs := StartDecision(m.o.Trace)
+	switch {
+	case r.Stage == envelope.StageHierarchy && obs.Detailed():
+		d = routing.Continue(snap, g, p, in, r.HierarchyStore)
+	case r.Stage == envelope.StageHierarchy:
+		d = routing.RouteContinue(snap, g, p, in, r.HierarchyStore)
+	case obs.Detailed():
+		d = routing.Decide(snap, g, p, in)
+	default:
+		d = routing.Route(snap, g, p, in) // same outcome, no explanation strings
+	}
+	env.TraceParent = obs.Done(ctx, env.TraceParent, &d)
 	m.event(Event{Kind: "routed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: decisionDetails(d)})
 	switch d.Outcome {
 	case routing.NDR:
@@ -188,33 +188,50 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	return m.toward(env, r, d.HierarchyServer, g, now)
 }
 
-// DecisionSample is how many routing decisions share one latency
-// measurement: the queue manager times a random one in DecisionSample for
-// the decision-latency histogram and counts every one. Reading the clock
-// twice costs as much as a fast decision on a virtual machine.
-const DecisionSample = 16
+// Observation is one routing decision being observed, as the queue
+// manager does it: StartDecision before the decision, Done after. Only the
+// rule of a decision made without the explanation is handed on, so with
+// tracing off nothing of the decision is copied.
+type Observation struct {
+	t        Tracer
+	detailed bool // t records decision spans: decide with the explanation
+	timed    bool
+	start    time.Time
+}
 
-// ObserveDecision runs one routing decision as the queue manager does and
-// stores it in *d: decide is asked for the explanation (detailed) only
-// when t records decision spans, one call in DecisionSample is timed, and
-// every decision goes to t (nil: not observed). It returns the traceparent
-// to carry on: t's, or traceparent when t gives none.
-func ObserveDecision(ctx context.Context, t Tracer, traceparent string, d *routing.Decision, decide func(detailed bool) routing.Decision) string {
+// StartDecision begins observing one decision for t (nil: not observed),
+// reading the clock only when t samples this one.
+func StartDecision(t Tracer) Observation {
 	if t == nil {
-		*d = decide(false)
+		return Observation{}
+	}
+	o := Observation{t: t}
+	if o.detailed, o.timed = t.DecisionStart(); o.timed {
+		o.start = time.Now()
+	}
+	return o
+}
+
+// Detailed says whether the decision should be made with its explanation
+// (routing.Decide) because it goes into a span.
+func (o *Observation) Detailed() bool { return o.detailed }
+
+// Done hands the decision to the tracer, whole to Decision when detailed,
+// else only its rule to Decided, and returns the traceparent to carry on:
+// the tracer's, or traceparent when it gives none.
+func (o *Observation) Done(ctx context.Context, traceparent string, d *routing.Decision) string {
+	if o.t == nil {
 		return traceparent
 	}
-	timed := rand.Uint32()%DecisionSample == 0
-	var start time.Time
-	if timed {
-		start = time.Now()
-	}
-	*d = decide(t.Detailed())
 	took := time.Duration(-1) // not timed
-	if timed {
-		took = time.Since(start)
+	if o.timed {
+		took = time.Since(o.start)
 	}
-	return keep(traceparent, t.Decision(ctx, traceparent, *d, took))
+	if !o.detailed {
+		o.t.Decided(ctx, d.Rule(), took)
+		return traceparent
+	}
+	return keep(traceparent, o.t.Decision(ctx, traceparent, *d, took))
 }
 
 // loopInput is what R14 looks at: the hop count, the recipient's stage as

@@ -104,14 +104,23 @@ type Options struct {
 // trace a message carries (its W3C traceparent) and returns the
 // traceparent to carry on, so one trace spans every hop (S8, O3).
 type Tracer interface {
-	// Detailed is true when decision spans are recorded: the queue manager
-	// then builds the full explanation (every candidate and why it was
-	// skipped) instead of taking the fast routing path.
-	Detailed() bool
+	// DecisionStart is asked before each routing decision. detailed is
+	// true when decision spans are recorded: the queue manager then builds
+	// the full explanation (every candidate and why it was skipped)
+	// instead of taking the fast routing path. timed is true for the
+	// decisions the tracer samples for latency: only those read the clock
+	// (two clock reads cost as much as a fast decision on a virtual
+	// machine).
+	DecisionStart() (detailed, timed bool)
 	Receive(ctx context.Context, traceparent string, e Event) (newTraceparent string)
-	// Decision records one routing decision; took < 0 when it was not
-	// timed (ObserveDecision times a sample).
+	// Decision records one routing decision made with its explanation
+	// (Detailed); took < 0 when it was not timed (DecisionStart samples
+	// which are).
 	Decision(ctx context.Context, traceparent string, d routing.Decision, took time.Duration) (newTraceparent string)
+	// Decided counts one decision made without the explanation (tracing
+	// off) by its rule (routing.Decision.Rule); took as for Decision.
+	// Nothing of the decision is copied for it.
+	Decided(ctx context.Context, rule string, took time.Duration)
 	Attempt(ctx context.Context, traceparent, kind, target string, err error) (newTraceparent string)
 }
 

@@ -54,13 +54,13 @@ func route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, rec
 	x := snap.Index()
 	b := bind(x, g)
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
-	if c := LoopCheck(p, in); c != nil {
+	if c := loopCheck(p, &in); c != nil {
 		return d.fail(c)
 	}
 	if domain, outside := outsideDomain(snap, in.Recipient); outside {
 		return decideOutbound(snap, g, d, domain)
 	}
-	fi, ui, c := checkIndexed(x, in)
+	fi, ui, c := checkIndexed(x, &in)
 	if c != nil {
 		return d.fail(c)
 	}
@@ -125,10 +125,10 @@ func continueAt(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input
 	b := bind(x, g)
 	d := Decision{Recipient: in.Recipient, At: in.At, Now: in.Now, LinkStateVersion: g.Version(), Excluded: slices.Clone(in.Excluded)}
 	// R14: every hop re-checks for loops, the hierarchy server included.
-	if c := LoopCheck(p, in); c != nil {
+	if c := loopCheck(p, &in); c != nil {
 		return d.fail(c)
 	}
-	fi, ui, c := checkIndexed(x, Input{Recipient: in.Recipient, Sender: in.Sender, SenderUser: in.SenderUser, Size: in.Size})
+	fi, ui, c := checkIndexed(x, &Input{Recipient: in.Recipient, Sender: in.Sender, SenderUser: in.SenderUser, Size: in.Size})
 	if c != nil {
 		return d.fail(c)
 	}
@@ -182,7 +182,7 @@ func (d Decision) step2Failed(f *directory.IndexFolder) Decision {
 }
 
 // checkIndexed is CheckRecipient over the index: the folder or user id.
-func checkIndexed(x *directory.Index, in Input) (folder, user int32, c *Check) {
+func checkIndexed(x *directory.Index, in *Input) (folder, user int32, c *Check) {
 	fi, ui, err := x.Resolve(in.Recipient)
 	if c := resolveCheck(in, err); c != nil {
 		return -1, -1, c

@@ -118,6 +118,22 @@ type Decision struct {
 	Outbound *Outbound `json:"outbound,omitempty"`
 }
 
+// Rule is the rule that decided d, for the decision metrics: step 2's,
+// else step 1's, else "mailbox" for a delivered user's mail, else the
+// outcome.
+func (d *Decision) Rule() string {
+	switch {
+	case d.Step2 != nil && d.Step2.Rule != "":
+		return d.Step2.Rule
+	case d.Step1 != nil && d.Step1.Rule != "":
+		return d.Step1.Rule
+	case d.User != "" && d.Outcome == Deliver:
+		return "mailbox"
+	default:
+		return string(d.Outcome)
+	}
+}
+
 // Check is a recipient-level refusal that SMTP can give at RCPT time.
 type Check struct {
 	Code   string // enhanced status code
@@ -139,20 +155,20 @@ type Resolved struct {
 // calls it first.
 func CheckRecipient(snap *directory.Snapshot, in Input) (Resolved, *Check) {
 	e, err := snap.Resolve(in.Recipient)
-	if c := resolveCheck(in, err); c != nil {
+	if c := resolveCheck(&in, err); c != nil {
 		return Resolved{}, c
 	}
 	if e.User != nil {
 		return Resolved{User: e.User}, nil
 	}
-	if c := checkFolder(e.Folder, in, permissions.RoleFor(e.Folder.Permissions, in.SenderUser, in.SenderUser != "")); c != nil {
+	if c := checkFolder(e.Folder, &in, permissions.RoleFor(e.Folder.Permissions, in.SenderUser, in.SenderUser != "")); c != nil {
 		return Resolved{}, c
 	}
 	return Resolved{Folder: e.Folder}, nil
 }
 
 // resolveCheck maps an address lookup's error to the refusal (R1).
-func resolveCheck(in Input, err error) *Check {
+func resolveCheck(in *Input, err error) *Check {
 	switch {
 	case err == nil:
 		return nil
@@ -167,7 +183,7 @@ func resolveCheck(in Input, err error) *Check {
 
 // checkFolder applies R15, R11 and R17 to a resolved folder; role is the
 // sender's (permissions.RoleFor).
-func checkFolder(f *directory.Folder, in Input, role permissions.Role) *Check {
+func checkFolder(f *directory.Folder, in *Input, role permissions.Role) *Check {
 	if !f.MailEnabled {
 		return &Check{"5.1.1", "recipient address rejected: public folder " + f.Path + " is not mail-enabled (R15)", true}
 	}
@@ -187,7 +203,7 @@ func checkFolder(f *directory.Folder, in Input, role permissions.Role) *Check {
 	return nil
 }
 
-func restrictions(f *directory.Folder, in Input) *Check {
+func restrictions(f *directory.Folder, in *Input) *Check {
 	match := func(list []string) bool { return senderMatches(list, in.Sender, in.SenderUser) }
 	if match(f.RejectFrom) {
 		return &Check{"5.7.1", "sender is not allowed to post to " + f.Path + " (reject_from, R11)", true}
@@ -225,7 +241,9 @@ func decideUser(snap *directory.Snapshot, g *linkstate.Graph, d Decision, u *dir
 // server twice is not a loop in itself: step 1 may send a message from
 // bridgehead a1 to the hierarchy store's server a2, and step 2 back
 // through a1 to a replica in another routing group (a1, a2, a1, b1).
-func LoopCheck(p Params, in Input) *Check {
+func LoopCheck(p Params, in Input) *Check { return loopCheck(p, &in) }
+
+func loopCheck(p Params, in *Input) *Check {
 	if p.HopLimit > 0 && in.Hops > p.HopLimit {
 		return &Check{"5.4.6", fmt.Sprintf("hop limit of %d exceeded (R14)", p.HopLimit), true}
 	}

@@ -22,7 +22,7 @@ func decisionSpan(ctx context.Context, tel *Telemetry, dir *directory.Directory,
 	d := routing.Decide(dir.Snapshot(), ls.Graph(), p, in)
 	RecordDecision(span, d)
 	span.End()
-	tel.Metrics().Decision(ctx, Rule(d), time.Since(start).Seconds())
+	tel.Metrics().Decision(ctx, d.Rule(), time.Since(start).Seconds())
 }
 
 func benchDecisionSpan(b *testing.B, cfg Config) { benchDecision(b, cfg, true) }

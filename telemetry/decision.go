@@ -160,21 +160,6 @@ func step(d routing.Decision) string {
 	}
 }
 
-// Rule is the rule that decided d, for Metrics.Decision: step 2's, else
-// step 1's, else "mailbox" or the outcome.
-func Rule(d routing.Decision) string {
-	switch {
-	case d.Step2 != nil && d.Step2.Rule != "":
-		return d.Step2.Rule
-	case d.Step1 != nil && d.Step1.Rule != "":
-		return d.Step1.Rule
-	case d.User != "" && d.Outcome == routing.Deliver:
-		return "mailbox"
-	default:
-		return string(d.Outcome)
-	}
-}
-
 // RecordDecision puts d on span: its attributes, and an error status for a
 // non-delivery (a queued recipient is not an error). It does nothing on a
 // span that is not recording, so with tracing off a decision costs no

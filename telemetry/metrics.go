@@ -38,12 +38,21 @@ type Metrics struct {
 	// lock costs more than a fast routing decision once two cores share
 	// it).
 	rules atomic.Pointer[[]*ruleCount]
+	// timeNext asks for the next decision to be timed: set on every
+	// DecisionSample-th decision of a rule, taken by TimeNextDecision.
+	timeNext atomic.Bool
 
 	optMu sync.RWMutex
 	opts  map[label]metric.MeasurementOption
 }
 
 type label struct{ key, value string }
+
+// DecisionSample is how many routing decisions share one latency
+// measurement in the decision-duration histogram: the decision after every
+// DecisionSample-th of each rule is timed (TimeNextDecision). Every
+// decision is counted.
+const DecisionSample = 64
 
 // ruleCount is one rule's decision counter, on a cache line of its own so
 // counting two rules from two cores does not share one.
@@ -106,7 +115,7 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	out.sessions = counter("pfrouter.sessions", "Client sessions opened, by protocol.")
 	out.logins = counter("pfrouter.logins", "Login attempts, by protocol and result.")
 	h, err := m.Float64Histogram("pfrouter.routing.decision.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time to compute one routing decision (the queue manager times a random sample of one decision in 16)."), metric.WithExplicitBucketBoundaries(decisionBuckets...))
+		metric.WithDescription("Time to compute one routing decision (a sample of one decision in 64 is timed)."), metric.WithExplicitBucketBoundaries(decisionBuckets...))
 	errs = append(errs, err)
 	out.decisionTime = h
 	_, err = m.Int64ObservableGauge("pfrouter.queue.depth", metric.WithDescription("Messages in the queue."),
@@ -176,9 +185,10 @@ func (m *Metrics) NDR(ctx context.Context) {
 }
 
 // Decision counts a routing decision by the rule taken ("" for none) and,
-// when seconds >= 0, records how long it took. Callers time a sample of
-// decisions and pass a negative seconds for the others: reading the clock
-// twice costs more than a fast decision on a virtual machine.
+// when seconds >= 0, records how long it took. Callers time the decisions
+// TimeNextDecision asks for and pass a negative seconds for the others:
+// reading the clock twice costs as much as a fast decision on a virtual
+// machine.
 func (m *Metrics) Decision(ctx context.Context, rule string, seconds float64) {
 	if m == nil {
 		return
@@ -186,10 +196,20 @@ func (m *Metrics) Decision(ctx context.Context, rule string, seconds float64) {
 	if rule == "" {
 		rule = "none"
 	}
-	m.ruleCounter(rule).n.Add(1)
+	if m.ruleCounter(rule).n.Add(1)%DecisionSample == 0 {
+		m.timeNext.Store(true)
+	}
 	if seconds >= 0 {
 		m.decisionTime.Record(ctx, seconds)
 	}
+}
+
+// TimeNextDecision says whether the caller should time the decision it is
+// about to make for the histogram: true once after every DecisionSample-th
+// decision of a rule. It costs one atomic load when false, so it can be
+// asked before every decision.
+func (m *Metrics) TimeNextDecision() bool {
+	return m != nil && m.timeNext.Load() && m.timeNext.CompareAndSwap(true, false)
 }
 
 func (m *Metrics) ruleCounter(rule string) *ruleCount {

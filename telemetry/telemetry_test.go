@@ -248,8 +248,8 @@ func TestO3DecisionAttributes(t *testing.T) {
 	if !strings.Contains(cands, "ex3-pub on ex3: cost") {
 		t.Errorf("replica.candidates = %q", cands)
 	}
-	if Rule(d) != d.Step2.Rule {
-		t.Errorf("Rule = %q", Rule(d))
+	if d.Rule() != d.Step2.Rule {
+		t.Errorf("Rule = %q", d.Rule())
 	}
 }
 
@@ -318,6 +318,56 @@ func TestMetricsHandler(t *testing.T) {
 		"pfrouter_linkstate_changes_total", `pfrouter_sessions_total{`, `proto="imap"`,
 		`pfrouter_logins_total{`, `result="ok"`,
 	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
+
+// One decision in DecisionSample of a rule asks for the next one to be
+// timed, once; the counts stay exact when many goroutines count at once
+// (the counters are lock-free).
+func TestDecisionSampling(t *testing.T) {
+	ctx := context.Background()
+	tel, err := Setup(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	m := tel.Metrics()
+	for i := 1; i < DecisionSample; i++ {
+		m.Decision(ctx, "local", -1)
+		if m.TimeNextDecision() {
+			t.Fatalf("asked to time after %d decisions, want after %d", i, DecisionSample)
+		}
+	}
+	m.Decision(ctx, "local", -1)
+	if !m.TimeNextDecision() || m.TimeNextDecision() {
+		t.Fatalf("after %d decisions: want one timed decision", DecisionSample)
+	}
+	var nilM *Metrics
+	if nilM.TimeNextDecision() {
+		t.Error("nil Metrics asks for timing")
+	}
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 1000; i++ {
+				m.Decision(ctx, []string{"routing-group", "first", ""}[i%3], -1)
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	out := rec.Body.String()
+	for _, want := range []string{`rule="local"} 64`, `rule="routing-group"} 1336`, `rule="first"} 1332`, `rule="none"} 1332`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

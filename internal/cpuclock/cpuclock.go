@@ -7,6 +7,7 @@ package cpuclock
 
 import (
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -28,19 +29,24 @@ func Loop(b *testing.B, op func(i int)) {
 	}
 }
 
-// Paired runs a and b alternately in blocks of block calls, locked to one
-// OS thread, and returns the CPU time per call of each: the two see the
-// same machine state within milliseconds of each other, so their ratio
-// holds under load that moves either figure alone by 2x. ok is false where
-// the OS does not give thread CPU time.
-func Paired(n, block int, a, b func(i int)) (perA, perB time.Duration, ok bool) {
+// Paired runs a and b alternately in blocks of block calls each, locked to
+// one OS thread, n calls of each in all, and returns the CPU time per call
+// of each and the median over the blocks of b's time over a's. The two see
+// the same machine state within milliseconds of each other, and the median
+// drops the blocks a collection, a preemption or a stolen virtual CPU fell
+// into, so the ratio holds under load that moves either figure alone by
+// 2x. ok is false where the OS does not give thread CPU time.
+func Paired(n, block int, a, b func(i int)) (perA, perB time.Duration, ratio float64, ok bool) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if _, ok := Thread(); !ok || n <= 0 {
+		return 0, 0, 0, ok
+	}
 	var ta, tb time.Duration
-	done := 0
-	for done < n {
+	var ratios []float64
+	for done := 0; done < n; {
 		k := min(block, n-done)
-		t0, ok0 := Thread()
+		t0, _ := Thread()
 		for i := done; i < done+k; i++ {
 			a(i)
 		}
@@ -49,15 +55,16 @@ func Paired(n, block int, a, b func(i int)) (perA, perB time.Duration, ok bool) 
 			b(i)
 		}
 		t2, _ := Thread()
-		if !ok0 {
-			return 0, 0, false
-		}
 		ta += t1 - t0
 		tb += t2 - t1
+		if t1 > t0 {
+			ratios = append(ratios, float64(t2-t1)/float64(t1-t0))
+		}
 		done += k
 	}
-	if n == 0 {
-		return 0, 0, true
+	slices.Sort(ratios)
+	if len(ratios) > 0 {
+		ratio = ratios[len(ratios)/2]
 	}
-	return ta / time.Duration(n), tb / time.Duration(n), true
+	return ta / time.Duration(n), tb / time.Duration(n), ratio, true
 }
