@@ -16,7 +16,7 @@ type fakeTracer struct {
 	decidedTook     []time.Duration
 }
 
-func (f *fakeTracer) DecisionStart() (bool, bool) { return f.detailed, f.timed }
+func (f *fakeTracer) DecisionStart() (bool, bool)                   { return f.detailed, f.timed }
 func (f *fakeTracer) Receive(context.Context, string, Event) string { return "" }
 func (f *fakeTracer) Attempt(context.Context, string, string, string, error) string {
 	return ""

@@ -435,8 +435,10 @@ func spreadFast(x *directory.Index, cs []repCand, best int, key string) int {
 	if len(set) < 2 {
 		return best
 	}
-	name := func(i int) int32 { return cs[set[i]].store } // Index.Stores is in name order
-	for i := 1; i < len(set); i++ { // insertion sort: a handful of replicas
+	// Insertion sort (a handful of replicas) by store id: Index.Stores is
+	// in name order.
+	name := func(i int) int32 { return cs[set[i]].store }
+	for i := 1; i < len(set); i++ {
 		for j := i; j > 0 && name(j) < name(j-1); j-- {
 			set[j], set[j-1] = set[j-1], set[j]
 		}
