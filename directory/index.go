@@ -203,6 +203,14 @@ func buildIndex(s *Snapshot) *Index {
 			x.Folders = append(x.Folders, IndexFolder{Folder: f, Path: f.Path, HierarchyID: h, Open: open, AnonymousRole: anon})
 		}
 	}
+	// Folders in key order (the table's id order, checked: FolderID
+	// searches it).
+	if !slices.IsSortedFunc(x.Folders, func(a, b IndexFolder) int { return strings.Compare(a.Key, b.Key) }) {
+		slices.SortStableFunc(x.Folders, func(a, b IndexFolder) int { return strings.Compare(a.Key, b.Key) })
+		for i := range x.Folders {
+			folderID[x.Folders[i].Key] = int32(i)
+		}
+	}
 	// Replicas in the order of the table's id (folder key|store): each
 	// folder's come together, by store name. One backing array for all.
 	var flat []int32
@@ -274,6 +282,13 @@ func mergeByName(x *Index, a, b []int32) []int32 {
 func (x *Index) ServerID(name string) (int32, bool) {
 	i, ok := x.serverID[name]
 	return i, ok
+}
+
+// FolderID returns the id of the folder with key (Folder.Key), by binary
+// search: Folders is in key order.
+func (x *Index) FolderID(key string) (int32, bool) {
+	i, ok := slices.BinarySearchFunc(x.Folders, key, func(f IndexFolder, k string) int { return strings.Compare(f.Key, k) })
+	return int32(i), ok
 }
 
 // RoutingGroupID returns a routing group's id.

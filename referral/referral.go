@@ -4,9 +4,10 @@
 // routing: a function of the directory snapshot, the link-state graph, the
 // reader's server and the folder.
 //
-// The computed choice is routing step 2 (R7–R10, package replica) run on
-// the reader's server over link state without the connectors that forbid
-// referrals (linkstate.Graph.Referrals). A server's custom referral_list
+// The computed choice is routing step 2 (R7–R10), the routing decision's
+// own code (routing.ChooseReplica), run on the reader's server over link
+// state without the connectors that forbid referrals
+// (linkstate.Graph.Referrals). A server's custom referral_list
 // replaces it: only the listed servers, by listed cost. imapd asks for a
 // decision when a folder is selected and again, excluding servers that
 // failed, when a referred session fails over; `pfrouter route --read`
@@ -21,6 +22,7 @@ import (
 	"pfrouter/directory"
 	"pfrouter/linkstate"
 	"pfrouter/replica"
+	"pfrouter/routing"
 )
 
 // Outcome is how the folder is read.
@@ -103,10 +105,8 @@ func Decide(snap *directory.Snapshot, g *linkstate.Graph, at string, f *director
 	if srv := snap.Server(at); srv != nil && len(srv.ReferralList) > 0 {
 		return byList(d, g, srv, cands, exclude)
 	}
-	rg := g.Referrals()
-	myRG, _ := g.RoutingGroupOf(at)
-	res := replica.Choose(cands, excluding{rg, exclude}, replica.Params{Server: at, RoutingGroup: myRG})
-	for _, con := range res.Considered {
+	s2, found := routing.ChooseReplica(snap, g.Referrals(), at, f.Key, exclude)
+	for _, con := range s2.Considered {
 		if !con.Reachable {
 			switch {
 			case slices.Contains(exclude, con.Server):
@@ -117,27 +117,13 @@ func Decide(snap *directory.Snapshot, g *linkstate.Graph, at string, f *director
 		}
 		d.Candidates = append(d.Candidates, Candidate{Considered: con})
 	}
-	if !res.Found {
+	if !found {
 		d.Outcome, d.Reason = None, noneReason(f, d.Candidates)
 		return d
 	}
-	d.Outcome, d.Store, d.Server, d.Rule, d.Cost = Referred, res.Chosen.Store, res.Chosen.Server, res.Rule, res.Cost
-	if p, ok := rg.Path(at, res.Chosen.Server); ok {
-		d.Path, d.Connectors = p.Servers, p.Connectors
-	}
+	d.Outcome, d.Store, d.Server, d.Rule, d.Cost = Referred, s2.Store, s2.Server, s2.Rule, s2.Cost
+	d.Path, d.Connectors = s2.Path, s2.Connectors
 	return d
-}
-
-// excluding is the referral graph with some servers taken out.
-type excluding struct {
-	g       *linkstate.Graph
-	exclude []string
-}
-
-func (e excluding) RGCost(from, to string) (int, int, bool) { return e.g.RGCost(from, to) }
-
-func (e excluding) Reachable(from, to string) bool {
-	return !slices.Contains(e.exclude, to) && e.g.Reachable(from, to)
 }
 
 // byList applies a custom referral list: listed servers that hold a

@@ -37,9 +37,20 @@ type minAgeText struct {
 	s string
 }
 
+// bindings are the index's bounds to the last two graphs: the queue
+// manager decides over a server's graph and public folder referrals over
+// its referral graph (linkstate.Graph.Referrals); one slot would rebind on
+// every alternation.
+type bindings struct{ last [2]*bound }
+
 func bind(x *directory.Index, g *linkstate.Graph) *bound {
-	if b, _ := x.Ext().(*bound); b != nil && b.g == g {
-		return b
+	old, _ := x.Ext().(*bindings)
+	if old != nil {
+		for _, b := range old.last {
+			if b != nil && b.g == g {
+				return b
+			}
+		}
 	}
 	b := &bound{g: g, srv: make([]boundServer, len(x.Servers)), rgGraph: make([]int32, len(x.RoutingGroups))}
 	for i, s := range x.Servers {
@@ -67,7 +78,11 @@ func bind(x *directory.Index, g *linkstate.Graph) *bound {
 		}
 	}
 	// Concurrent deciders may each build one; any of them is right.
-	x.SetExt(b)
+	nb := &bindings{last: [2]*bound{b}}
+	if old != nil {
+		nb.last[1] = old.last[0]
+	}
+	x.SetExt(nb)
 	return b
 }
 

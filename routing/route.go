@@ -109,7 +109,7 @@ func route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, rec
 	}
 	d.Step2 = &parts.s2
 	start := len(route) - 1 // route ends at the hierarchy server, where step 2's path starts
-	route, ok := step2(x, b, p, v, f, in.MessageID, &parts.s2, route, rec)
+	route, ok := step2(x, b, p, v, f, in.MessageID, nil, &parts.s2, route, rec)
 	if !ok {
 		return d.step2Failed(f)
 	}
@@ -147,7 +147,7 @@ func continueAt(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input
 		parts.s1.Skipped = []hierarchy.Skip{}
 	}
 	d.Step1, d.Step2 = &parts.s1, &parts.s2
-	route, ok := step2(x, b, p, viewOf(x, b, in.At), f, in.MessageID, &parts.s2, parts.route[:0], rec)
+	route, ok := step2(x, b, p, viewOf(x, b, in.At), f, in.MessageID, nil, &parts.s2, parts.route[:0], rec)
 	if !ok {
 		return d.step2Failed(f)
 	}
@@ -318,11 +318,12 @@ type repCand struct {
 // step2 chooses the replica (R7–R10) over store ids, as on server: local
 // (R7), else in the routing group (R8), else the reachable one of lowest
 // cost, then fewest hops, then store name (R9), spread over the equal-cost
-// set by message id if asked; unreachable ones never (R10). It fills s
+// set by message id if asked; unreachable ones never (R10), nor those on
+// servers in exclude (a reader's failed servers, ChooseReplica). It fills s
 // (not Path) and appends the path from server to the chosen replica's
 // server to route. With rec it records s.Considered (every replica, with
 // the reasons of replica.Choose) and s.Connectors.
-func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, messageID string, s *Step2, route []string, rec *recorder) ([]string, bool) {
+func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, messageID string, exclude []string, s *Step2, route []string, rec *recorder) ([]string, bool) {
 	if rec != nil {
 		s.Considered = []replica.Considered{}
 	}
@@ -344,7 +345,7 @@ func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFol
 			if st.RGID == v.dirRG {
 				c.rank = 1
 			}
-			c.reachable = b.reach(v.graphRG, reach, st.ServerID)
+			c.reachable = b.reach(v.graphRG, reach, st.ServerID) && (len(exclude) == 0 || !slices.Contains(exclude, x.Servers[st.ServerID]))
 		}
 		cands = append(cands, c)
 		if !c.reachable {
