@@ -76,15 +76,7 @@ func BenchmarkDecisionInstrumentation(b *testing.B) {
 	})
 	// Control for the -vs-bare figures below: the bare decision against
 	// itself reads 0% when the method has no bias.
-	b.Run("bare-vs-bare", func(b *testing.B) {
-		tb, tb2, ratio, ok := cpuclock.Paired(b.N, 1000, bare, bare)
-		if !ok {
-			b.Skip("no thread CPU time on this OS")
-		}
-		b.ReportMetric(float64(tb.Nanoseconds()), "bare-cpu-ns/op")
-		b.ReportMetric(float64(tb2.Nanoseconds()), "observed-cpu-ns/op")
-		b.ReportMetric(100*(ratio-1), "overhead-%")
-	})
+	b.Run("bare-vs-bare", func(b *testing.B) { paired(b, bare, bare) })
 	ctx := context.Background()
 	for _, mode := range []struct {
 		name string
@@ -116,18 +108,22 @@ func BenchmarkDecisionInstrumentation(b *testing.B) {
 		// CPU time over the bare one's is the overhead, measured on one
 		// machine state (the separate runs above drift with the load of a
 		// shared machine).
-		b.Run(mode.name+"-vs-bare", func(b *testing.B) {
-			tb, ti, ratio, ok := cpuclock.Paired(b.N, 1000, bare, observed)
-			if !ok {
-				b.Skip("no thread CPU time on this OS")
-			}
-			b.ReportMetric(float64(tb.Nanoseconds()), "bare-cpu-ns/op")
-			b.ReportMetric(float64(ti.Nanoseconds()), "observed-cpu-ns/op")
-			b.ReportMetric(100*(ratio-1), "overhead-%")
-		})
+		b.Run(mode.name+"-vs-bare", func(b *testing.B) { paired(b, bare, observed) })
 		tel.Shutdown(ctx)
 	}
 	if delivered == 0 {
 		b.Fatal("no decision delivered: the benchmark measures a failing path")
 	}
+}
+
+// paired runs bare and observed alternately in blocks of 1,000 and reports
+// their CPU times and the median ratio as overhead-% (cpuclock.Paired).
+func paired(b *testing.B, bare, observed func(int)) {
+	tb, ti, ratio, ok := cpuclock.Paired(b.N, 1000, bare, observed)
+	if !ok {
+		b.Skip("no thread CPU time on this OS")
+	}
+	b.ReportMetric(float64(tb.Nanoseconds()), "bare-cpu-ns/op")
+	b.ReportMetric(float64(ti.Nanoseconds()), "observed-cpu-ns/op")
+	b.ReportMetric(100*(ratio-1), "overhead-%")
 }
