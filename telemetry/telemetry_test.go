@@ -280,11 +280,7 @@ func TestRecordDecisionNDR(t *testing.T) {
 // Metrics reach /metrics under their Prometheus names.
 func TestMetricsHandler(t *testing.T) {
 	ctx := context.Background()
-	tel, err := Setup(ctx, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tel.Shutdown(ctx)
+	tel := metricsOnly(t)
 	m := tel.Metrics()
 	m.Accepted(ctx)
 	m.Refused(ctx, "relay")
@@ -332,11 +328,7 @@ func TestMetricsHandler(t *testing.T) {
 // (the counters are lock-free).
 func TestDecisionSampling(t *testing.T) {
 	ctx := context.Background()
-	tel, err := Setup(ctx, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tel.Shutdown(ctx)
+	tel := metricsOnly(t)
 	m := tel.Metrics()
 	for i := 1; i < DecisionSample; i++ {
 		m.Decision(ctx, "local", -1)
@@ -375,4 +367,15 @@ func TestDecisionSampling(t *testing.T) {
 	if t.Failed() {
 		t.Log(out)
 	}
+}
+
+// metricsOnly is telemetry with tracing off, shut down when the test ends.
+func metricsOnly(t *testing.T) *Telemetry {
+	t.Helper()
+	tel, err := Setup(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tel.Shutdown(context.Background()) })
+	return tel
 }
