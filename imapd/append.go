@@ -107,7 +107,8 @@ func (tx *appendTx) Add(r imap.LiteralReader, options *imap.AppendOptions) error
 		if err != nil {
 			return err
 		}
-		it.body = body
+		it.body = encodeBinary(body)
+		it.size = int64(len(it.body))
 		tx.inMem += r.Size()
 	} else {
 		f, err := spool(tx.s.srv.spoolDir, r)

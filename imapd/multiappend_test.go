@@ -107,3 +107,30 @@ func TestMultiAppendAllOrNone(t *testing.T) {
 		t.Fatalf("INBOX holds %d messages after a cut-off MULTIAPPEND, want 0", n)
 	}
 }
+
+// BINARY (RFC 3516): a message with NUL octets appended as a literal8 is
+// stored base64-encoded, so BODY[1] sends no NUL in a literal, while
+// BINARY[1] and BINARY.SIZE[1] give back the octets sent (imaptest
+// "append-binary").
+func TestAppendBinaryLiteral8(t *testing.T) {
+	e := newEnv(t)
+	r := e.rawLogin("alice")
+	msg := "From: a@b.example\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\xed\r\n\r\r\n"
+	r.send("A1 APPEND INBOX ~" + lit(msg) + "\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("want a continuation, got %q", l)
+	}
+	r.send(msg + "\r\n")
+	if got := tagged(r.until("A1")); !strings.HasPrefix(got, "A1 OK") {
+		t.Fatalf("APPEND literal8: %q", got)
+	}
+	r.cmd("S SELECT INBOX")
+	body := strings.Join(r.cmd("F1 FETCH 1 (BODY.PEEK[1])"), "\n")
+	if strings.Contains(body, "\x00") || !strings.Contains(body, "AO0NCg0NCg==") {
+		t.Fatalf("BODY[1] of a binary message: %q, want base64 and no NUL", body)
+	}
+	got := strings.Join(r.cmd("F2 FETCH 1 (BINARY.SIZE[1])"), "\n")
+	if !strings.Contains(got, "BINARY.SIZE[1] 7") {
+		t.Fatalf("BINARY.SIZE[1]: %q, want 7", got)
+	}
+}
