@@ -165,8 +165,8 @@ func TestConvergeAcrossProcesses(t *testing.T) {
 		t.Skip("spawns processes")
 	}
 	a := start(t, fastOpts(t, "ex1"))
-	b := spawn(t, "ex2", a.Addr())
-	c := spawn(t, "ex3", a.Addr())
+	b := spawn(t, "ex2", a.Seed())
+	c := spawn(t, "ex3", a.Seed())
 	eventually(t, 15*time.Second, "three processes in one cluster", func() bool { return aliveCount(a) == 3 })
 
 	if got := b.do(t, `publish connector tokyo-berlin {"cost":42,"up":true}`); !strings.HasPrefix(got, "OK ") {
