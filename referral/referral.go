@@ -78,10 +78,10 @@ const (
 func Decide(snap *directory.Snapshot, g *linkstate.Graph, at string, f *directory.Folder, exclude []string) Decision {
 	d := Decision{Folder: f.Path, At: at, LinkStateVersion: g.Version(), Candidates: []Candidate{}, Excluded: slices.Clone(exclude)}
 	reps := snap.Replicas(f.Key)
-	cands := make([]replica.Candidate, 0, len(reps))
+	cands := make([]holder, 0, len(reps))
 	for _, r := range reps {
 		if st := snap.Store(r.Store); st != nil {
-			cands = append(cands, replica.Candidate{Store: st.Name, Server: st.Server, RoutingGroup: st.RoutingGroup})
+			cands = append(cands, holder{Store: st.Name, Server: st.Server, RoutingGroup: st.RoutingGroup})
 		}
 	}
 	if len(cands) == 0 {
@@ -126,11 +126,14 @@ func Decide(snap *directory.Snapshot, g *linkstate.Graph, at string, f *director
 	return d
 }
 
+// holder is a store holding a replica of the folder being read.
+type holder struct{ Store, Server, RoutingGroup string }
+
 // byList applies a custom referral list: listed servers that hold a
 // replica and are neither down nor excluded, lowest listed cost first, then
 // list order. Link-state paths and connector policy do not apply: the
 // administrator chose these servers.
-func byList(d Decision, g *linkstate.Graph, srv *directory.Server, cands []replica.Candidate, exclude []string) Decision {
+func byList(d Decision, g *linkstate.Graph, srv *directory.Server, cands []holder, exclude []string) Decision {
 	d.ReferralList = true
 	best, bestCost, bestPos := -1, 0, 0
 	for i, c := range cands {

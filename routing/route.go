@@ -217,7 +217,7 @@ type step1Out struct {
 // unreachable (R6b) and still-replicating stores, young ones only if
 // nothing else is left (R6); then local (R3), else in the routing group
 // (R4), else the first (R5). With rec it records in s.Skipped every store
-// not chosen, in the order and with the reasons of hierarchy.Choose; it
+// not chosen, in order, with hierarchy's reasons; it
 // sets s.UsedYoung.
 func step1(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, excluded []string, now time.Time, rec *recorder, s *Step1) step1Out {
 	var out step1Out
@@ -322,7 +322,7 @@ type repCand struct {
 // servers in exclude (a reader's failed servers, ChooseReplica). It fills s
 // (not Path) and appends the path from server to the chosen replica's
 // server to route. With rec it records s.Considered (every replica, with
-// the reasons of replica.Choose) and s.Connectors.
+// replica's reasons) and s.Connectors.
 func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, messageID string, exclude []string, s *Step2, route []string, rec *recorder) ([]string, bool) {
 	if rec != nil {
 		s.Considered = []replica.Considered{}
@@ -406,7 +406,7 @@ func considered(x *directory.Index, cs []repCand, best int, rule string) []repli
 	return out
 }
 
-// betterFast orders two reachable candidates as replica.Choose does.
+// betterFast orders two reachable candidates by R9: cost, then hops, then name.
 func betterFast(x *directory.Index, cs []repCand, i, j int) bool {
 	if cs[i].rank != cs[j].rank {
 		return cs[i].rank < cs[j].rank

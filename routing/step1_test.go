@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"pfrouter/hierarchy"
 	"pfrouter/routing"
 )
 
@@ -327,4 +328,63 @@ func TestS4UserMailbox(t *testing.T) {
 
 	e.serverDown(t, "c1")
 	wantOutcome(t, e.decide("a2", "u@x.example"), routing.Queue, "4.4.1")
+}
+
+// Readiness beats age (issue 12, with R6): a store whose hierarchy is still
+// being replicated is skipped whatever its age, even local and old, with
+// the reason "hierarchy not yet replicated"; with only pending stores
+// nothing is chosen and the message waits for them.
+func TestR6ReadinessBeatsAge(t *testing.T) {
+	cases := []struct {
+		name    string
+		routing string
+		stores  map[string][]string
+		pending []string
+		want    string
+		rule    string
+	}{
+		{"old local pending: routing-group store instead", "",
+			map[string][]string{"a1": {pub("a1-pub", jan)}, "a2": {pub("a2-pub", jan)}}, []string{"a1-pub"}, "a2-pub", "routing-group"},
+		{"young pending not used even when every other store is young", "",
+			map[string][]string{"a1": {pub("a1-pub", ago(time.Hour))}, "a2": {pub("a2-pub", ago(time.Hour))}}, []string{"a1-pub"}, "a2-pub", "routing-group"},
+		{"store_min_age 0 does not let a pending store in", "{store_min_age: 0}",
+			map[string][]string{"a1": {pub("a1-pub", ago(time.Hour))}, "c1": {pub("c1-pub", jan)}}, []string{"a1-pub"}, "c1-pub", "first"},
+		{"ready: chosen by R3", "",
+			map[string][]string{"a1": {pub("a1-pub", jan)}, "c1": {pub("c1-pub", jan)}}, nil, "a1-pub", "local"},
+		{"only pending stores: nothing chosen", "",
+			map[string][]string{"a1": {pub("a1-pub", jan)}, "a2": {pub("a2-pub", jan)}}, []string{"a1-pub", "a2-pub"}, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var reps []string
+			for _, l := range c.stores {
+				for _, s := range l {
+					reps = append(reps, storeName(s))
+				}
+			}
+			e := build(t, spec{Routing: c.routing, Stores: c.stores, Folders: folder("/F", "f@x.example", reps...)})
+			for _, st := range c.pending {
+				if err := e.dir.SetHierarchyPending(st, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d := e.decide("a1", "f@x.example")
+			if c.want == "" {
+				if d.Step1.Store != "" || d.Outcome == routing.Deliver {
+					t.Fatalf("chose %q (outcome %s), want nothing while every store is pending\n%s", d.Step1.Store, d.Outcome, explain(d))
+				}
+			} else {
+				wantStep1(t, d, c.want, c.rule)
+			}
+			skipped := map[string]string{}
+			for _, sk := range d.Step1.Skipped {
+				skipped[sk.Store] = sk.Reason
+			}
+			for _, st := range c.pending {
+				if skipped[st] != hierarchy.ReasonPending {
+					t.Fatalf("pending store %s skipped for %q, want %q\n%s", st, skipped[st], hierarchy.ReasonPending, explain(d))
+				}
+			}
+		})
+	}
 }
