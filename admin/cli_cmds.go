@@ -283,8 +283,51 @@ func (c *cli) folderCmd() *cobra.Command {
 	}
 	rename.Flags().StringVar(&req.To, "to", "", "new folder path, e.g. /Revenue")
 	_ = rename.MarkFlagRequired("to")
-	fc.AddCommand(rename, del)
+	fc.AddCommand(rename, del, c.permissionCmd())
 	return fc
+}
+
+// permissionCmd changes one principal's role on a folder (R17) on every
+// server.
+func (c *cli) permissionCmd() *cobra.Command {
+	pc := &cobra.Command{Use: "permission", Short: "Change who may post to and read a public folder (R17 roles), everywhere"}
+	var req PermissionRequest
+	set := &cobra.Command{
+		Use: "set", Short: "Give a user, Anonymous or Default a role on a folder", Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *Client, out io.Writer, _ []string) error {
+			if err := cl.SetFolderPermission(ctx, req); err != nil {
+				return classify(err)
+			}
+			return c.emit(out, req, func() {
+				fmt.Fprintf(out, "folder %s%s: %s is %s\n", req.Hierarchy, req.Folder, req.Principal, req.Role)
+			})
+		}),
+	}
+	remove := &cobra.Command{
+		Use: "remove", Short: "Remove a principal's entry (a user then gets Default's role; Anonymous without an entry gets None)", Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *Client, out io.Writer, _ []string) error {
+			req.Role = ""
+			if err := cl.RemoveFolderPermission(ctx, req); err != nil {
+				return classify(err)
+			}
+			return c.emit(out, req, func() {
+				fmt.Fprintf(out, "folder %s%s: entry of %s removed\n", req.Hierarchy, req.Folder, req.Principal)
+			})
+		}),
+	}
+	for _, cmd := range []*cobra.Command{set, remove} {
+		f := cmd.Flags()
+		f.StringVar(&req.Hierarchy, "hierarchy", "", "hierarchy name")
+		f.StringVar(&req.Folder, "folder", "", "folder path, e.g. /Sales")
+		f.StringVar(&req.Principal, "user", "", "user name, or Anonymous (unauthenticated senders) or Default (every other user)")
+		for _, name := range []string{"hierarchy", "folder", "user"} {
+			_ = cmd.MarkFlagRequired(name)
+		}
+	}
+	set.Flags().StringVar(&req.Role, "role", "", "Owner, PublishingEditor, Editor, PublishingAuthor, Author, NonEditingAuthor, Reviewer, Contributor or None")
+	_ = set.MarkFlagRequired("role")
+	pc.AddCommand(set, remove)
+	return pc
 }
 
 func (c *cli) routeCmd() *cobra.Command {

@@ -63,6 +63,18 @@ func TestClientAgainstServer(t *testing.T) {
 	if err := cl.RenameFolder(ctx, FolderRequest{Hierarchy: "H", Folder: "/f"}); !errors.As(err, &apiErr) || apiErr.Status != 400 {
 		t.Fatalf("RenameFolder without to: %v, want a 400", err)
 	}
+	if err := cl.SetFolderPermission(ctx, PermissionRequest{Hierarchy: "H", Folder: "/f", Principal: "alice", Role: "Editor"}); err != nil || f.lastCall() != "SetFolderPermission H /f alice Editor" {
+		t.Fatalf("SetFolderPermission: %v %q", err, f.lastCall())
+	}
+	if err := cl.RemoveFolderPermission(ctx, PermissionRequest{Hierarchy: "H", Folder: "/f", Principal: "Anonymous", Role: "Owner"}); err != nil || f.lastCall() != "SetFolderPermission H /f Anonymous " {
+		t.Fatalf("RemoveFolderPermission: %v %q", err, f.lastCall())
+	}
+	if err := cl.SetFolderPermission(ctx, PermissionRequest{Hierarchy: "H", Folder: "/f", Principal: "alice"}); !errors.As(err, &apiErr) || apiErr.Status != 400 {
+		t.Fatalf("SetFolderPermission without a role: %v, want a 400", err)
+	}
+	if err := cl.SetFolderPermission(ctx, PermissionRequest{Hierarchy: "H", Folder: "/f", Role: "Editor"}); !errors.As(err, &apiErr) || apiErr.Status != 400 {
+		t.Fatalf("SetFolderPermission without a principal: %v, want a 400", err)
+	}
 	now := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 	if d, err := cl.Route(ctx, "sales@contoso.example", "ex2", now); err != nil || d.Store != "ex3-pub" || !d.Now.Equal(now) {
 		t.Fatalf("Route: %+v %v", d, err)
@@ -199,6 +211,10 @@ func TestCommand(t *testing.T) {
 			"CAUSES", "hop-health,maintenance"}}, // issue 10 item 3: every cause holding ex3 down
 		{[]string{"store", "add", "--server", "ex1", "--name", "ex1-pub2", "--hierarchy", "Public Folders"}, 0, "AddStore ex1 ex1-pub2 public Public Folders", []string{"store ex1-pub2 added on ex1"}},
 		{[]string{"replica", "add", "--hierarchy", "Public Folders", "--folder", "/Sales", "--store", "ex3-pub"}, 0, "AddReplica Public Folders /Sales ex3-pub", nil},
+		{[]string{"folder", "permission", "set", "--hierarchy", "Public Folders", "--folder", "/Sales", "--user", "alice", "--role", "Editor"}, 0,
+			"SetFolderPermission Public Folders /Sales alice Editor", []string{"/Sales: alice is Editor"}},
+		{[]string{"folder", "permission", "remove", "--hierarchy", "Public Folders", "--folder", "/Sales", "--user", "Anonymous"}, 0,
+			"SetFolderPermission Public Folders /Sales Anonymous ", []string{"entry of Anonymous removed"}},
 		{[]string{"route", "--to", "sales@contoso.example", "--at", "ex2", "--now", "2025-07-01T00:00:00Z"}, 0, "Route ex2 sales@contoso.example 2025-07-01T00:00:00Z", []string{"ex3-pub"}},
 		{[]string{"queue", "list"}, 0, "QueueList", []string{"MESSAGE-ID", "q1", "<m1@x>", "sales@contoso.example (deferred)"}},
 		{[]string{"queue", "show", "q1"}, 0, "QueueShow q1", []string{"no replica reachable", "deferred"}},

@@ -172,6 +172,19 @@ func (c *Client) DeleteFolder(ctx context.Context, r FolderRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/folders/delete", r, nil)
 }
 
+// SetFolderPermission gives a principal a role on a public folder
+// everywhere (r.Role required).
+func (c *Client) SetFolderPermission(ctx context.Context, r PermissionRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/folders/permission", r, nil)
+}
+
+// RemoveFolderPermission removes a principal's entry from a public
+// folder's permissions everywhere.
+func (c *Client) RemoveFolderPermission(ctx context.Context, r PermissionRequest) error {
+	r.Role = ""
+	return c.do(ctx, http.MethodPost, "/v1/folders/permission/remove", r, nil)
+}
+
 // Route explains the routing decision for a recipient on server at ("" is
 // the server asked); a zero now means the server's clock.
 func (c *Client) Route(ctx context.Context, to, at string, now time.Time) (routing.Decision, error) {

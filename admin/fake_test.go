@@ -123,6 +123,13 @@ func (f *fakeOps) DeleteFolder(_ context.Context, hier, path string) error {
 	}
 	return nil
 }
+func (f *fakeOps) SetFolderPermission(_ context.Context, hier, path, principal, role string) error {
+	f.call("SetFolderPermission %s %s %s %s", hier, path, principal, role)
+	if path == "/missing" {
+		return &FieldError{Field: "folder", Msg: "not a folder"}
+	}
+	return nil
+}
 func (f *fakeOps) Route(_ context.Context, at, rcpt string, now time.Time) (routing.Decision, error) {
 	f.call("Route %s %s %s", at, rcpt, now.UTC().Format(time.RFC3339))
 	if rcpt == "nobody@contoso.example" {

@@ -68,6 +68,8 @@ func NewHandler(ops Ops, token string, extra map[string]http.Handler, logger *sl
 	m.HandleFunc("POST /v1/replicas", h.addReplica)
 	m.HandleFunc("POST /v1/folders/rename", h.renameFolder)
 	m.HandleFunc("POST /v1/folders/delete", h.deleteFolder)
+	m.HandleFunc("POST /v1/folders/permission", h.setPermission)
+	m.HandleFunc("POST /v1/folders/permission/remove", h.removePermission)
 	m.HandleFunc("GET /v1/route", h.route)
 	m.HandleFunc("GET /v1/queue", h.queueList)
 	m.HandleFunc("GET /v1/queue/{id}", h.queueShow)
@@ -429,6 +431,40 @@ func (h *handler) folderOp(w http.ResponseWriter, r *http.Request, rename bool) 
 			err = h.ops.DeleteFolder(r.Context(), body.Hierarchy, body.Folder)
 		}
 		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
+	}
+}
+
+func (h *handler) setPermission(w http.ResponseWriter, r *http.Request) { h.permissionOp(w, r, true) }
+
+func (h *handler) removePermission(w http.ResponseWriter, r *http.Request) {
+	h.permissionOp(w, r, false)
+}
+
+// permissionOp sets (role required) or removes a principal's role on a
+// public folder.
+func (h *handler) permissionOp(w http.ResponseWriter, r *http.Request, set bool) {
+	var body PermissionRequest
+	if !decode(w, r, &body) {
+		return
+	}
+	if !set {
+		body.Role = ""
+	}
+	switch {
+	case body.Hierarchy == "":
+		badField(w, "hierarchy", "required")
+	case body.Folder == "":
+		badField(w, "folder", "required")
+	case body.Principal == "":
+		badField(w, "principal", "required: a user name, Anonymous or Default")
+	case set && body.Role == "":
+		badField(w, "role", "required: Owner, PublishingEditor, Editor, PublishingAuthor, Author, NonEditingAuthor, Reviewer, Contributor or None")
+	default:
+		if err := h.ops.SetFolderPermission(r.Context(), body.Hierarchy, body.Folder, body.Principal, body.Role); err != nil {
 			h.fail(w, r, err)
 			return
 		}

@@ -32,6 +32,10 @@ type Ops interface {
 	// folders below it) everywhere, with its content in every replica.
 	RenameFolder(ctx context.Context, hierarchy, path, to string) error
 	DeleteFolder(ctx context.Context, hierarchy, path string) error
+	// SetFolderPermission gives principal (a user, Anonymous or Default)
+	// role on a public folder everywhere (R17); role "" removes the
+	// principal's entry.
+	SetFolderPermission(ctx context.Context, hierarchy, path, principal, role string) error
 	// Route explains the decision for rcpt as made on server at ("" means
 	// this server) at time now (SPEC O2).
 	Route(ctx context.Context, at, rcpt string, now time.Time) (routing.Decision, error)
@@ -113,6 +117,15 @@ type FolderRequest struct {
 	Hierarchy string `json:"hierarchy"`
 	Folder    string `json:"folder"`       // folder path in the hierarchy
 	To        string `json:"to,omitempty"` // rename: the new path
+}
+
+// PermissionRequest is the body of POST /v1/folders/permission (Role
+// set) and POST /v1/folders/permission/remove.
+type PermissionRequest struct {
+	Hierarchy string `json:"hierarchy"`
+	Folder    string `json:"folder"`    // folder path in the hierarchy
+	Principal string `json:"principal"` // a user name, Anonymous or Default
+	Role      string `json:"role,omitempty"`
 }
 
 // MinAge is the body of GET/PUT /v1/store-min-age.

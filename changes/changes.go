@@ -2,7 +2,8 @@
 // costs and states (R9, R10; outbound connectors included, with their
 // source servers' smarthost health), server maintenance (R6b, R10), the store
 // minimum age (R6), stores and replicas added while running, and folders
-// renamed or deleted while running (issue 12). It turns
+// renamed or deleted and their permissions (R17) changed while running
+// (issue 12). It turns
 // an operator's change into a gossip record, publishes it through the
 // gossip member (or applies it locally, with a local clock, on a server
 // without listen.gossip), and applies every winning record to the server's
@@ -29,6 +30,7 @@ import (
 	"pfrouter/directory"
 	"pfrouter/gossip"
 	"pfrouter/linkstate"
+	"pfrouter/permissions"
 )
 
 // Record values, one per gossip kind. A connector record carries its whole
@@ -85,6 +87,14 @@ type folderValue struct {
 	Hierarchy string            `json:"hierarchy"`
 	Paths     map[string]string `json:"paths"` // folder identity -> new path
 	By        string            `json:"by,omitempty"`
+}
+
+type permissionValue struct {
+	Hierarchy string `json:"hierarchy"`
+	ID        string `json:"id"` // folder identity
+	Principal string `json:"principal"`
+	Role      string `json:"role,omitempty"` // "": the principal's entry removed
+	By        string `json:"by,omitempty"`
 }
 
 type folderDeletedValue struct {
@@ -230,6 +240,20 @@ func (m *Manager) DeleteFolder(hierarchy, path, by string) error {
 		v.IDs = append(v.IDs, f.ID)
 	}
 	return m.publish(gossip.KindFolderDeleted, sub[0].ID, v)
+}
+
+// SetFolderPermission publishes a folder's new role for principal (role
+// "" removes the principal's entry) (issue 12: hierarchy replication). The
+// record names the folder by identity and the principal in lower case, so
+// one record per folder and principal is in force everywhere: the newest.
+// The caller checked the folder, the principal and the role.
+func (m *Manager) SetFolderPermission(hierarchy, path, principal, role, by string) error {
+	f := m.o.Directory.Snapshot().Folder(directory.FolderKey(hierarchy, path))
+	if f == nil {
+		return fmt.Errorf("folder %s is not in hierarchy %s", path, hierarchy)
+	}
+	v := permissionValue{Hierarchy: hierarchy, ID: f.ID, Principal: principal, Role: role, By: by}
+	return m.publish(gossip.KindFolderPermission, f.ID+"|"+strings.ToLower(principal), v)
 }
 
 // publish makes a change everywhere: through gossip when it runs, else
@@ -463,6 +487,20 @@ func (m *Manager) applyTo(dir *directory.Directory, ls *linkstate.Table, r gossi
 			return fmt.Errorf("folder %q: bad value: %w", r.Key, err)
 		}
 		return dir.RenameFolders(v.Paths, directory.Rev{Version: r.Version, Origin: r.Origin})
+	case gossip.KindFolderPermission:
+		var v permissionValue
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Errorf("folder_permission %q: bad value: %w", r.Key, err)
+		}
+		if v.ID == "" || v.Principal == "" {
+			return fmt.Errorf("folder_permission %q: folder identity and principal required", r.Key)
+		}
+		if v.Role != "" {
+			if _, err := permissions.ParseRole(v.Role); err != nil {
+				return fmt.Errorf("folder_permission %q: %w", r.Key, err)
+			}
+		}
+		return dir.SetFolderPermission(v.ID, v.Principal, v.Role, directory.Rev{Version: r.Version, Origin: r.Origin})
 	case gossip.KindFolderDeleted:
 		var v folderDeletedValue
 		if err := json.Unmarshal(r.Value, &v); err != nil {

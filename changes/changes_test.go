@@ -211,3 +211,44 @@ func TestOutboundHealthOnlyFromSource(t *testing.T) {
 		t.Error("outbound health for a connector between routing groups accepted")
 	}
 }
+
+// Issue 12 item 3, R17: permission records name the folder by identity
+// and the principal; whatever order they arrive in, the newest is in
+// force, and a config reload re-applies it over the file's permissions.
+func TestFolderPermissionNewestWins(t *testing.T) {
+	rec := func(version uint64, origin, principal, role string) gossip.Record {
+		raw, err := json.Marshal(permissionValue{Hierarchy: "PF", ID: "PF:/F", Principal: principal, Role: role})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gossip.Record{Kind: gossip.KindFolderPermission, Key: "PF:/F|" + principal, Origin: origin, Version: version, At: time.Now(), Value: raw}
+	}
+	older, newer := rec(3, "s2", "Anonymous", "None"), rec(4, "s1", "Anonymous", "Reviewer")
+	for _, order := range [][]gossip.Record{{older, newer}, {newer, older}} {
+		m, dir, _, _, _ := newManager(t)
+		for _, r := range order {
+			if err := m.Apply(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := dir.Snapshot().Folder("PF:/F").Permissions["Anonymous"]; got != "Reviewer" {
+			t.Fatalf("after versions %d, %d Anonymous is %q, want the newer Reviewer", order[0].Version, order[1].Version, got)
+		}
+	}
+	if err := (&Manager{}).applyTo(nil, nil, rec(5, "s1", "Anonymous", "Boss"), true); err == nil {
+		t.Fatal("a record with an unknown role was applied")
+	}
+
+	m, _, _, _, _ := newManager(t)
+	if err := m.SetFolderPermission("PF", "/F", "Anonymous", "None", "op"); err != nil {
+		t.Fatal(err)
+	}
+	dir2, ls2 := build(t)
+	if got := dir2.Snapshot().Folder("PF:/F").Permissions["Anonymous"]; got != "Contributor" {
+		t.Fatalf("the reloaded file gives Anonymous %q, want its default Contributor", got)
+	}
+	m.Reapply(dir2, ls2, 0, func(time.Duration) {})
+	if got := dir2.Snapshot().Folder("PF:/F").Permissions["Anonymous"]; got != "None" {
+		t.Fatalf("after a reload Anonymous is %q, want the runtime change's None", got)
+	}
+}

@@ -80,6 +80,11 @@ type Folder struct {
 	AcceptFrom     []string
 	RejectFrom     []string
 	Permissions    map[string]string
+	// PermissionRevs holds, per principal (lower case), the runtime change
+	// that last set or removed its entry in Permissions (none: the
+	// organization file's), so an older permission change never undoes a
+	// newer one (see SetFolderPermission).
+	PermissionRevs map[string]Rev
 	// Replication is the folder's own replication schedule (config
 	// folders[].replication), nil: the organization's
 	// (config.Org.FolderReplication merges them).

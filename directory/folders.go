@@ -2,6 +2,7 @@ package directory
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -210,4 +211,48 @@ func setMoved(txn *memdb.Txn, key, to string) error {
 		}
 	}
 	return txn.Insert("moved", &Moved{Key: key, To: to})
+}
+
+// SetFolderPermission gives principal (a user, permissions.Anonymous or
+// permissions.Default) role on the folder whose identity is id, as one
+// runtime change rev; role "" removes the principal's entry. Each
+// principal of a folder keeps the revision of the change that last set it
+// there, so changes applied in any order end the same (newest wins), and
+// a removal is remembered as such. A folder unknown here (deleted, or not
+// yet known) is left alone: delete wins.
+func (d *Directory) SetFolderPermission(id, principal, role string, rev Rev) error {
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	l := d.live()
+	txn := l.db.Txn(true)
+	defer txn.Abort()
+	raw, _ := txn.First("folders", "ID", id)
+	if raw == nil {
+		return nil
+	}
+	old := raw.(*Folder)
+	who := strings.ToLower(principal)
+	if prev, ok := old.PermissionRevs[who]; ok && !prev.Before(rev) {
+		return nil // a newer change (or this one) is in force
+	}
+	// Stored folders are shared with older snapshots: copy, never edit.
+	nf := *old
+	nf.Permissions = make(map[string]string, len(old.Permissions)+1)
+	for k, v := range old.Permissions {
+		if !strings.EqualFold(k, principal) {
+			nf.Permissions[k] = v
+		}
+	}
+	if role != "" {
+		nf.Permissions[principal] = role
+	}
+	nf.PermissionRevs = make(map[string]Rev, len(old.PermissionRevs)+1)
+	maps.Copy(nf.PermissionRevs, old.PermissionRevs)
+	nf.PermissionRevs[who] = rev
+	if err := txn.Insert("folders", &nf); err != nil {
+		return err
+	}
+	txn.Commit()
+	l.publish()
+	return nil
 }

@@ -1,10 +1,12 @@
 package directory_test
 
 import (
+	"maps"
 	"slices"
 	"testing"
 
 	"pfrouter/directory"
+	"pfrouter/permissions"
 )
 
 const pf = "Public Folders"
@@ -103,5 +105,80 @@ func TestRenameFoldersSwapAndCollision(t *testing.T) {
 	}
 	if f := d.Snapshot().FolderByID(eng); f == nil || f.Path != "/Board" {
 		t.Fatalf("refused rename moved the folder: %+v", f)
+	}
+}
+
+// Issue 12 item 3 (hierarchy replication of permissions, R17): a runtime
+// permission change names the folder by identity and the principal case-
+// insensitively; of two changes for one principal the newer wins in
+// either order, a removal too; the change follows a rename, a deleted
+// folder stays deleted, and snapshots taken before are left as they were.
+func TestSetFolderPermission(t *testing.T) {
+	board := directory.FolderKey(pf, "/Board")
+	type change struct {
+		principal, role string
+		rev             directory.Rev
+	}
+	changes := []change{
+		{"alice", "None", directory.Rev{Version: 5, Origin: "ex1"}},
+		{"Alice", "Editor", directory.Rev{Version: 7, Origin: "ex1"}},
+		{"Default", "", directory.Rev{Version: 6, Origin: "ex2"}},
+		{"Anonymous", "", directory.Rev{Version: 8, Origin: "ex2"}},
+		{"anonymous", "Contributor", directory.Rev{Version: 8, Origin: "ex3"}}, // same version: origin breaks the tie
+	}
+	for _, order := range []string{"oldest first", "newest first"} {
+		d := contoso(t)
+		before := d.Snapshot()
+		steps := slices.Clone(changes)
+		if order == "newest first" {
+			slices.Reverse(steps)
+		}
+		for _, c := range steps {
+			if err := d.SetFolderPermission(board, c.principal, c.role, c.rev); err != nil {
+				t.Fatalf("%s: %v", order, err)
+			}
+		}
+		f := d.Snapshot().Folder(board)
+		want := map[string]string{"anonymous": "Contributor", "Alice": "Editor"}
+		if !maps.Equal(f.Permissions, want) {
+			t.Fatalf("%s: permissions %v, want %v", order, f.Permissions, want)
+		}
+		if got := permissions.RoleFor(f.Permissions, "alice", true); got != permissions.Editor {
+			t.Fatalf("%s: alice's role %s, want Editor", order, got)
+		}
+		x := d.Snapshot().Index()
+		fi, _, err := x.Resolve("board@contoso.example")
+		if err != nil || fi < 0 || x.Folders[fi].AnonymousRole != permissions.Contributor {
+			t.Fatalf("%s: the routing index gives Anonymous %+v (%v), want Contributor", order, x.Folders[fi].AnonymousRole, err)
+		}
+		if old := before.Folder(board).Permissions; old["alice"] != "Owner" || old["Anonymous"] != "None" {
+			t.Fatalf("%s: an older snapshot changed: %v", order, old)
+		}
+	}
+
+	d := contoso(t)
+	if err := d.SetFolderPermission(board, "bob", "Author", directory.Rev{Version: 3, Origin: "ex1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RenameFolders(map[string]string{board: "/Directors"}, directory.Rev{Version: 4, Origin: "ex1"}); err != nil {
+		t.Fatal(err)
+	}
+	if f := d.Snapshot().Folder(directory.FolderKey(pf, "/Directors")); f == nil || f.Permissions["bob"] != "Author" {
+		t.Fatalf("the permission did not follow the rename: %+v", f)
+	}
+	if err := d.SetFolderPermission(board, "bob", "Reviewer", directory.Rev{Version: 2, Origin: "ex9"}); err != nil {
+		t.Fatal(err)
+	}
+	if f := d.Snapshot().Folder(directory.FolderKey(pf, "/Directors")); f.Permissions["bob"] != "Author" {
+		t.Fatalf("an older change arriving after the rename won: %v", f.Permissions)
+	}
+	if err := d.DeleteFolders([]string{board}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetFolderPermission(board, "bob", "Owner", directory.Rev{Version: 9, Origin: "ex1"}); err != nil {
+		t.Fatal(err)
+	}
+	if d.Snapshot().FolderByID(board) != nil {
+		t.Fatal("a permission change brought a deleted folder back")
 	}
 }

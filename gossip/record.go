@@ -32,6 +32,11 @@ const (
 	// (directory.Folder.ID); Value: {"paths":{identity:new path}} for it
 	// and every folder below it.
 	KindFolder = "folder"
+	// KindFolderPermission sets one principal's role on a folder (R17):
+	// Key: folder identity + "|" + principal in lower case; Value:
+	// {"id":identity,"principal":...,"role":...}, role "" removes the
+	// principal's entry. The newest record per folder and principal wins.
+	KindFolderPermission = "folder_permission"
 	// KindFolderDeleted deletes folders for good: Key: the deleted
 	// folder's identity; Value: {"ids":[...]} it and every folder below it.
 	// A kind of its own, so no later rename record can replace it.

@@ -22,6 +22,7 @@ import (
 	"pfrouter/gossip"
 	"pfrouter/internal/tlssniff"
 	"pfrouter/linkstate"
+	"pfrouter/permissions"
 	"pfrouter/qmgr"
 	"pfrouter/routing"
 	"pfrouter/servercred"
@@ -384,6 +385,33 @@ func (o *Operator) DeleteFolder(ctx context.Context, hierarchy, path string) err
 		return err
 	}
 	return o.n.changes.DeleteFolder(hierarchy, path, "")
+}
+
+// SetFolderPermission gives principal role on a public folder (role ""
+// removes its entry) on every server (R17, issue 12). Anonymous and
+// Default are matched case-insensitively, users by their directory name;
+// the role is stored under its canonical name.
+func (o *Operator) SetFolderPermission(ctx context.Context, hierarchy, path, principal, role string) error {
+	snap := o.n.Directory.Snapshot()
+	if err := o.folderArgs(snap, hierarchy, path); err != nil {
+		return err
+	}
+	switch {
+	case strings.EqualFold(principal, permissions.Anonymous):
+		principal = permissions.Anonymous
+	case strings.EqualFold(principal, permissions.Default):
+		principal = permissions.Default
+	case snap.User(principal) == nil:
+		return &admin.FieldError{Field: "principal", Msg: fmt.Sprintf("%q is not Anonymous, Default or a user of the organization", principal)}
+	}
+	if role != "" {
+		r, err := permissions.ParseRole(role)
+		if err != nil {
+			return &admin.FieldError{Field: "role", Msg: err.Error()}
+		}
+		role = string(r)
+	}
+	return o.n.changes.SetFolderPermission(hierarchy, path, principal, role, "")
 }
 
 // Route explains the decision for rcpt made at server at ("" is this
