@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"sort"
@@ -140,7 +141,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	cfg.Logger = newStdLogger(n.log)
 	cfg.Delegate = (*delegate)(n)
 	cfg.Events = (*events)(n)
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: cfg.Logger})
+	nt, err := listenTransport(host, port, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: listen on %s: %w", o.Bind, err)
 	}
@@ -468,3 +469,23 @@ func (n *Node) memberAt(addr string) (string, bool) {
 
 // Seed is this node's address as other nodes' Options.Seeds want it.
 func (n *Node) Seed() string { return n.o.Name + "/" + n.addr }
+
+// listenTransport binds gossip's TCP and UDP listeners. With port 0 the
+// kernel picks a free TCP port, but the same UDP port may be taken by
+// someone else: pick again (as memberlist's own transport does) rather
+// than fail a start that asked for any port.
+func listenTransport(host string, port int, logger *log.Logger) (*memberlist.NetTransport, error) {
+	tries := 1
+	if port == 0 {
+		tries = 10
+	}
+	var err error
+	for range tries {
+		var nt *memberlist.NetTransport
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: logger})
+		if err == nil {
+			return nt, nil
+		}
+	}
+	return nil, err
+}

@@ -51,14 +51,44 @@ func pfrouterBinary(t *testing.T) string {
 	return buildOnce.path
 }
 
+// handedOut remembers the ports freePort gave in this test binary: the
+// kernel may hand a just-closed port out again, and two servers of one
+// organization configured on the same port fail to start.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// freePort returns a loopback address whose port was free a moment ago
+// for TCP and UDP (it may be used for gossip) and that no earlier call in
+// this test binary returned.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", l.Addr().String())
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		if handedOut.ports[p] {
+			continue
+		}
+		handedOut.ports[p] = true
+		return fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	t.Fatal("no free port for TCP and UDP in 100 tries")
+	return ""
 }
 
 func waitListening(t *testing.T, addr string) {
