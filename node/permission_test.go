@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
 	"pfrouter/admin"
+	"pfrouter/routing"
 )
 
 // Issue 12 item 3 (hierarchy replication of permissions), R17: `pfrouter
@@ -18,10 +20,31 @@ import (
 // create right on /Sales away, s3 (another routing group, no replica of
 // its own) refuses an anonymous post at RCPT with 550 5.7.1; a later
 // change made on s2 gives it back everywhere.
+//
+// A user's own entry is enforced the same way: once s2 makes alice a
+// Reviewer (no create right), s3 refuses her authenticated post (5.7.1)
+// while anonymous posts still pass.
 func TestFolderPermissionByAdminReachesEveryServer(t *testing.T) {
-	c := startOrg(t, replOrg3)
+	c := startOrg(t, permOrg)
 	ctx := context.Background()
 	s3 := c.Nodes["s3"]
+	// everywhere reports whether every server's directory gives principal
+	// role on /Sales.
+	everywhere := func(principal, role string) (bool, string) {
+		for _, name := range []string{"s1", "s2", "s3"} {
+			if got := c.Nodes[name].Directory.Snapshot().Folder("PF:/Sales").Permissions[principal]; got != role {
+				return false, fmt.Sprintf("%s: %s is %q", name, principal, got)
+			}
+		}
+		return true, ""
+	}
+	alicePost := func() routing.Decision {
+		return routing.Decide(s3.Directory.Snapshot(), s3.LinkState.Graph(), s3.Params(),
+			routing.Input{At: "s3", Sender: "alice@repl.example", SenderUser: "alice", Recipient: "sales@repl.example", Now: time.Now()})
+	}
+	if d := alicePost(); d.Outcome != routing.Deliver {
+		t.Fatalf("the file's permissions (Default: Author) refused alice's post: %+v", d)
+	}
 	anonPost := func(subject string) error {
 		_, err := post(t, s3, "someone@example.net", "sales@repl.example", subject)
 		return err
@@ -46,10 +69,8 @@ func TestFolderPermissionByAdminReachesEveryServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "every directory has Anonymous: None and s3 refuses the anonymous post", func() (bool, string) {
-		for _, name := range []string{"s1", "s2", "s3"} {
-			if got := c.Nodes[name].Directory.Snapshot().Folder("PF:/Sales").Permissions["Anonymous"]; got != "None" {
-				return false, fmt.Sprintf("%s: Anonymous is %q", name, got)
-			}
+		if ok, why := everywhere("Anonymous", "None"); !ok {
+			return false, why
 		}
 		err := anonPost("while refused")
 		var se *gosmtp.SMTPError
@@ -60,12 +81,30 @@ func TestFolderPermissionByAdminReachesEveryServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the later change wins everywhere and s3 takes the post again", func() (bool, string) {
-		for _, name := range []string{"s1", "s2", "s3"} {
-			if got := c.Nodes[name].Directory.Snapshot().Folder("PF:/Sales").Permissions["Anonymous"]; got != "Contributor" {
-				return false, fmt.Sprintf("%s: Anonymous is %q", name, got)
-			}
+		if ok, why := everywhere("Anonymous", "Contributor"); !ok {
+			return false, why
 		}
 		err := anonPost("after")
 		return err == nil, fmt.Sprint("post: ", err)
 	})
+
+	if err := adminClient(t, c.Nodes["s2"]).SetFolderPermission(ctx, admin.PermissionRequest{Hierarchy: "PF", Folder: "/Sales", Principal: "alice", Role: "Reviewer"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "s3 refuses alice's post as a Reviewer", func() (bool, string) {
+		if ok, why := everywhere("alice", "Reviewer"); !ok {
+			return false, why
+		}
+		d := alicePost()
+		return d.Outcome != routing.Deliver && d.Code == "5.7.1", fmt.Sprintf("%s %s %s", d.Outcome, d.Code, d.Reason)
+	})
+	if err := anonPost("anonymous still"); err != nil {
+		t.Fatalf("alice's entry changed the anonymous post: %v", err)
+	}
 }
+
+// permOrg is replOrg3 with a user (alice, mailbox on s3).
+var permOrg = strings.Replace(replOrg3, "hierarchies:", `    stores: [{name: s3-mbx, kind: mailbox}]
+users:
+  - {name: alice, addresses: [alice@repl.example], mailbox_store: s3-mbx, password: alice-pw}
+hierarchies:`, 1)
