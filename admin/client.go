@@ -17,8 +17,8 @@ import (
 
 // Client calls one server's admin API.
 type Client struct {
-	BaseURL string // e.g. http://127.0.0.1:8011, or https:// with HTTP set for a peer server
-	Token   string // "" sends none (a peer server's read, proven by its TLS certificate)
+	BaseURL string       // e.g. http://127.0.0.1:8011, or https:// with HTTP set for a peer server
+	Token   string       // "" sends none (a peer server's read, proven by its TLS certificate)
 	HTTP    *http.Client // nil: a client with a 30 s timeout
 	By      string       // sent as X-Pfrouter-By: who makes the changes
 	// TokenSource says where Token was read (a file's path), so that a

@@ -121,4 +121,3 @@ func selectedSession(b *testing.B, cfg load.Config, mailbox string) *load.Sessio
 	}
 	return s
 }
-

@@ -32,7 +32,9 @@ import (
 
 func horizonKey(mbox uint64) []byte { return idKey('w', mbox, 0) }
 
-func loadHorizon(txn *badger.Txn, mbox uint64) (CNSet, error) { return loadSetAt(txn, horizonKey(mbox)) }
+func loadHorizon(txn *badger.Txn, mbox uint64) (CNSet, error) {
+	return loadSetAt(txn, horizonKey(mbox))
+}
 
 // CompactResult counts what Compact removed.
 type CompactResult struct {
