@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -232,7 +233,7 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 	n.Auth = auth.New(auth.Options{Directory: n.Directory, ServerName: name,
 		LoginType: org.Access.LoginType, CrossSite: org.Access.CrossSite, Logger: n.Log})
 	if l := ls["smtp"]; l != nil {
-		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, Limits: smtpLimits(org.Limits), MaxLineLength: org.Limits.MaxLineLength,
+		n.SMTP = smtpd.New(smtpd.Options{ServerName: name, Limits: smtpLimits(org), MaxLineLength: org.Limits.MaxLineLength,
 			TLSConfig: n.Identity.WrapServerTLS(tlsCfg), Acceptor: n.Qmgr, Logger: n.Log, NewMessageID: n.newMessageID,
 			Checker: smtpd.DirectoryChecker{Directory: n.Directory, Refused: func(code string) { tel.Metrics().Refused(context.Background(), code) }},
 			Auth:    smtpd.OrgAuthenticator{Directory: n.Directory, Users: n.Auth},
@@ -299,9 +300,27 @@ func (n *Node) Params() routing.Params {
 // SetStoreMinAge changes store_min_age for the next decisions.
 func (n *Node) SetStoreMinAge(d time.Duration) { n.minAge.Store(int64(d)); n.Qmgr.LinkStateChanged() }
 
-func smtpLimits(l config.Limits) smtpd.Limits {
+func smtpLimits(org *config.Org) smtpd.Limits {
+	l := org.Limits
 	return smtpd.Limits{MaxMessageBytes: int64(l.MaxMessageSize), MaxRecipients: l.MaxRecipients,
-		MaxConnections: l.MaxConnections, MaxConnectionsPerIP: l.MaxConnectionsPerIP}
+		MaxConnections: l.MaxConnections, MaxConnectionsPerIP: l.MaxConnectionsPerIP, PerIPExempt: serverIPs(org)}
+}
+
+// serverIPs are the literal IP addresses the organization's servers
+// listen on for SMTP: relays come from them (a server given by host name
+// is not resolved, and stays subject to the per-address cap).
+func serverIPs(org *config.Org) []string {
+	var out []string
+	for _, s := range org.Servers {
+		host, _, err := net.SplitHostPort(s.Listen.SMTP)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() && !slices.Contains(out, ip.String()) {
+			out = append(out, ip.String())
+		}
+	}
+	return out
 }
 
 func (n *Node) newMessageID() string {

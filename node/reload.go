@@ -69,7 +69,7 @@ func (n *Node) Reload(ctx context.Context) error {
 		n.ops.org.Store(org)
 	})
 	if n.SMTP != nil {
-		n.SMTP.SetLimits(smtpLimits(org.Limits))
+		n.SMTP.SetLimits(smtpLimits(org))
 	}
 
 	n.Qmgr.LinkStateChanged()

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,6 +99,13 @@ type Limits struct {
 	// MaxConnectionsPerIP keeps one client address from taking every
 	// connection slot.
 	MaxConnectionsPerIP int
+	// PerIPExempt are client addresses MaxConnectionsPerIP does not apply
+	// to: the organization's own servers, whose relays are bounded by
+	// their queue managers' workers and would otherwise be refused with
+	// 421 under load whenever several servers share an address (one
+	// host, or the loopback demo). Postfix exempts $mynetworks from its
+	// per-client limit for the same reason. MaxConnections still applies.
+	PerIPExempt []string
 }
 
 // Default limits.
@@ -230,7 +238,7 @@ func (s *Server) admit(ip string) string {
 	switch {
 	case s.conns >= lim.MaxConnections:
 		return "too many connections, try again later"
-	case s.perIP[ip] >= lim.MaxConnectionsPerIP:
+	case s.perIP[ip] >= lim.MaxConnectionsPerIP && !slices.Contains(lim.PerIPExempt, ip):
 		return "too many connections from your address"
 	}
 	s.conns++

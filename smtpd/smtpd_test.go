@@ -342,3 +342,28 @@ func TestPerIPConnectionCap(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The organization's own servers are not held to the per-address cap (as
+// Postfix exempts $mynetworks): several servers on one host relay from one
+// address, and a 421 at the greeting would mark a healthy next hop down.
+// The server-wide cap still holds for them.
+func TestPerIPCapExemptsOrganizationServers(t *testing.T) {
+	h := start(t, func(o *Options) {
+		o.Limits.MaxConnectionsPerIP = 2
+		o.Limits.MaxConnections = 4
+		o.Limits.PerIPExempt = []string{"127.0.0.1"}
+	})
+	for range 4 {
+		h.dial(t) // beyond the per-address cap of 2: each gets its greeting
+	}
+	conn, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	line, _ := bufio.NewReader(conn).ReadString('\n')
+	if !strings.HasPrefix(line, "421 4.7.0") || !strings.Contains(line, "too many connections, try again later") {
+		t.Fatalf("fifth connection: %q, want the server-wide 421", line)
+	}
+}
