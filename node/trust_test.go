@@ -295,27 +295,41 @@ func TestS5CaptureAndReplay(t *testing.T) {
 	}
 }
 
-// imapCmd dials addr, upgrades with STARTTLS using cfg and sends one
-// tagged command ("x ..."), returning the tagged answer.
-func imapCmd(t *testing.T, addr string, cfg *tls.Config, cmd string) string {
+// startTLS dials addr, reads the greeting, sends upgrade and, when ok
+// accepts its answer, completes a TLS handshake with cfg. It returns the
+// TLS connection and its reader, or the refusal or handshake error as text.
+func startTLS(t *testing.T, addr string, cfg *tls.Config, upgrade string, ok func(*bufio.Reader) (string, bool)) (*tls.Conn, *bufio.Reader, string) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(c)
 	br.ReadString('\n')
-	fmt.Fprintf(c, "s STARTTLS\r\n")
-	if l := readTagged(br, "s"); !strings.HasPrefix(l, "s OK") {
-		return l
+	fmt.Fprintf(c, "%s\r\n", upgrade)
+	if l, good := ok(br); !good {
+		return nil, nil, l
 	}
 	tc := tls.Client(c, cfg)
 	if err := tc.Handshake(); err != nil {
-		return "handshake: " + err.Error()
+		return nil, nil, "handshake: " + err.Error()
 	}
-	br = bufio.NewReader(tc)
+	return tc, bufio.NewReader(tc), ""
+}
+
+// imapCmd upgrades with STARTTLS using cfg and sends one tagged command
+// ("x ..."), returning the tagged answer.
+func imapCmd(t *testing.T, addr string, cfg *tls.Config, cmd string) string {
+	t.Helper()
+	tc, br, refused := startTLS(t, addr, cfg, "s STARTTLS", func(br *bufio.Reader) (string, bool) {
+		l := readTagged(br, "s")
+		return l, strings.HasPrefix(l, "s OK")
+	})
+	if tc == nil {
+		return refused
+	}
 	fmt.Fprintf(tc, "x %s\r\n", cmd)
 	return readTagged(br, "x")
 }
@@ -332,26 +346,16 @@ func readTagged(br *bufio.Reader, tag string) string {
 	}
 }
 
-// popCmd dials addr, upgrades with STLS using cfg and sends cmd.
+// popCmd upgrades with STLS using cfg and sends cmd.
 func popCmd(t *testing.T, addr string, cfg *tls.Config, cmd string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	tc, br, refused := startTLS(t, addr, cfg, "STLS", func(br *bufio.Reader) (string, bool) {
+		l, _ := br.ReadString('\n')
+		return l, strings.HasPrefix(l, "+OK")
+	})
+	if tc == nil {
+		return refused
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
-	br.ReadString('\n')
-	fmt.Fprintf(c, "STLS\r\n")
-	if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, "+OK") {
-		return l
-	}
-	tc := tls.Client(c, cfg)
-	if err := tc.Handshake(); err != nil {
-		return "handshake: " + err.Error()
-	}
-	br = bufio.NewReader(tc)
 	fmt.Fprintf(tc, "%s\r\n", cmd)
 	l, _ := br.ReadString('\n')
 	return strings.TrimRight(l, "\r\n")
