@@ -153,6 +153,36 @@ type Replication struct {
 	// MaxBatchBytes bounds the message bytes of one replication answer
 	// (at least one message is always sent). Default 4 MB.
 	MaxBatchBytes ByteSize `yaml:"max_batch_bytes"`
+	// CompactEvery is how often each server compacts its replicas' change
+	// logs and expires old delivery dedup records (0: DefaultCompactEvery).
+	CompactEvery Duration `yaml:"compact_every"`
+	// DedupRetention is how long a delivery is remembered so that a retry
+	// of it (a relay retried by a peer, the queue delivering again after a
+	// crash) is not stored twice; it must outlive routing.message_expiry,
+	// the longest a message is retried (0: see Org.DedupRetention).
+	DedupRetention Duration `yaml:"dedup_retention"`
+}
+
+// CompactInterval is replication.compact_every in force.
+func (o *Org) CompactInterval() time.Duration {
+	if o.Replication.CompactEvery > 0 {
+		return time.Duration(o.Replication.CompactEvery)
+	}
+	return DefaultCompactEvery
+}
+
+// DedupRetention is replication.dedup_retention in force: by default the
+// longer of DefaultDedupRetention and twice routing.message_expiry, so a
+// message retried until it expires is deduplicated throughout.
+func (o *Org) DedupRetention() time.Duration {
+	if o.Replication.DedupRetention > 0 {
+		return time.Duration(o.Replication.DedupRetention)
+	}
+	exp := time.Duration(o.Routing.MessageExpiry)
+	if exp <= 0 {
+		exp = DefaultMessageExpiry
+	}
+	return max(DefaultDedupRetention, 2*exp)
 }
 
 // Tracking configures each server's tracking log.
@@ -310,6 +340,8 @@ func Enabled(b *bool) bool { return b == nil || *b }
 // Defaults used when a key is absent.
 const (
 	DefaultReplicationBatch = 4 << 20
+	DefaultCompactEvery     = 5 * time.Minute
+	DefaultDedupRetention   = 7 * 24 * time.Hour
 	DefaultStoreMinAge      = 48 * time.Hour
 	DefaultMessageExpiry    = 48 * time.Hour
 	DefaultHopLimit         = 30

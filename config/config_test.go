@@ -100,6 +100,8 @@ func TestValidationCases(t *testing.T) {
 		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {interval: -1s}", "folders[0].replication.interval"},
 		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {max_batch_bytes: 1KB}", "folders[0].replication.max_batch_bytes: must be at least 64KB"},
 		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {every: 1h}", "every"},
+		{"organization: T", "organization: T\nreplication: {compact_every: 10ms}", "replication.compact_every: must be at least 1s"},
+		{"organization: T", "organization: T\nreplication: {dedup_retention: 24h}", "replication.dedup_retention: must be longer than routing.message_expiry (48h0m0s)"},
 	}
 	for _, c := range cases {
 		src := strings.Replace(full, c.old, c.new, 1)
@@ -211,6 +213,24 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil org without error")
 		}
 	})
+}
+
+// Issue 12: compact_every and dedup_retention have defaults, and the
+// dedup retention follows a longer message_expiry (a message retried until
+// it expires must be deduplicated throughout).
+func TestReplicationMaintenanceKeys(t *testing.T) {
+	org := parse(t, full)
+	if org.CompactInterval() != config.DefaultCompactEvery || org.DedupRetention() != config.DefaultDedupRetention {
+		t.Fatalf("defaults: compact %s, retention %s", org.CompactInterval(), org.DedupRetention())
+	}
+	org = parse(t, strings.Replace(full, "organization: T", "organization: T\nreplication: {compact_every: 1m, dedup_retention: 100h}", 1))
+	if org.CompactInterval() != time.Minute || org.DedupRetention() != 100*time.Hour {
+		t.Fatalf("set: compact %s, retention %s", org.CompactInterval(), org.DedupRetention())
+	}
+	org = parse(t, strings.Replace(full, "  store_min_age: 48h", "  store_min_age: 48h\n  message_expiry: 120h", 1))
+	if org.DedupRetention() != 240*time.Hour {
+		t.Fatalf("retention under a 5-day message_expiry = %s, want 240h", org.DedupRetention())
+	}
 }
 
 // Issue 12: a folder's replication keys replace the organization's, one by

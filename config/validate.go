@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"pfrouter/permissions"
 	"pfrouter/servercred"
@@ -62,6 +63,13 @@ func (o *Org) validate() Errors {
 	}
 	if o.Replication.MaxBatchBytes < 64<<10 {
 		p.add("replication.max_batch_bytes", "must be at least 64KB")
+	}
+	if c := o.Replication.CompactEvery; c < 0 || c > 0 && c < Duration(time.Second) {
+		p.add("replication.compact_every", "must be at least 1s (0: the default, 5m)")
+	}
+	if r := o.Replication.DedupRetention; r < 0 || r > 0 && r <= o.Routing.MessageExpiry {
+		p.add("replication.dedup_retention", "must be longer than routing.message_expiry (%s): a message retried until it expires would otherwise be stored twice",
+			time.Duration(o.Routing.MessageExpiry))
 	}
 	if o.Routing.HopLimit < 1 || o.Routing.HopLimit > 1000 {
 		p.add("routing.hop_limit", "must be between 1 and 1000")

@@ -194,6 +194,7 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Store.Close() })
+	n.startMaintenance()
 	if n.Tracking, err = tracking.Open(filepath.Join(n.DataDir, "tracking"), time.Duration(org.Tracking.Retention), n.Log, tracking.WithServer(name)); err != nil {
 		return nil, fmt.Errorf("server %s: tracking log: %w", name, err)
 	}

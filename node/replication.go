@@ -40,9 +40,10 @@ func (n *Node) startReplication(l net.Listener, id *servercred.Identity) {
 			r := n.Directory.Org().FolderReplication(f.Replication)
 			return replication.Schedule{Interval: time.Duration(r.Interval), MaxBatchBytes: int(r.MaxBatchBytes)}
 		},
-		MaxBody:   int64(org.Limits.MaxMessageSize),
-		OnApplied: obs.applied,
-		OnError:   obs.failed,
+		MaxBody:         int64(org.Limits.MaxMessageSize),
+		CompactInterval: func() time.Duration { return n.Directory.Org().CompactInterval() },
+		OnApplied:       obs.applied,
+		OnError:         obs.failed,
 		OnHierarchyReady: func(store string) error {
 			return n.changes.SetStoreReady(store, n.Name)
 		},

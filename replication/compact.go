@@ -37,26 +37,38 @@ func (s *Service) noteAck(local, key, peer string, have store.CNSet) {
 	s.acks[ackKey{local, key, peer}] = have
 }
 
-// compactLoop compacts the change logs of this server's replicas every
-// CompactEvery.
-func (s *Service) compactLoop() {
-	defer s.wg.Done()
+// compactEvery is the compaction interval in force; negative: never.
+func (s *Service) compactEvery() time.Duration {
 	every := s.o.CompactEvery
+	if s.o.CompactInterval != nil {
+		every = s.o.CompactInterval()
+	}
 	if every == 0 {
 		every = DefaultCompactEvery
 	}
-	if every < 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
+	return every
+}
+
+// compactLoop compacts the change logs of this server's replicas every
+// compactEvery. The interval is asked again every second, so a reload
+// that shortens it (or turns compaction back on) applies within a second,
+// not after the old interval.
+func (s *Service) compactLoop() {
+	defer s.wg.Done()
+	last := time.Now()
 	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			s.CompactNow(s.ctx)
+		every := s.compactEvery()
+		if wait := time.Until(last.Add(every)); every < 0 || wait > 0 {
+			if every < 0 {
+				wait = time.Second
+			}
+			if !sleep(s.ctx, min(wait, time.Second)) {
+				return
+			}
+			continue
 		}
+		s.CompactNow(s.ctx)
+		last = time.Now()
 	}
 }
 

@@ -82,7 +82,10 @@ type Options struct {
 
 	// CompactEvery is how often the change logs of this server's replicas
 	// are compacted (compact.go); 0: DefaultCompactEvery, negative: never.
-	CompactEvery time.Duration
+	// CompactInterval, when set, is asked again before every pass (a
+	// reload takes effect at the next one) and replaces it.
+	CompactEvery    time.Duration
+	CompactInterval func() time.Duration
 }
 
 // Schedule is when and how much of a folder is pulled.

@@ -590,3 +590,40 @@ func TestPartitionedFlagConflictsConverge(t *testing.T) {
 		return state(srv["a"], ra) == "1 [$FromB]" && state(srv["b"], rb) == "1 [$FromB]"
 	})
 }
+
+// Issue 12 (replication.compact_every): the compaction interval is read
+// from the configuration in force before every pass, so a reload that
+// shortens it compacts within a second of it, not after the old interval.
+func TestCompactionIntervalFollowsReload(t *testing.T) {
+	var every atomic.Int64
+	every.Store(int64(time.Hour))
+	srv := startServersWith(t, twoServers, func(_ string, o *Options) {
+		o.CompactInterval = func() time.Duration { return time.Duration(every.Load()) }
+	}, "a", "b")
+	ctx := context.Background()
+	ra := store.MailboxRef{Store: "a-pub", Name: "/Sales"}
+	for i := range 3 {
+		body := fmt.Appendf(nil, "Message-ID: <i%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
+		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint("i", i), Class: "IPM.Post", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, _ := srv["a"].st.Messages(ctx, ra)
+	if _, err := srv["a"].st.Expunge(ctx, ra, []uint32{msgs[0].UID}); err != nil {
+		t.Fatal(err)
+	}
+	want := digests(t, srv["a"].st, ra)
+	rb := store.MailboxRef{Store: "b-pub", Name: "/Sales"}
+	waitFor(t, "b-pub and a-pub2 to hold what a-pub holds", func() bool {
+		return maps.Equal(digests(t, srv["b"].st, rb), want) &&
+			maps.Equal(digests(t, srv["a"].st, store.MailboxRef{Store: "a-pub2", Name: "/Sales"}), want)
+	})
+	if h, err := srv["a"].st.Horizon(ctx, ra); err != nil || len(h) != 0 {
+		t.Fatalf("compacted under a 1h interval: horizon %v, %v", h, err)
+	}
+	every.Store(int64(100 * time.Millisecond)) // the reload
+	waitFor(t, "a-pub's log compacted after the interval was shortened", func() bool {
+		h, err := srv["a"].st.Horizon(ctx, ra)
+		return err == nil && len(h) > 0
+	})
+}

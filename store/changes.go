@@ -188,7 +188,7 @@ func getUID(txn *badger.Txn, key []byte) (uint32, bool, error) {
 	}
 	var uid uint32
 	err = item.Value(func(b []byte) error {
-		if len(b) == 4 {
+		if len(b) >= 4 { // a dedup record (d/) carries its time after the uid
 			uid = binary.BigEndian.Uint32(b)
 		}
 		return nil

@@ -14,9 +14,9 @@ package store
 // one copy whether they share a batch or not.
 
 import (
-	"encoding/binary"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -155,6 +155,7 @@ func (s *Store) writeGroup(group []*addReq) error {
 		var kn CNSet // the public folder's CNSet, loaded at its first change (changes.go)
 		var knBox uint64
 		ms := modSeqAlloc{s: s}
+		stamp := time.Now()
 		// The mailbox record is read once per group and written once at
 		// the end with the UIDNEXT of every message of the group.
 		boxes := map[MailboxRef]*mailboxRecord{}
@@ -195,9 +196,7 @@ func (s *Store) writeGroup(group []*addReq) error {
 				if item, err := txn.Get(dedupKey(cur.ID, r.msg.ID)); err == nil {
 					r.dup = true
 					if err := item.Value(func(b []byte) error {
-						if len(b) == 4 {
-							r.uid = binary.BigEndian.Uint32(b)
-						}
+						r.uid, _ = parseDedup(b)
 						return nil
 					}); err != nil {
 						return err
@@ -230,7 +229,7 @@ func (s *Store) writeGroup(group []*addReq) error {
 				return err
 			}
 			if r.msg.ID != "" {
-				if err := txn.Set(dedupKey(cur.ID, r.msg.ID), binary.BigEndian.AppendUint32(nil, r.uid)); err != nil {
+				if err := txn.Set(dedupKey(cur.ID, r.msg.ID), dedupValue(r.uid, stamp)); err != nil {
 					return err
 				}
 			}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -72,9 +71,7 @@ func (s *Store) delivered(mbox uint64, id string) (uint32, bool) {
 			return err
 		}
 		return item.Value(func(b []byte) error {
-			if len(b) == 4 {
-				uid = binary.BigEndian.Uint32(b)
-			}
+			uid, _ = parseDedup(b)
 			return nil
 		})
 	})
