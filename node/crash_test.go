@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -61,7 +62,12 @@ var handedOut struct {
 
 // freePort returns a loopback address whose port was free a moment ago
 // for TCP and UDP (it may be used for gossip) and that no earlier call in
-// this test binary returned.
+// this test binary returned. It picks below the kernel's ephemeral range
+// (32768-60999 here): a port the kernel handed out for a port-0 listen
+// was taken again, between this check and the server's bind, by the
+// outbound connections and port-0 listeners of the other test processes
+// on a busy machine (landings failed with "bind: address already in use"
+// on gossip ports); below the range only explicit binds can collide.
 func freePort(t *testing.T) string {
 	t.Helper()
 	handedOut.Lock()
@@ -69,25 +75,26 @@ func freePort(t *testing.T) string {
 	if handedOut.ports == nil {
 		handedOut.ports = map[int]bool{}
 	}
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 1000 {
+		p := 20000 + rand.IntN(32768-20000)
+		if handedOut.ports[p] {
+			continue
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", l.Addr().String())
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
 		l.Close()
 		if err != nil {
 			continue
 		}
 		u.Close()
-		if handedOut.ports[p] {
-			continue
-		}
 		handedOut.ports[p] = true
-		return fmt.Sprintf("127.0.0.1:%d", p)
+		return addr
 	}
-	t.Fatal("no free port for TCP and UDP in 100 tries")
+	t.Fatal("no free port for TCP and UDP in 1000 tries")
 	return ""
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -48,7 +49,13 @@ func (n *Node) startGossip(srv *config.Server) error {
 // free for both TCP and UDP (memberlist needs both on one port). Bind calls
 // it so that, in one process, every server's gossip address is known
 // before the first server starts and seeds can be used at once. The port
-// is released again for memberlist to bind; the window is tiny.
+// is released again for memberlist to bind, which happens only once the
+// server's stores are open: seconds on a busy machine. It is picked below
+// the usual ephemeral range (32768 and up), because a port the kernel
+// picked for a port-0 listen is exactly what it hands out next to other
+// processes' outbound connections and port-0 listens, which took it in
+// that window (servers failed to start with "address already in use");
+// the kernel's pick is the fallback.
 func reserveGossipAddr(addr string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -58,20 +65,25 @@ func reserveGossipAddr(addr string) (string, error) {
 		return addr, nil
 	}
 	var lastErr error
-	for range 20 {
-		tl, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return "", err
+	for i := range 60 {
+		p := "0"
+		if i < 40 {
+			p = strconv.Itoa(20000 + rand.IntN(32768-20000))
 		}
-		p := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(p)))
+		tl, err := net.Listen("tcp", net.JoinHostPort(host, p))
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		got := tl.Addr().(*net.TCPAddr).Port
+		ul, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(got)))
 		tl.Close()
 		if err != nil {
 			lastErr = err
 			continue
 		}
 		ul.Close()
-		return net.JoinHostPort(host, strconv.Itoa(p)), nil
+		return net.JoinHostPort(host, strconv.Itoa(got)), nil
 	}
 	return "", errors.Join(errors.New("no port free for both TCP and UDP"), lastErr)
 }

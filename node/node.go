@@ -57,6 +57,7 @@ func Bind(org *config.Org, names []string) (map[string]Listeners, error) {
 		want[n] = true
 	}
 	out := map[string]Listeners{}
+	gossipTaken := map[string]bool{}
 	closeAll := func() {
 		for _, ls := range out {
 			for _, l := range ls {
@@ -87,11 +88,18 @@ func Bind(org *config.Org, names []string) (map[string]Listeners, error) {
 			*f.addr = l.Addr().String()
 		}
 		if s.Listen.Gossip != "" {
-			var err error
-			if s.Listen.Gossip, err = reserveGossipAddr(s.Listen.Gossip); err != nil {
-				closeAll()
-				return nil, fmt.Errorf("server %s: listen.gossip: %w", s.Name, err)
+			asked := s.Listen.Gossip
+			for try := 0; ; try++ { // two servers of this process never get one port
+				var err error
+				if s.Listen.Gossip, err = reserveGossipAddr(asked); err != nil {
+					closeAll()
+					return nil, fmt.Errorf("server %s: listen.gossip: %w", s.Name, err)
+				}
+				if !gossipTaken[s.Listen.Gossip] || try == 10 {
+					break
+				}
 			}
+			gossipTaken[s.Listen.Gossip] = true
 		}
 		out[s.Name] = ls
 	}
