@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 
 	"pfrouter/config"
 )
@@ -26,7 +27,14 @@ func StartAll(ctx context.Context, org *config.Org, names []string, o Options) (
 		if !ok {
 			continue
 		}
-		n, err := Start(ctx, org, s.Name, l, o)
+		// Every goroutine a server starts (listeners, sessions, queue
+		// manager, badger) inherits the label, so a CPU profile of a
+		// process serving several servers splits by server
+		// (go tool pprof -tagfocus server=ex1).
+		var n *Node
+		pprof.Do(ctx, pprof.Labels("server", s.Name), func(ctx context.Context) {
+			n, err = Start(ctx, org, s.Name, l, o)
+		})
 		if err != nil {
 			for _, other := range ls {
 				for _, x := range other {

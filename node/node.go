@@ -230,7 +230,7 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 		SetMinAge: func(d time.Duration) { n.minAge.Store(int64(d)) }, Changed: func() { n.Qmgr.LinkStateChanged() }})
 	n.Qmgr = qmgr.New(qmgr.Options{Server: name, Org: org, Queue: n.Queue, Store: n.Store, Directory: n.Directory,
 		LinkState: n.LinkState, Relay: n.relay, Outbound: smarthosts{n}, SetOutboundHealth: n.changes.SetOutboundHealth,
-		Params: n.Params, Logger: n.Log, OnEvent: obs.event, Trace: obs})
+		Params: n.Params, Logger: n.Log, OnEvent: obs.event, Trace: obs, RelayAtAccept: true})
 	tel.Metrics().SetQueueDepthFunc(func() int64 { return int64(n.Qmgr.Depth()) })
 	if err := n.Qmgr.Start(context.Background()); err != nil {
 		return nil, err

@@ -218,12 +218,14 @@ type fakeRelay struct {
 	send     func(rcpts []string) ([]relay.RcptResult, error)
 	probeErr error
 	sent     [][]string
+	bodies   [][]byte
 	probes   int
 }
 
 func (f *fakeRelay) Send(_ context.Context, addr, from string, rcpts []string, body []byte) ([]relay.RcptResult, error) {
 	f.mu.Lock()
 	f.sent = append(f.sent, append([]string(nil), rcpts...))
+	f.bodies = append(f.bodies, body)
 	send := f.send
 	f.mu.Unlock()
 	if send == nil {

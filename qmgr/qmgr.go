@@ -98,6 +98,12 @@ type Options struct {
 	OnEvent   func(Event)
 	// Trace, when set, wraps each routing decision and attempt (telemetry).
 	Trace Tracer
+	// RelayAtAccept lets Accept relay a message from outside the
+	// organization to its next hop before answering, when every
+	// recipient goes to a server of the organization or a local store:
+	// the next hop's 250 (after its own durable commit) makes the message
+	// safe, and it never enters this server's queue (attemptAtAccept).
+	RelayAtAccept bool
 }
 
 // Tracer is the seam to OpenTelemetry: each method records one span in the
@@ -386,7 +392,7 @@ func (m *Manager) Accept(ctx context.Context, in *smtpd.Incoming) (string, error
 	}
 	m.event(recv)
 	e := &entry{id: id, env: env}
-	if m.deliverAtAccept(ctx, e, in.Body) {
+	if m.attemptAtAccept(ctx, e, in.Body, m.o.RelayAtAccept && in.Route == nil) {
 		return id, nil
 	}
 	e.raw = env.Marshal()
@@ -397,33 +403,65 @@ func (m *Manager) Accept(ctx context.Context, in *smtpd.Incoming) (string, error
 	return id, nil
 }
 
-// deliverAtAccept makes the first attempt of a message before it is
-// queued, and reports whether that delivered every recipient into a local
-// store: then the store's commit (fsync'd) is the message's one durable
-// write, and it never enters the queue (issue 11 item 1). Otherwise the
-// decisions it made stay in the envelope, which the caller queues; only
-// when every recipient is local are they delivered here (one that fails
-// is deferred, the others stay delivered). A crash after a delivery here
-// and before 250 makes the client send again, as a crash between the
-// queue's commit and 250 would.
-func (m *Manager) deliverAtAccept(ctx context.Context, e *entry, body []byte) bool {
+// attemptAtAccept makes the first attempt of a message before it is
+// queued, and reports whether that finished every recipient: delivered
+// into a local store, or (with relay) handed to the next hop, which
+// answers 250 only after its own durable commit. Then that commit is the
+// message's one durable write and it never enters this server's queue
+// (issue 11 item 1): no queue put, sync and delete, no wait for a worker.
+// Otherwise the decisions and results of the attempt stay in the envelope,
+// which the caller queues: a recipient already delivered or relayed is
+// not attempted again, one that failed is reported, one deferred is
+// retried. Only when every recipient can be finished here (local, or
+// relayed when relay is set) is anything delivered or sent; a message
+// with a recipient for an outbound connector, or one that must wait, is
+// queued with its decisions made.
+//
+// relay is set for mail from outside the organization only: a server that
+// relays at accept keeps its client waiting on the next hop, and if the
+// next hop did the same for mail from servers, sessions between servers
+// could wait on each other. A crash after a delivery or relay here and
+// before 250 makes the client send again, as a crash between the queue's
+// commit and 250 would. A relay cut short here (its time is bounded by
+// acceptRelayTimeout) is retried from the queue under the same origin id,
+// which the final store deduplicates.
+func (m *Manager) attemptAtAccept(ctx context.Context, e *entry, body []byte, relay bool) bool {
 	env := e.env
 	now := m.o.Now()
 	snap := m.o.Directory.Snapshot()
 	p := m.plan(ctx, e, snap, m.o.LinkState.Graph(), m.o.Params(), now)
-	if len(p.forward) > 0 || len(p.outbound) > 0 || len(p.local) != len(env.Recipients) {
+	forwarded := 0
+	for _, idx := range p.forward {
+		forwarded += len(idx)
+	}
+	if len(p.outbound) > 0 || forwarded > 0 && !relay || len(p.local)+forwarded != len(env.Recipients) {
 		return false
 	}
-	all := true
 	for _, i := range p.local {
 		r := &env.Recipients[i]
 		if err := m.deliverLocal(ctx, snap, env, r, body); err != nil {
 			m.retry(env, r, "4.3.0", "local delivery failed: "+err.Error(), now)
 		}
-		all = all && r.State == envelope.Delivered
 	}
-	return all
+	if forwarded > 0 {
+		rctx, cancel := context.WithTimeout(ctx, acceptRelayTimeout)
+		defer cancel()
+		for hop, idx := range p.forward {
+			m.relay(rctx, snap, env, hop, idx, body, now)
+		}
+	}
+	for _, r := range env.Recipients {
+		if r.State != envelope.Delivered {
+			return false
+		}
+	}
+	return true
 }
+
+// acceptRelayTimeout bounds a relay made before answering the client
+// (attemptAtAccept): past it the message is queued and retried, and the
+// client still gets its answer within smtpd's minute.
+const acceptRelayTimeout = 20 * time.Second
 
 // addFresh schedules a message just queued for its first attempt, with its
 // envelope and body in memory while there is room.

@@ -3,6 +3,7 @@ package qmgr
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"pfrouter/envelope"
 	"pfrouter/linkstate"
 	"pfrouter/relay"
+	"pfrouter/smtpd"
 )
 
 // Scheduling: a started manager delivers an accepted message to a local
@@ -381,4 +383,127 @@ func TestDeliveryFailureAtAcceptQueues(t *testing.T) {
 	if done := h.attempt(e); !done || len(h.st.deliveries()) != 1 {
 		t.Fatalf("retry: done %t, deliveries %d", done, len(h.st.deliveries()))
 	}
+}
+
+// Issue 11 (end to end): with RelayAtAccept, a message from outside the
+// organization whose recipients go to a peer server is relayed before
+// Accept returns (the peer's 250 follows its durable commit, so 250 here
+// still follows a durable write, S2) and never enters this server's queue;
+// a recipient delivered locally in the same message is delivered too. The
+// relay carries the origin id the peer deduplicates by.
+func TestRelayAtAcceptSkipsTheQueue(t *testing.T) {
+	h := newHarness(t)
+	h.m.o.RelayAtAccept = true
+	var puts int
+	h.q.putHook = func(context.Context) { puts++ }
+	var events []string
+	h.m.o.OnEvent = func(e Event) { events = append(events, e.Kind+" "+e.Recipient) }
+	body := []byte("Subject: far\r\nMessage-Id: <far@q.example>\r\n\r\nx\r\n")
+	id, err := h.m.Accept(context.Background(), smtpdIncoming("alice@q.example", body, "remote@q.example", "local@q.example"))
+	if err != nil || id == "" {
+		t.Fatalf("Accept: %q %v", id, err)
+	}
+	if got := h.rl.sent; len(got) != 1 || len(got[0]) != 1 || got[0][0] != "remote@q.example" {
+		t.Fatalf("relayed before Accept returned: %v, want the remote recipient once", got)
+	}
+	if n := len(h.st.deliveries()); n != 1 {
+		t.Fatalf("local recipient delivered %d times at accept, want once", n)
+	}
+	if puts != 0 || len(h.q.ids()) != 0 || h.m.Depth() != 0 {
+		t.Fatalf("a message relayed at accept was queued: %d puts, queue %v, depth %d", puts, h.q.ids(), h.m.Depth())
+	}
+	if !slices.Contains(events, "relayed remote@q.example") || !slices.Contains(events, "delivered local@q.example") {
+		t.Errorf("events %v: want relayed and delivered", events)
+	}
+	route, err := envelope.DecodeRoute(headerValue(h.rl.bodies[0], envelope.HeaderRoute))
+	if err != nil || route.OriginID != id || route.Hops != 1 {
+		t.Errorf("relayed route %+v (%v), want origin id %s and one hop", route, err, id)
+	}
+}
+
+// A relay that fails at accept loses nothing: the message is queued with
+// the recipient deferred, and the retry from the queue carries the same
+// origin id (the peer, which may have stored the first try, deduplicates).
+// A refusal at accept is queued too, and the attempt that follows reports
+// it (S6).
+func TestRelayAtAcceptFailureQueues(t *testing.T) {
+	h := newHarness(t)
+	h.m.o.RelayAtAccept = true
+	h.rl.send = func([]string) ([]relay.RcptResult, error) {
+		return nil, &relay.ConnError{Addr: "127.0.0.1:2502", Err: errors.New("connection reset")}
+	}
+	e := h.accept(t, "alice@q.example", "remote@q.example")
+	if e == nil {
+		t.Fatal("message neither relayed nor queued")
+	}
+	if r := e.env.Recipients[0]; r.State != envelope.Pending || r.Code != "4.4.1" || r.NextAttempt.IsZero() {
+		t.Fatalf("recipient after a failed relay at accept: %+v", r)
+	}
+	if len(h.q.ids()) != 1 {
+		t.Fatalf("queue %v, want the message", h.q.ids())
+	}
+	h.rl.mu.Lock()
+	h.rl.send = nil
+	h.rl.mu.Unlock()
+	h.clock.Add(time.Minute)
+	if done := h.attempt(e); !done {
+		t.Fatal("retry did not finish the message")
+	}
+	if len(h.rl.bodies) != 2 || headerValue(h.rl.bodies[0], envelope.HeaderRoute) != headerValue(h.rl.bodies[1], envelope.HeaderRoute) {
+		t.Errorf("the retry's route differs from the first try's:\n%s\n%s", h.rl.bodies[0], h.rl.bodies[1])
+	}
+
+	h = newHarness(t)
+	h.m.o.RelayAtAccept = true
+	h.rl.send = replies(map[string]*relay.ReplyError{"remote@q.example": {Command: "RCPT", Code: 550, Enhanced: "5.1.1", Message: "no such folder"}})
+	e = h.accept(t, "alice@q.example", "remote@q.example")
+	if e == nil || e.env.Recipients[0].State != envelope.Failed {
+		t.Fatalf("refused at accept: %+v", e)
+	}
+	if done := h.attempt(e); !done || len(h.q.replaced) != 1 {
+		t.Fatalf("refusal at accept: done %t, reports %v", done, h.q.replaced)
+	}
+}
+
+// Mail from another server of the organization is never relayed at
+// accept (only the first server holds its client while it relays, so
+// servers never wait on each other's sessions), nor mail to an outside
+// recipient; without RelayAtAccept nothing is.
+func TestRelayAtAcceptOnlyFromOutside(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		on   bool
+		in   func(body []byte) *smtpd.Incoming
+	}{
+		{"from a server", true, func(body []byte) *smtpd.Incoming {
+			in := smtpdIncoming("bob@example.net", body, "remote@q.example")
+			in.Route = &envelope.Route{OriginID: "o1", Hops: 1, Visited: []string{"c1"}}
+			return in
+		}},
+		{"option off", false, func(body []byte) *smtpd.Incoming { return smtpdIncoming("bob@example.net", body, "remote@q.example") }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.m.o.RelayAtAccept = c.on
+			id, err := h.m.Accept(context.Background(), c.in([]byte("Subject: x\r\n\r\nx\r\n")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(h.rl.sent) != 0 || len(h.q.ids()) != 1 || h.q.ids()[0] != id {
+				t.Fatalf("relayed %v, queue %v: want queued, not relayed", h.rl.sent, h.q.ids())
+			}
+		})
+	}
+}
+
+func headerValue(msg []byte, name string) string {
+	for _, l := range strings.Split(string(msg), "\r\n") {
+		if v, ok := strings.CutPrefix(l, name+": "); ok {
+			return v
+		}
+		if l == "" {
+			break
+		}
+	}
+	return ""
 }

@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/textproto"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,8 +33,9 @@ type ConnError struct {
 func (e *ConnError) Error() string { return fmt.Sprintf("next hop %s: %v", e.Addr, e.Err) }
 func (e *ConnError) Unwrap() error { return e.Err }
 
-// Client relays to peers. It keeps a few idle sessions per peer so a busy
-// route does not pay a TCP and TLS handshake per message.
+// Client relays to peers. It keeps sessions per peer so a busy route does
+// not pay a TCP and TLS handshake per message, and bounds how many run at
+// once to one peer (MaxSessions): more senders wait for a free session.
 type Client struct {
 	Self string // this server's name (EHLO)
 	// Identity is this server's organization certificate; STARTTLS uses
@@ -46,19 +45,30 @@ type Client struct {
 	// addr; a relay to an address that is no server's fails. Required.
 	PeerAt  func(addr string) (server string, ok bool)
 	Timeout time.Duration
+	// MaxSessions bounds the sessions open to one peer, busy and idle
+	// (0: DefaultMaxSessions).
+	MaxSessions int
 
-	mu   sync.Mutex
-	idle map[string][]idleClient
+	mu    sync.Mutex
+	peers map[string]*peer
 }
 
-// idleClient is a pooled session and when it went idle: sessions idle
-// longer than maxIdleTime are dropped rather than reused, so peers can shut
-// down and a half-dead session is not tried first.
-type idleClient struct {
-	cl    *smtp.Client
-	since time.Time
+// peer is the pool of sessions to one address: slots holds a token per
+// session in use; idle sessions hold none, and one is dialled only when
+// none is idle, so at most MaxSessions are open at once.
+type peer struct {
+	slots chan struct{}
+	idle  []*session
 }
 
+// DefaultMaxSessions is the default bound on sessions to one peer: more
+// than a busy server's concurrent senders (16 workers, and the clients
+// whose messages are relayed before their 250), as Postfix's
+// default_destination_concurrency_limit (20) bounds its smtp clients.
+const DefaultMaxSessions = 32
+
+// Sessions idle longer than maxIdleTime are dropped rather than reused,
+// so peers can shut down and a half-dead session is not tried first.
 const maxIdleTime = 30 * time.Second
 
 // ReplyError is the next hop's refusal of recipients: at RCPT for one, at
@@ -93,84 +103,81 @@ type RcptResult struct {
 	Err  *ReplyError
 }
 
-const maxIdle = 4
-
 // Send relays one message to addr for rcpts. The error, when not nil, is
 // a *ConnError: the link failed (dial, TLS, greeting, authentication,
-// timeout, broken session, or a 421 closing the session) and nothing is
-// known to be handed over. Otherwise each recipient has the peer's
-// verdict: nil, or the *ReplyError of the RCPT, MAIL or DATA reply that
-// refused it.
+// timeout, broken session, ctx ended, or a 421 closing the session) and
+// nothing is known to be handed over. Otherwise each recipient has the
+// peer's verdict: nil, or the *ReplyError of the RCPT, MAIL or DATA
+// (end of data, also for BDAT) reply that refused it.
 func (c *Client) Send(ctx context.Context, addr, from string, rcpts []string, body []byte) ([]RcptResult, error) {
-	cl, err := c.get(ctx, addr)
-	if err != nil {
-		return nil, err
+	p := c.peer(addr)
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, &ConnError{addr, fmt.Errorf("waiting for a free session: %w", ctx.Err())}
 	}
-	res, err := transaction(addr, cl, from, rcpts, body)
-	if err != nil {
-		cl.Close()
-		return nil, &ConnError{addr, err}
-	}
-	c.put(addr, cl)
-	return res, nil
-}
-
-// transaction runs MAIL, RCPT and DATA. A reply refuses recipients (see
-// ReplyError); any other failure is returned and ends the session.
-func transaction(addr string, cl *smtp.Client, from string, rcpts []string, body []byte) ([]RcptResult, error) {
-	out := make([]RcptResult, len(rcpts))
-	for i, r := range rcpts {
-		out[i].Rcpt = r
-	}
-	// refuse gives every recipient still accepted the reply of a
-	// message-level command, or returns the error that ends the session.
-	refuse := func(cmd string, err error) ([]RcptResult, error) {
-		re := replyError(addr, cmd, err)
-		if re == nil {
-			return nil, err
-		}
-		for i := range out {
-			if out[i].Err == nil {
-				re.Rcpts = append(re.Rcpts, out[i].Rcpt)
-			}
-		}
-		for i := range out {
-			if out[i].Err == nil {
-				out[i].Err = re
-			}
-		}
-		return out, nil
-	}
-	if err := cl.Mail(from, &smtp.MailOptions{Size: int64(len(body))}); err != nil {
-		return refuse("MAIL", err)
-	}
-	accepted := 0
-	for i, r := range rcpts {
-		if err := cl.Rcpt(r, nil); err != nil {
-			re := replyError(addr, "RCPT", err)
-			if re == nil {
+	defer func() { <-p.slots }()
+	s, pooled := c.idle(p)
+	for {
+		if s == nil {
+			var err error
+			if s, err = c.dial(ctx, addr); err != nil {
 				return nil, err
 			}
-			re.Rcpts = []string{r}
-			out[i].Err = re
+		}
+		res, err := s.send(ctx, addr, from, rcpts, body)
+		if err == nil {
+			s.since = time.Now()
+			c.mu.Lock()
+			p.idle = append(p.idle, s)
+			c.mu.Unlock()
+			return res, nil
+		}
+		s.close()
+		// A pooled session the peer had closed fails before any
+		// answer: nothing was handed over, so a new session sends it
+		// (at worst the peer took it and then failed: the final store
+		// deduplicates by origin id).
+		if pooled && errors.Is(err, errNoReply) && ctx.Err() == nil {
+			s, pooled = nil, false
 			continue
 		}
-		accepted++
+		return nil, &ConnError{addr, err}
 	}
-	if accepted == 0 {
-		return out, cl.Reset()
+}
+
+func (c *Client) peer(addr string) *peer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peers == nil {
+		c.peers = map[string]*peer{}
 	}
-	w, err := cl.Data()
-	if err != nil {
-		return refuse("DATA", err)
+	p := c.peers[addr]
+	if p == nil {
+		n := c.MaxSessions
+		if n <= 0 {
+			n = DefaultMaxSessions
+		}
+		p = &peer{slots: make(chan struct{}, n)}
+		c.peers[addr] = p
 	}
-	if _, err := w.Write(body); err != nil {
-		return nil, err
+	return p
+}
+
+// idle takes the most recently used idle session of p, closing those idle
+// too long; nil when there is none.
+func (c *Client) idle(p *peer) (*session, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(p.idle) > 0 {
+		s := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if time.Since(s.since) < maxIdleTime {
+			return s, true
+		}
+		go s.quit()
 	}
-	if err := w.Close(); err != nil {
-		return refuse("DATA", err)
-	}
-	return out, nil
+	return nil, false
 }
 
 // replyError turns a peer's reply into a *ReplyError, or nil when err is
@@ -188,72 +195,29 @@ func replyError(addr, cmd string, err error) *ReplyError {
 	return re
 }
 
-func (c *Client) get(ctx context.Context, addr string) (*smtp.Client, error) {
-	c.mu.Lock()
-	for len(c.idle[addr]) > 0 {
-		l := c.idle[addr]
-		ic := l[len(l)-1]
-		c.idle[addr] = l[:len(l)-1]
-		c.mu.Unlock()
-		if time.Since(ic.since) < maxIdleTime && ic.cl.Reset() == nil {
-			return ic.cl, nil
-		}
-		ic.cl.Close()
-		c.mu.Lock()
-	}
-	c.mu.Unlock()
-	return c.dial(ctx, addr)
-}
-
-func (c *Client) put(addr string, cl *smtp.Client) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idle == nil {
-		c.idle = map[string][]idleClient{}
-	}
-	if len(c.idle[addr]) >= maxIdle {
-		go cl.Quit()
-		return
-	}
-	c.idle[addr] = append(c.idle[addr], idleClient{cl, time.Now()})
-}
-
-func (c *Client) dial(ctx context.Context, addr string) (*smtp.Client, error) {
+func (c *Client) dial(ctx context.Context, addr string) (*session, error) {
 	timeout := c.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
+	}
+	cfg, err := c.tlsFor(addr)
+	if err != nil {
+		return nil, &ConnError{addr, err}
 	}
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, &ConnError{addr, err}
 	}
-	conn.SetDeadline(time.Now().Add(timeout))
-	cfg, err := c.tlsFor(addr)
-	if err != nil {
-		conn.Close()
-		return nil, &ConnError{addr, err}
-	}
-	// STARTTLS is done before go-smtp's client takes over so that the EHLO
-	// it sends afterwards carries this server's name.
-	tconn, err := startTLS(conn, c.Self, cfg)
-	if err != nil {
-		conn.Close()
-		return nil, &ConnError{addr, err}
-	}
-	conn.SetDeadline(time.Time{})
-	cl := smtp.NewClient(tconn)
-	cl.CommandTimeout = timeout
-	cl.SubmissionTimeout = 2 * timeout
-	fail := func(err error) (*smtp.Client, error) {
-		cl.Close()
-		return nil, &ConnError{addr, err}
-	}
-	if err := cl.Hello(c.Self); err != nil {
-		return fail(err)
-	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	// No AUTH: the client certificate of the handshake is the proof.
-	return cl, nil
+	s, err := openSession(conn, c.Self, cfg, timeout)
+	if err != nil {
+		conn.Close()
+		return nil, &ConnError{addr, err}
+	}
+	return s, nil
 }
 
 // tlsFor is the STARTTLS config for the server listening at addr.
@@ -270,11 +234,11 @@ func (c *Client) tlsFor(addr string) (*tls.Config, error) {
 
 // Probe checks that a peer answers SMTP (used to bring a hop back up).
 func (c *Client) Probe(ctx context.Context, addr string) error {
-	cl, err := c.dial(ctx, addr)
+	s, err := c.dial(ctx, addr)
 	if err != nil {
 		return err
 	}
-	cl.Quit()
+	s.quit()
 	return nil
 }
 
@@ -282,64 +246,10 @@ func (c *Client) Probe(ctx context.Context, addr string) error {
 func (c *Client) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, l := range c.idle {
-		for _, ic := range l {
-			ic.cl.Quit()
+	for _, p := range c.peers {
+		for _, s := range p.idle {
+			s.quit()
 		}
+		p.idle = nil
 	}
-	c.idle = nil
-}
-
-// startTLS reads the greeting, says EHLO, and upgrades with STARTTLS. It
-// returns a conn on which a fresh greeting is replayed for go-smtp's
-// client. A peer that does not offer STARTTLS is refused: between servers
-// nothing travels in clear (S5).
-func startTLS(conn net.Conn, self string, cfg *tls.Config) (net.Conn, error) {
-	tp := textproto.NewConn(conn)
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		return nil, fmt.Errorf("greeting: %w", err)
-	}
-	if err := tp.PrintfLine("EHLO %s", self); err != nil {
-		return nil, err
-	}
-	_, msg, err := tp.ReadResponse(250)
-	if err != nil {
-		return nil, fmt.Errorf("EHLO: %w", err)
-	}
-	hasTLS := false
-	for _, l := range strings.Split(msg, "\n") {
-		if strings.EqualFold(strings.TrimSpace(l), "STARTTLS") {
-			hasTLS = true
-		}
-	}
-	if !hasTLS {
-		_ = tp.PrintfLine("QUIT")
-		return nil, errors.New("peer does not offer STARTTLS; refusing to relay in clear")
-	}
-	if err := tp.PrintfLine("STARTTLS"); err != nil {
-		return nil, err
-	}
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		return nil, fmt.Errorf("STARTTLS: %w", err)
-	}
-	tc := tls.Client(conn, cfg)
-	if err := tc.Handshake(); err != nil {
-		return nil, fmt.Errorf("TLS handshake: %w", err)
-	}
-	return &replayConn{Conn: tc, pending: []byte("220 " + self + " ready\r\n")}, nil
-}
-
-// replayConn yields pending bytes before reading from the connection.
-type replayConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (r *replayConn) Read(p []byte) (int, error) {
-	if len(r.pending) > 0 {
-		n := copy(p, r.pending)
-		r.pending = r.pending[n:]
-		return n, nil
-	}
-	return r.Conn.Read(p)
 }

@@ -361,3 +361,162 @@ func TestS5RelayRefusesUnprovenHop(t *testing.T) {
 		t.Errorf("relay to an address that is no server's: %v", err)
 	}
 }
+
+// Issue 11: a pfrouter peer offers PIPELINING and CHUNKING, and a message
+// goes as MAIL, RCPT and BDAT LAST in one write (one round trip, no dot
+// stuffing); a peer without them gets MAIL, RCPT and DATA one by one with
+// the message dot-stuffed. Both deliver the same octets, and replies map
+// to recipients the same way.
+func TestPipelinedAndStepwiseTransactions(t *testing.T) {
+	dotty := []byte("Subject: dots\r\n\r\n.leading dot\r\n..two\r\nend\r\n")
+	for _, stepwise := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pipelined", true: "stepwise"}[stepwise], func(t *testing.T) {
+			hop := startHop(t, func(cmd, arg string) error {
+				if cmd == "RCPT" && arg == "x@q.example" {
+					return reply(550, smtp.EnhancedCode{5, 1, 1}, "no such folder")
+				}
+				return nil
+			})
+			cl := newClient()
+			defer cl.Close()
+			s, err := cl.dial(context.Background(), hop.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.close()
+			if !s.pipelining || !s.chunking {
+				t.Fatal("go-smtp's server offers PIPELINING and CHUNKING; the session did not see them")
+			}
+			if stepwise {
+				s.pipelining, s.chunking = false, false
+			}
+			for i := 0; i < 2; i++ { // the second on the same session, without RSET
+				res, err := s.send(context.Background(), hop.addr, "s@q.example", []string{"f@q.example", "x@q.example"}, dotty)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res[0].Err != nil || res[1].Err == nil || res[1].Err.Code != 550 || res[1].Err.Enhanced != "5.1.1" || res[1].Err.Message != "no such folder" {
+					t.Fatalf("results %+v %+v", res[0].Err, res[1].Err)
+				}
+			}
+			hop.mu.Lock()
+			defer hop.mu.Unlock()
+			if len(hop.got) != 2 || hop.got[0] != string(dotty) || hop.got[1] != string(dotty) {
+				t.Fatalf("hop got %q", hop.got)
+			}
+		})
+	}
+}
+
+// A pooled session the peer closed while it was idle is not a failure of
+// the next message: it goes on a new session.
+func TestStalePooledSessionIsRedialled(t *testing.T) {
+	hop := startHop(t, nil)
+	cl := newClient()
+	defer cl.Close()
+	send := func() {
+		t.Helper()
+		res, err := cl.Send(context.Background(), hop.addr, "s@q.example", []string{"f@q.example"}, body)
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("send: %v %+v", err, res)
+		}
+	}
+	send()
+	cl.mu.Lock()
+	for _, p := range cl.peers {
+		for _, s := range p.idle {
+			s.conn.Close() // the session breaks while idle (a peer timing it out)
+		}
+	}
+	cl.mu.Unlock()
+	send()
+	if n := hop.sessions.Load(); n != 2 {
+		t.Fatalf("%d sessions, want 2 (the stale one replaced)", n)
+	}
+}
+
+// The sessions to one peer are bounded (MaxSessions): more concurrent
+// senders wait for a free one rather than open more, and a sender whose
+// context ends while it waits, or while its session is busy, gets a
+// *ConnError at once.
+func TestSessionsBoundedAndCutByContext(t *testing.T) {
+	hop := startHop(t, func(cmd, _ string) error {
+		if cmd == "DATA" {
+			time.Sleep(200 * time.Millisecond) // a slow commit (the hop answers one at a time)
+		}
+		return nil
+	})
+	cl := newClient()
+	cl.Timeout = 30 * time.Second
+	cl.MaxSessions = 2
+	defer cl.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cl.Send(context.Background(), hop.addr, "s@q.example", []string{"f@q.example"}, body)
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for hop.sessions.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	var ce *ConnError
+	if _, err := cl.Send(ctx, hop.addr, "s@q.example", []string{"f@q.example"}, body); !errors.As(err, &ce) || time.Since(start) > 5*time.Second {
+		t.Fatalf("sender with an ended context while both sessions are busy: %v after %s", err, time.Since(start))
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("send: %v", err)
+		}
+	}
+	hop.mu.Lock()
+	got := len(hop.got)
+	hop.mu.Unlock()
+	if n := hop.sessions.Load(); n > 2 || got < 6 {
+		t.Fatalf("%d sessions for 6 concurrent senders with MaxSessions 2; hop got %d messages", n, got)
+	}
+
+	// A busy session is cut when its sender's context ends.
+	stuck := startHop(t, func(cmd, _ string) error {
+		if cmd == "DATA" {
+			time.Sleep(5 * time.Second)
+		}
+		return nil
+	})
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if _, err := cl.Send(ctx, stuck.addr, "s@q.example", []string{"f@q.example"}, body); !errors.As(err, &ce) || time.Since(start) > 3*time.Second {
+		t.Fatalf("stuck peer: %v after %s", err, time.Since(start))
+	}
+}
+
+// FuzzSplitEnhanced: any reply text splits without a panic, and an
+// enhanced code taken off it has the reply's class and three numbers.
+func FuzzSplitEnhanced(f *testing.F) {
+	for _, s := range []string{"5.1.1 no such folder", "4.3.0", "2.0.0 OK", "5.1 x", "9.9.9 y", "", "5..1 z", "4.-1.0 w"} {
+		f.Add(550, s)
+	}
+	f.Fuzz(func(t *testing.T, code int, msg string) {
+		enh, rest := splitEnhanced(code, msg)
+		if enh == "" {
+			if rest != msg {
+				t.Fatalf("no code taken, but the text changed: %q -> %q", msg, rest)
+			}
+			return
+		}
+		parts := strings.Split(enh, ".")
+		if len(parts) != 3 || parts[0] != strconv.Itoa(code/100) || !strings.HasPrefix(msg, enh) {
+			t.Fatalf("code %d, text %q: enhanced %q", code, msg, enh)
+		}
+	})
+}

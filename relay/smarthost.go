@@ -194,3 +194,77 @@ func StripInternal(body []byte) []byte {
 	out.ReadFrom(br)
 	return out.Bytes()
 }
+
+// transaction runs MAIL, RCPT and DATA on go-smtp's client (smarthosts;
+// peer servers get the pipelined session of session.go). A reply refuses recipients (see
+// ReplyError); any other failure is returned and ends the session.
+func transaction(addr string, cl *smtp.Client, from string, rcpts []string, body []byte) ([]RcptResult, error) {
+	out := make([]RcptResult, len(rcpts))
+	for i, r := range rcpts {
+		out[i].Rcpt = r
+	}
+	// refuse gives every recipient still accepted the reply of a
+	// message-level command, or returns the error that ends the session.
+	refuse := func(cmd string, err error) ([]RcptResult, error) {
+		re := replyError(addr, cmd, err)
+		if re == nil {
+			return nil, err
+		}
+		for i := range out {
+			if out[i].Err == nil {
+				re.Rcpts = append(re.Rcpts, out[i].Rcpt)
+			}
+		}
+		for i := range out {
+			if out[i].Err == nil {
+				out[i].Err = re
+			}
+		}
+		return out, nil
+	}
+	if err := cl.Mail(from, &smtp.MailOptions{Size: int64(len(body))}); err != nil {
+		return refuse("MAIL", err)
+	}
+	accepted := 0
+	for i, r := range rcpts {
+		if err := cl.Rcpt(r, nil); err != nil {
+			re := replyError(addr, "RCPT", err)
+			if re == nil {
+				return nil, err
+			}
+			re.Rcpts = []string{r}
+			out[i].Err = re
+			continue
+		}
+		accepted++
+	}
+	if accepted == 0 {
+		return out, cl.Reset()
+	}
+	w, err := cl.Data()
+	if err != nil {
+		return refuse("DATA", err)
+	}
+	if _, err := w.Write(body); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return refuse("DATA", err)
+	}
+	return out, nil
+}
+
+// replayConn yields pending bytes before reading from the connection.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}
