@@ -33,7 +33,7 @@ type session struct {
 	ctx context.Context
 	// what the peer offers after STARTTLS
 	pipelining, chunking, size, eightBit, enhanced bool
-	since                                     time.Time // when it went idle (pool)
+	since                                          time.Time // when it went idle (pool)
 }
 
 // errNoReply marks an I/O failure before the peer answered anything in
@@ -358,7 +358,7 @@ func refuseRest(out []RcptResult, re *ReplyError) {
 // noReply marks a failure to read the first reply of a transaction (the
 // peer answered nothing) with errNoReply.
 func noReply(err error) error {
-	if (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isReset(err)) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
 		return fmt.Errorf("%w: %w", errNoReply, err)
 	}
 	return err
