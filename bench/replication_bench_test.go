@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 
 	"pfrouter/config"
 	"pfrouter/directory"
+	"pfrouter/node"
 	"pfrouter/replication"
 	"pfrouter/servercred"
 	"pfrouter/store"
@@ -170,16 +173,22 @@ func BenchmarkReplicationLag(b *testing.B) {
 // once. Memory: peak heap in use sampled every 10 ms, and the process's
 // peak RSS during the backfill (Linux: VmHWM after clear_refs). With
 // PFBENCH_BACKFILL_CPUPROFILE=file the backfill alone is profiled;
-// PFBENCH_BACKFILL_MEMPROFILE=file writes the heap at its end.
+// PFBENCH_BACKFILL_MEMPROFILE=file writes the heap at its end,
+// PFBENCH_BACKFILL_PEAKPROFILE=file the heap live at its peak. The Go heap's
+// soft limit is what `pfrouter serve` sets for two servers
+// (limits.memory_per_server's default); GOMEMLIMIT=off runs without one.
 func BenchmarkReplicationBackfill(b *testing.B) {
 	posts := envInt(b, "PFBENCH_BACKFILL_POSTS", 100000)
+	prevLimit := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prevLimit)
+	limit := node.ApplyMemoryLimit(&config.Org{}, 2, os.Getenv)
 	for b.Loop() {
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 		src, err := store.Open(b.TempDir(), quiet)
 		if err != nil {
 			b.Fatal(err)
 		}
-		t0, c0 := time.Now(), cpuTime()
+		t0, c0, w0 := time.Now(), cpuTime(), diskWritten()
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 64)
 		for i := range posts {
@@ -192,13 +201,13 @@ func BenchmarkReplicationBackfill(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		local, localCPU := time.Since(t0), cpuTime()-c0
+		local, localCPU, localDisk := time.Since(t0), cpuTime()-c0, diskWritten()-w0
 		runtime.GC()
-		peak := newMemPeak()
+		peak := newMemPeakProfile(os.Getenv("PFBENCH_BACKFILL_PEAKPROFILE"))
 		stopProfile := profileIf(b, "PFBENCH_BACKFILL_CPUPROFILE")
 		var stored atomic.Int64
 		done := make(chan struct{})
-		t1, c1 := time.Now(), cpuTime()
+		t1, c1, w1 := time.Now(), cpuTime(), diskWritten()
 		srv := startReplicas(b, "a-pub, b-pub", []string{"a", "b"}, map[string]*store.Store{"a": src}, func(a replication.Applied) {
 			if stored.Add(int64(a.Result.Added+a.Result.Skipped)) == int64(posts) {
 				close(done)
@@ -209,7 +218,7 @@ func BenchmarkReplicationBackfill(b *testing.B) {
 		case <-time.After(10 * time.Minute):
 			b.Fatalf("backfill incomplete after 10 minutes: %d of %d", stored.Load(), posts)
 		}
-		took, tookCPU := time.Since(t1), cpuTime()-c1
+		took, tookCPU, tookDisk := time.Since(t1), cpuTime()-c1, diskWritten()-w1
 		stopProfile()
 		if f := os.Getenv("PFBENCH_BACKFILL_MEMPROFILE"); f != "" {
 			writeHeapProfile(b, f)
@@ -227,7 +236,15 @@ func BenchmarkReplicationBackfill(b *testing.B) {
 		// load does not change much, unlike the rates.
 		b.ReportMetric(float64(tookCPU.Microseconds())/float64(posts), "backfill-cpu-µs/msg")
 		b.ReportMetric(float64(localCPU.Microseconds())/float64(posts), "local-cpu-µs/msg")
+		// Bytes the process had written to disk (logs, flushes and the
+		// compactions that ran meanwhile), per post: the write amplification.
+		b.ReportMetric(float64(localDisk)/1024/float64(posts), "local-disk-KB/msg")
+		b.ReportMetric(float64(tookDisk)/1024/float64(posts), "backfill-disk-KB/msg")
 		b.ReportMetric(float64(heap)/(1<<20), "peak-heap-MB")
+		b.ReportMetric(float64(peak.live)/(1<<20), "peak-live-MB")
+		if limit < 1<<50 {
+			b.ReportMetric(float64(limit)/(1<<20), "heap-limit-MB")
+		}
 		if rss > 0 {
 			b.ReportMetric(float64(rss)/(1<<20), "peak-rss-MB")
 		}
@@ -255,6 +272,19 @@ func envInt(b *testing.B, name string, def int) int {
 	return n
 }
 
+// diskWritten is the bytes the process caused to be written to storage so
+// far (/proc/self/io write_bytes; 0 where unknown).
+func diskWritten() int64 {
+	b, _ := os.ReadFile("/proc/self/io")
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // writeHeapProfile writes the heap in use now (after a GC) to file.
 func writeHeapProfile(b *testing.B, file string) {
 	f, err := os.Create(file)
@@ -270,21 +300,40 @@ func writeHeapProfile(b *testing.B, file string) {
 
 // memPeak samples the heap in use every 10 ms; on Linux it also resets
 // the process's RSS high-water mark so stop reports the peak since start.
+// It also follows the live heap (what the last collection left: the heap in
+// use minus garbage, what badger's options bound) and, when profile is
+// set, writes a heap profile each time the live heap reaches a new peak, so
+// the file shows what was live at the worst moment.
 type memPeak struct {
-	stopc chan struct{}
-	done  chan struct{}
-	heap  uint64
+	stopc   chan struct{}
+	done    chan struct{}
+	heap    uint64
+	live    uint64
+	profile string
 }
 
-func newMemPeak() *memPeak {
+func newMemPeak() *memPeak { return newMemPeakProfile("") }
+
+func newMemPeakProfile(profile string) *memPeak {
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset VmHWM (Linux); best effort
-	m := &memPeak{stopc: make(chan struct{}), done: make(chan struct{})}
+	m := &memPeak{stopc: make(chan struct{}), done: make(chan struct{}), profile: profile}
 	go func() {
 		defer close(m.done)
 		var ms runtime.MemStats
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		for {
 			runtime.ReadMemStats(&ms)
 			m.heap = max(m.heap, ms.HeapInuse)
+			metrics.Read(live)
+			if v := live[0].Value.Uint64(); v > m.live {
+				m.live = v
+				if m.profile != "" && v > 64<<20 {
+					if f, err := os.Create(m.profile); err == nil {
+						pprof.Lookup("heap").WriteTo(f, 0)
+						f.Close()
+					}
+				}
+			}
 			select {
 			case <-m.stopc:
 				return

@@ -199,6 +199,12 @@ type Limits struct {
 	// hold, so one client cannot take every slot (default 20).
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	MaxLineLength       int `yaml:"max_line_length"`
+	// MemoryPerServer sets the Go heap's soft limit of a pfrouter process
+	// (runtime/debug.SetMemoryLimit) to this times the servers it runs:
+	// past it the garbage collector runs more often instead of letting
+	// the heap grow with badger's compactions and reads (default 256MB;
+	// GOMEMLIMIT in the environment wins).
+	MemoryPerServer ByteSize `yaml:"memory_per_server"`
 }
 
 type Site struct {
@@ -355,6 +361,7 @@ const (
 	DefaultMaxConnections   = 1000
 	DefaultMaxConnectionsIP = 20
 	DefaultMaxLineLength    = 4096
+	DefaultMemoryPerServer  = 256 << 20
 )
 
 // Load reads, defaults and validates an organization file.
@@ -468,6 +475,9 @@ func (o *Org) applyDefaults() {
 	}
 	if l.MaxConnectionsPerIP == 0 {
 		l.MaxConnectionsPerIP = DefaultMaxConnectionsIP
+	}
+	if l.MemoryPerServer == 0 {
+		l.MemoryPerServer = DefaultMemoryPerServer
 	}
 	if l.MaxLineLength == 0 {
 		l.MaxLineLength = DefaultMaxLineLength

@@ -149,7 +149,7 @@ func (s *Store) commitGroup(group []*addReq) {
 // A request's own failure (mailbox gone or replaced) is kept in its err
 // and writes nothing; an error returned fails the whole group.
 func (s *Store) writeGroup(group []*addReq) error {
-	fv := &flagView{db: s.db}
+	fv := &flagView{db: s.db.DB}
 	defer fv.close()
 	return s.db.Update(func(txn *badger.Txn) error {
 		var kn CNSet // the public folder's CNSet, loaded at its first change (changes.go)

@@ -16,6 +16,10 @@ import (
 // under kv.MaxBatch for the records that go with the last chunk.
 const chunkSize = kv.MaxBatch - 64<<10
 
+// Chunks stay below kv.MaxInline: the store's database has no value log
+// (store.Open), so a larger value would be written but not synced.
+var _ [kv.MaxInline - chunkSize - 1]struct{}
+
 // Delivery is one message to store.
 type Delivery struct {
 	Store  string    // store name (mailbox or public store)

@@ -49,7 +49,7 @@ var (
 
 // Store is one server's message database.
 type Store struct {
-	db     *badger.DB
+	db     *kv.DB
 	log    *slog.Logger
 	bodies *badger.Sequence
 	boxes  *badger.Sequence
@@ -68,11 +68,16 @@ type Store struct {
 
 // Open opens (creating if needed) the message database in dir. Commits are
 // fsync'd before they return.
+//
+// Every value (records and body chunks, below chunkSize) stays in badger's
+// LSM tree and its write-ahead log (kv.Options.Inline): a commit is one
+// write and one fdatasync, where a body in badger's value log took a second
+// file and a second sync; the bodies are rewritten by compactions instead.
 func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := kv.Open(dir, logger)
+	db, err := kv.OpenDB(dir, logger, kv.Options{Inline: true})
 	if err != nil {
 		return nil, fmt.Errorf("open message store: %w", err)
 	}

@@ -165,10 +165,13 @@ run_load() {
 	fi
 	# shellcheck disable=SC2046
 	t0=$(cpu_ticks $("${name}_pids"))
+	local w0
+	w0=$(disk_writes $("${name}_pids"))
 	"$W/bin/smtpload" -addr "127.0.0.1:$port" -c "$c" -n "$N" -duration "$DUR" -size "$SIZE" \
 		-rcpt "$RCPT" -from "$FROM" -json >"$out" || { log "smtpload against $name failed"; cat "$out" >&2; }
 	# shellcheck disable=SC2046
 	t1=$(cpu_ticks $("${name}_pids"))
+	echo "$(($(disk_writes $("${name}_pids")) - w0))" >"$W/results/$name-c$c.wbytes"
 	if [ -n "$perfpid" ]; then
 		kill -INT "$perfpid"
 		wait "$perfpid" 2>/dev/null || true
@@ -286,6 +289,14 @@ for c in conns:
     except (OSError, ValueError):
         drain.append(f"{'?':>10}")
 print("pfrouter delivery lag (s)   " + "".join(drain))
+def wkb(name, c):
+    try:
+        n = int(open(os.path.join(d, f"{name}-c{c}.wbytes")).read())
+        return f"{n / 1024 / max(r(name, c)['messages_ok'], 1):>10.1f}"
+    except (OSError, ValueError):
+        return f"{'?':>10}"
+print("pfrouter disk KB written/msg" + "".join(wkb("pfrouter", c) for c in conns))
+print("Postfix disk KB written/msg " + "".join(wkb("postfix", c) for c in conns))
 print("targets: >= 5x Postfix at c=64, >= 3x at c=1, >= 0.70 of the ceiling at c=64")
 e = json.load(open(os.path.join(d, "e2e.json")))
 print()

@@ -26,6 +26,18 @@ cpu_ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
+# disk_writes PID...: bytes the processes caused to be written to storage
+# (/proc/PID/io write_bytes: page cache dirtied, mmap-ed logs included;
+# a compaction's table writes count where they happen).
+disk_writes() {
+	local p n=0 v
+	for p in "$@"; do
+		v=$(awk '$1 == "write_bytes:" {print $2}' "/proc/$p/io" 2>/dev/null || echo 0)
+		n=$((n + ${v:-0}))
+	done
+	echo "$n"
+}
+
 # start_dovecot DIR PORT USER PASS [SSL_CONF] [LOGIN_SERVICE] [INSTANCE]:
 # a standalone Dovecot (installed with apt-get if missing) from a config
 # under DIR, IMAP on 127.0.0.1:PORT, one passwd-file user on the dovecot

@@ -54,6 +54,8 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{1, err}
 			}
+			lim := node.ApplyMemoryLimit(org, len(cl.Order), os.Getenv)
+			logger.Info("memory limit", "go_heap_soft_limit_mb", lim>>20, "servers", len(cl.Order))
 			pidFile := filepath.Join(base, pidFileName)
 			if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 				logger.Warn("pid file not written", "path", pidFile, "err", err)
