@@ -244,7 +244,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, sched []Schedule, cc **clientConn, wait time.Duration) (more []bool, err error) {
 	req := &pullRequest{WaitMS: wait.Milliseconds(), Folders: make([]pullFolder, len(pairs))}
 	for i, p := range pairs {
-		have, err := s.o.Store.CNSetOf(ctx, store.MailboxRef{Store: p.Local, Name: p.Path})
+		have, err := s.o.Store.PullSet(ctx, store.MailboxRef{Store: p.Local, Name: p.Path})
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +305,7 @@ func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, sch
 // reads the answer.
 func (s *Service) fetch(ctx context.Context, server string, cc **clientConn, req *pullRequest, wait time.Duration) (*pullResponse, error) {
 	if server == s.o.Server {
-		return s.respond(ctx, server, req)
+		return s.respond(ctx, server, req, time.Time{})
 	}
 	if *cc == nil {
 		var err error
@@ -412,11 +412,20 @@ func (s *Service) Backfilling() int {
 	return len(s.backlog)
 }
 
-// respond serves a request of this server to itself (two replicas on one
-// server), with the long poll of a remote answer.
-func (s *Service) respond(ctx context.Context, peer string, req *pullRequest) (*pullResponse, error) {
+// respond answers a pull: at once if changes are waiting or the pull is
+// not a long poll, else when a change is committed or the poll's wait ends.
+// A long poll is answered no sooner than the batch window after last, the
+// previous answer on its connection (zero: none; the window is for a
+// stream of posts, see Options.BatchWindow). It also serves a request of
+// this server to itself (two replicas on one server).
+func (s *Service) respond(ctx context.Context, peer string, req *pullRequest, last time.Time) (*pullResponse, error) {
 	wait := min(time.Duration(req.WaitMS)*time.Millisecond, longPoll)
 	deadline := time.Now().Add(wait)
+	if hold := time.Until(last.Add(s.o.BatchWindow)); wait > 0 && !last.IsZero() && hold > 0 {
+		if !sleep(ctx, min(hold, wait)) {
+			return nil, ctx.Err()
+		}
+	}
 	for {
 		changed := s.o.Store.PublicChanged()
 		resp, n := s.collect(peer, req, req.MaxBytes)
@@ -464,7 +473,7 @@ func (s *Service) dial(ctx context.Context, server string) (*clientConn, error) 
 		tc.Close()
 		return nil, context.Canceled
 	}
-	return &clientConn{c: tc, r: bufio.NewReader(tc), w: bufio.NewWriter(tc)}, nil
+	return &clientConn{c: tc, r: bufio.NewReaderSize(tc, connBuffer), w: bufio.NewWriterSize(tc, connBuffer)}, nil
 }
 
 // exchange sends req and reads and checks the answer with its bodies;

@@ -38,6 +38,12 @@ const (
 	// longPoll is how long a source holds a pull that found nothing, so a
 	// change is sent the moment it is committed.
 	longPoll = 20 * time.Second
+	// DefaultBatchWindow: see Options.BatchWindow.
+	DefaultBatchWindow = 20 * time.Millisecond
+	// connBuffer is the read and write buffer of a replication connection:
+	// an answer of 10 KB posts goes out in full TLS records (16 KB), a few
+	// posts per write, instead of two records and writes per post.
+	connBuffer = 64 << 10
 )
 
 // Options configure a Service.
@@ -79,6 +85,16 @@ type Options struct {
 	OnHierarchyReady func(store string) error
 	// OnError is told of a failed pull (the pull is retried with backoff).
 	OnError func(source string, err error)
+
+	// BatchWindow is how long after its previous answer on a connection a
+	// source holds a long poll that finds changes waiting (a batch cut by
+	// the limits is never held): while posts arrive in a stream, each pull
+	// then carries those of a window, and the per-pull work of both sides
+	// (the receiver's commit and sync, the source's read of its log, a TLS
+	// round trip) is paid once per window instead of once per post or two.
+	// A change after a quiet spell is sent at once. 0: DefaultBatchWindow,
+	// negative: none.
+	BatchWindow time.Duration
 
 	// CompactEvery is how often the change logs of this server's replicas
 	// are compacted (compact.go); 0: DefaultCompactEvery, negative: never.
@@ -151,6 +167,9 @@ func New(o Options) *Service {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}
+	if o.BatchWindow == 0 {
+		o.BatchWindow = DefaultBatchWindow
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{o: o, log: o.Logger.With("component", "replication"), loops: map[string]context.CancelFunc{},
 		conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), backlog: map[string]int{},
@@ -220,29 +239,32 @@ func (s *Service) serveConn(c *tls.Conn) {
 		s.log.Warn("replication connection refused: not a server of the organization", "remote", c.RemoteAddr().String(), "peer", peer)
 		return
 	}
-	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	r, w := bufio.NewReaderSize(c, connBuffer), bufio.NewWriterSize(c, connBuffer)
+	var last time.Time // when the previous answer went out
 	for {
 		c.SetDeadline(time.Now().Add(2 * time.Minute))
 		var req pullRequest
 		if err := readJSON(r, &req); err != nil {
 			return
 		}
-		if err := s.answer(w, peer, &req); err != nil {
+		if err := s.answer(w, peer, &req, last); err != nil {
 			s.log.Debug("replication answer failed", "peer", peer, "err", err)
 			return
 		}
 		if err := w.Flush(); err != nil {
 			return
 		}
+		last = time.Now()
 	}
 }
 
-// answer serves one pull (see respond) and writes the answer.
-func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest) error {
+// answer serves one pull (see respond) and writes the answer; last is
+// when the previous answer on the connection went out.
+func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest, last time.Time) error {
 	if req.MaxBytes <= 0 || req.MaxBytes > 4*s.o.MaxBatchBytes {
 		req.MaxBytes = s.o.MaxBatchBytes
 	}
-	resp, err := s.respond(s.ctx, peer, req)
+	resp, err := s.respond(s.ctx, peer, req, last)
 	if err != nil {
 		return err
 	}

@@ -208,6 +208,9 @@ func (s *Store) trackLocalAdd(txn *badger.Txn, r *addReq, mbox uint64, kn CNSet)
 	if err := txn.Set(itemKey('m', mbox, c.Item), binary.BigEndian.AppendUint32(nil, r.uid)); err != nil {
 		return err
 	}
+	if r.msg.Chunks == 1 {
+		s.recent.put(mbox, c, r.uid, r.last) // the whole body; served only once committed (recent.go)
+	}
 	if r.viewer != "" && len(r.flags) > 0 {
 		// A viewer's flags given with APPEND are a flag change of the
 		// new post, replicated like any other.
@@ -425,8 +428,13 @@ func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, ma
 				it.Seek(logKey(rec.ID, ChangeID{Origin: id.Origin, N: next}))
 				continue
 			}
+			// A post just added here is read from the recent posts, once
+			// this view shows its change and holds it under the same uid.
 			var c Change
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
+			recent, hit := s.recent.get(rec.ID, id)
+			if hit {
+				c = recent.change
+			} else if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
 				return fmt.Errorf("decode change %s: %w", id, err)
 			}
 			if c.Kind == ChangeAdd {
@@ -438,15 +446,21 @@ func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, ma
 					it.Next()
 					continue
 				}
+				hit = hit && recent.uid == uid
 				var m messageRecord
-				if err := getJSON(txn, msgKey(rec.ID, uid), &m); err != nil {
+				if hit {
+					m.Size = int64(len(recent.body))
+				} else if err := getJSON(txn, msgKey(rec.ID, uid), &m); err != nil {
 					return err
 				}
 				if len(b.Changes) > 0 && (size+int(m.Size) > maxBytes || len(b.Changes) >= maxChanges) {
 					cut, b.More = ChangeID{Origin: id.Origin, N: id.N - 1}, true
 					break
 				}
-				if bodies {
+				switch {
+				case bodies && hit:
+					c.Body = recent.body
+				case bodies:
 					if c.Body, err = readChunks(txn, uid, m.Body, m.Chunks, m.Size); err != nil {
 						return err
 					}
@@ -732,6 +746,24 @@ func (s *Store) CNSetOf(ctx context.Context, ref MailboxRef) (CNSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read change numbers of %s: %w", ref, err)
 	}
+	return kn, nil
+}
+
+// PullSet is the CN set a replica pulls with: what it holds (CNSetOf)
+// and, of its own origin, every CN from this run's first on. Such a change
+// exists nowhere before it is committed here (a local change and its CN
+// are one transaction), so the replica holds every one a source can
+// send. Without it a long poll, which carries the set of the moment it was
+// sent, would be answered with the replica's own changes committed since,
+// bodies and all: every post made here while a pull waited came back
+// from the source and was skipped (a store restored from an older copy
+// still gets back what it lost: those CNs are below this run's first).
+func (s *Store) PullSet(ctx context.Context, ref MailboxRef) (CNSet, error) {
+	kn, err := s.CNSetOf(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	kn.Add(ref.normalize().Store, s.bootCN, ^uint64(0))
 	return kn, nil
 }
 

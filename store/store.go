@@ -64,6 +64,7 @@ type Store struct {
 	cnLast atomic.Uint64
 	bootCN uint64
 	feed   feed
+	recent recentPosts // posts just added, for the replication source (recent.go)
 }
 
 // Open opens (creating if needed) the message database in dir. Commits are

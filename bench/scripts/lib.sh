@@ -94,3 +94,29 @@ EOF
 	PIDS+=("$DV_PID")
 	wait_port "$port" Dovecot || { cat "$d/stdout.log" "$d/dovecot.log" >&2 2>/dev/null; return 1; }
 }
+
+# free_ports N: N distinct TCP ports of 127.0.0.1 that nothing listens on
+# now (bound together on port 0, then released), one a line.
+free_ports() {
+	python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+for s in socks:
+    print(s.getsockname()[1])
+    s.close()
+PY
+}
+
+# children_cpu_s FILE: the children's user+system seconds from the output
+# of bash's `times` written to FILE (its second line).
+children_cpu_s() {
+	sed -n 2p "$1" | awk '{
+		t = 0
+		for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+		printf "%.3f\n", t
+	}'
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +21,7 @@ import (
 )
 
 func serveCmd() *cobra.Command {
-	var cfg, dataDir, level string
+	var cfg, dataDir, level, cpuProfile string
 	var servers []string
 	c := &cobra.Command{
 		Use:   "serve [--config FILE] [--server NAME ...]",
@@ -48,6 +49,13 @@ func serveCmd() *cobra.Command {
 				return &exitError{1, err}
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return &exitError{1, err}
+				}
+				defer stopProfile(logger)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cl, err := node.StartAll(ctx, org, servers, node.Options{BaseDir: base, Logger: logger})
@@ -93,7 +101,28 @@ func serveCmd() *cobra.Command {
 	c.Flags().StringSliceVar(&servers, "server", nil, "server to run (repeatable; default: every server of the organization)")
 	c.Flags().StringVar(&dataDir, "data-dir", envOr("PFROUTER_DATA", "pfrouter-data"), "base directory for servers without data_dir")
 	c.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file when the servers stop (go tool pprof)")
 	return c
+}
+
+// startCPUProfile profiles this process's CPU until the returned function
+// runs (at shutdown): with one server per process (`--server`), each
+// server's own profile, which the benchmark scripts compare.
+func startCPUProfile(path string) (func(*slog.Logger), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func(logger *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			logger.Warn("CPU profile not written", "path", path, "err", err)
+		}
+	}, nil
 }
 
 func envOr(k, def string) string {
