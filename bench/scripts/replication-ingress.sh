@@ -276,7 +276,7 @@ for r in runs:
           f"{us(r, 'bx1'):>7.0f} {us(r, 'bx2'):>7.0f} {us(r, 'load'):>7.0f} {rs:>6}  {r['loadavg']}")
 print()
 print("medians over the rounds; on/off: median of each round's ratio")
-print(f"{'mode':<9} {'code':<5} {'c':>3} {'off/s':>7} {'on/s':>7} {'on/off':>7} {'bx1 µs off->on':>15} {'bx1 cpu':>8} {'bx2 µs on':>9} {'all µs off->on':>15} {'repl s':>6}")
+print(f"{'mode':<9} {'code':<5} {'c':>3} {'off/s':>7} {'on/s':>7} {'on/off':>7} {'bx1 µs off->on':>15} {'bx1 cpu':>8} {'bx2 µs on':>9} {'load µs off->on':>15} {'all µs off->on':>15} {'repl s':>6}")
 keys = []
 for r in runs:
     k = (r["mode"], r["code"], r["conns"])
@@ -296,8 +296,10 @@ for k in keys:
     reps = [on[i]["replicated_s"] for i in both if on[i]["replicated_s"] is not None]
     print(f"{k[0]:<9} {k[1]:<5} {k[2]:>3} {med([off[i]['msgs_per_s'] for i in both]):>7.0f} {med([on[i]['msgs_per_s'] for i in both]):>7.0f} "
           f"{ratio:>7.2f} {med([us(off[i], 'bx1') for i in both]):>7.0f}->{med([us(on[i], 'bx1') for i in both]):<6.0f} {cpu_ratio:>8.2f} "
-          f"{med([us(on[i], 'bx2') for i in both]):>9.0f} {med([tot(off[i]) for i in both]):>7.0f}->{med([tot(on[i]) for i in both]):<6.0f} "
+          f"{med([us(on[i], 'bx2') for i in both]):>9.0f} {med([us(off[i], 'load') for i in both]):>7.0f}->{med([us(on[i], 'load') for i in both]):<6.0f} "
+          f"{med([tot(off[i]) for i in both]):>7.0f}->{med([tot(on[i]) for i in both]):<6.0f} "
           f"{(max(reps) if reps else float('nan')):>6.2f}")
-print("goal: on/off >= 0.80 (msgs/s); 'bx1 cpu' = bx1's CPU per post off / on; repl s: the slowest run's")
+print("goal: on/off >= 0.80 (msgs/s); 'bx1 cpu' = bx1's CPU per post off / on; repl s: the slowest run's;")
+print("load µs: the load generator's CPU per post, the same work off and on: where it rises, the CPU itself was slower (contention)")
 EOF
 } | tee "$W/results/summary.txt"
