@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -33,6 +34,10 @@ func (o *observer) event(e qmgr.Event) {
 	switch e.Kind {
 	case "received":
 		m.Accepted(ctx)
+	case "routed":
+		// Decisions are counted here, with the tracking entry every
+		// decision makes anyway, not on the decision's own path.
+		m.Decision(ctx, e.Rule, e.Took.Seconds())
 	case "delivered":
 		m.Delivered(ctx, "local")
 	case "relayed":
@@ -57,9 +62,9 @@ func (o *observer) span(ctx context.Context, traceparent, name string, attrs ...
 	return o.tel.Tracer().Start(ctx, name, trace.WithAttributes(append(attrs, telemetry.KeyServer.String(o.server))...))
 }
 
-func (o *observer) DecisionStart() (detailed, timed bool) {
-	return o.tel.Tracing(), o.tel.Metrics().TimeNextDecision()
-}
+func (o *observer) Detailed() bool { return o.tel.Tracing() }
+
+func (o *observer) DecisionSample() *atomic.Bool { return o.tel.Metrics().DecisionSample() }
 
 // With tracing off the span methods return "" at once (the message keeps
 // the traceparent it carries): no context, span or propagation work on the
@@ -74,12 +79,9 @@ func (o *observer) Receive(ctx context.Context, traceparent string, e qmgr.Event
 	return telemetry.Inject(ctx)
 }
 
-func (o *observer) Decided(ctx context.Context, rule string, took time.Duration) {
-	o.tel.Metrics().Decision(ctx, rule, took.Seconds())
-}
-
-func (o *observer) Decision(ctx context.Context, traceparent string, d routing.Decision, took time.Duration) string {
-	o.tel.Metrics().Decision(ctx, d.Rule(), took.Seconds())
+// Decision records a decision's span; it is counted by its "routed" event
+// (event).
+func (o *observer) Decision(ctx context.Context, traceparent string, d routing.Decision, _ time.Duration) string {
 	if !o.tel.Tracing() {
 		return ""
 	}

@@ -152,7 +152,7 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 		return m.toward(env, r, r.HierarchyServer, g, now)
 	}
 	var d routing.Decision
-	obs := StartDecision(m.o.Trace)
+	obs := m.dobs.Start()
 	switch {
 	case r.Stage == envelope.StageHierarchy && obs.Detailed():
 		d = routing.Continue(snap, g, p, in, r.HierarchyStore)
@@ -163,8 +163,10 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	default:
 		d = routing.Route(snap, g, p, in) // same outcome, no explanation strings
 	}
-	env.TraceParent = obs.Done(ctx, env.TraceParent, &d)
-	m.event(Event{Kind: "routed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr, Details: decisionDetails(d)})
+	var took time.Duration
+	env.TraceParent, took = obs.Done(ctx, env.TraceParent, &d)
+	m.event(Event{Kind: "routed", QueueID: env.ID, OriginID: env.OriginID, MessageID: env.MessageID, Recipient: r.Addr,
+		Rule: d.Rule(), Took: took, Details: decisionDetails(d)})
 	switch d.Outcome {
 	case routing.NDR:
 		m.fail(env, r, d.Code, d.Reason)
@@ -186,52 +188,6 @@ func (m *Manager) decide(ctx context.Context, snap *directory.Snapshot, g *links
 	}
 	r.Stage, r.HierarchyStore, r.HierarchyServer = envelope.StageHierarchy, d.Step1.Store, d.HierarchyServer
 	return m.toward(env, r, d.HierarchyServer, g, now)
-}
-
-// Observation is one routing decision being observed, as the queue
-// manager does it: StartDecision before the decision, Done after. Only the
-// rule of a decision made without the explanation is handed on, so with
-// tracing off nothing of the decision is copied.
-type Observation struct {
-	t        Tracer
-	detailed bool // t records decision spans: decide with the explanation
-	timed    bool
-	start    time.Time
-}
-
-// StartDecision begins observing one decision for t (nil: not observed),
-// reading the clock only when t samples this one.
-func StartDecision(t Tracer) Observation {
-	if t == nil {
-		return Observation{}
-	}
-	o := Observation{t: t}
-	if o.detailed, o.timed = t.DecisionStart(); o.timed {
-		o.start = time.Now()
-	}
-	return o
-}
-
-// Detailed says whether the decision should be made with its explanation
-// (routing.Decide) because it goes into a span.
-func (o *Observation) Detailed() bool { return o.detailed }
-
-// Done hands the decision to the tracer, whole to Decision when detailed,
-// else only its rule to Decided, and returns the traceparent to carry on:
-// the tracer's, or traceparent when it gives none.
-func (o *Observation) Done(ctx context.Context, traceparent string, d *routing.Decision) string {
-	if o.t == nil {
-		return traceparent
-	}
-	took := time.Duration(-1) // not timed
-	if o.timed {
-		took = time.Since(o.start)
-	}
-	if !o.detailed {
-		o.t.Decided(ctx, d.Rule(), took)
-		return traceparent
-	}
-	return keep(traceparent, o.t.Decision(ctx, traceparent, *d, took))
 }
 
 // loopInput is what R14 looks at: the hop count, the recipient's stage as

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pfrouter/config"
@@ -67,6 +68,13 @@ type Event struct {
 	MessageID string
 	Recipient string
 	Details   map[string]string
+	// Rule and Took describe a "routed" event's decision: the rule taken
+	// (routing.Decision.Rule) and how long it took when the tracer asked
+	// for it to be timed (Tracer.DecisionSample), else negative. The
+	// decision metrics are counted from these events, so the decision
+	// itself carries no counter.
+	Rule string
+	Took time.Duration
 }
 
 // Options configure a Manager.
@@ -110,23 +118,22 @@ type Options struct {
 // trace a message carries (its W3C traceparent) and returns the
 // traceparent to carry on, so one trace spans every hop (S8, O3).
 type Tracer interface {
-	// DecisionStart is asked before each routing decision. detailed is
-	// true when decision spans are recorded: the queue manager then builds
-	// the full explanation (every candidate and why it was skipped)
-	// instead of taking the fast routing path. timed is true for the
-	// decisions the tracer samples for latency: only those read the clock
-	// (two clock reads cost as much as a fast decision on a virtual
-	// machine).
-	DecisionStart() (detailed, timed bool)
+	// Detailed reports whether decision spans are recorded: the queue
+	// manager then makes each decision with its full explanation (every
+	// candidate and why it was skipped) instead of taking the fast
+	// routing path. Asked once, by New: it must not change.
+	Detailed() bool
+	// DecisionSample is a flag the tracer sets when it wants the next
+	// decision timed for its latency sample; the queue manager clears it
+	// on the decision it times (only those read the clock: two clock
+	// reads cost as much as a fast decision on a virtual machine). Asked
+	// once, by New; nil: no decision is timed.
+	DecisionSample() *atomic.Bool
 	Receive(ctx context.Context, traceparent string, e Event) (newTraceparent string)
 	// Decision records one routing decision made with its explanation
-	// (Detailed); took < 0 when it was not timed (DecisionStart samples
-	// which are).
+	// (only when Detailed); took < 0 when it was not timed. Every
+	// decision, detailed or not, is also a "routed" Event.
 	Decision(ctx context.Context, traceparent string, d routing.Decision, took time.Duration) (newTraceparent string)
-	// Decided counts one decision made without the explanation (tracing
-	// off) by its rule (routing.Decision.Rule); took as for Decision.
-	// Nothing of the decision is copied for it.
-	Decided(ctx context.Context, rule string, took time.Duration)
 	Attempt(ctx context.Context, traceparent, kind, target string, err error) (newTraceparent string)
 }
 
@@ -134,6 +141,7 @@ type Tracer interface {
 type Manager struct {
 	o    Options
 	log  *slog.Logger
+	dobs *DecisionObserver // o.Trace's view of routing decisions
 	mu   sync.Mutex
 	msgs map[string]*entry // every queued message, in memory or waiting on disk
 	s    *sched
@@ -218,7 +226,7 @@ func New(o Options) *Manager {
 			return routing.Params{MinAge: r.EffectiveMinAge(), HopLimit: r.HopLimit, Spread: r.Spread}
 		}
 	}
-	return &Manager{o: o, log: o.Logger, msgs: map[string]*entry{}, s: newSched(o.MaxActive), wake: make(chan struct{}, 1),
+	return &Manager{o: o, log: o.Logger, dobs: NewDecisionObserver(o.Trace), msgs: map[string]*entry{}, s: newSched(o.MaxActive), wake: make(chan struct{}, 1),
 		work: make(chan *entry), hops: map[string]*hopHealth{}, outFails: map[string]int{}}
 }
 

@@ -30,8 +30,6 @@ type Metrics struct {
 	queueDepth                                                   atomic.Pointer[func() int64]
 	repl                                                         replicationMetrics
 
-	// Label options are built once per (key, value): building an attribute
-	// set per measurement allocates on every message.
 	ruleMu sync.Mutex // serializes adding a rule to rules
 	// rules is copied on write: a decision finds its counter with one
 	// atomic load and a scan of a handful of entries, no lock (a read
@@ -39,20 +37,26 @@ type Metrics struct {
 	// it).
 	rules atomic.Pointer[[]*ruleCount]
 	// timeNext asks for the next decision to be timed: set on every
-	// DecisionSample-th decision of a rule, taken by TimeNextDecision.
+	// DecisionSampleEvery-th decision of a rule, cleared by the caller
+	// that times one (DecisionSample). On a cache line of its own: it is read
+	// before every decision and must not share a line with the counters.
+	_        [64]byte
 	timeNext atomic.Bool
+	_        [63]byte
 
+	// Label options are built once per (key, value): building an attribute
+	// set per measurement allocates on every message.
 	optMu sync.RWMutex
 	opts  map[label]metric.MeasurementOption
 }
 
 type label struct{ key, value string }
 
-// DecisionSample is how many routing decisions share one latency
+// DecisionSampleEvery is how many routing decisions share one latency
 // measurement in the decision-duration histogram: the decision after every
-// DecisionSample-th of each rule is timed (TimeNextDecision). Every
+// DecisionSampleEvery-th of each rule is timed (DecisionSample). Every
 // decision is counted.
-const DecisionSample = 64
+const DecisionSampleEvery = 64
 
 // ruleCount is one rule's decision counter, on a cache line of its own so
 // counting two rules from two cores does not share one.
@@ -186,7 +190,7 @@ func (m *Metrics) NDR(ctx context.Context) {
 
 // Decision counts a routing decision by the rule taken ("" for none) and,
 // when seconds >= 0, records how long it took. Callers time the decisions
-// TimeNextDecision asks for and pass a negative seconds for the others:
+// DecisionSample asks for and pass a negative seconds for the others:
 // reading the clock twice costs as much as a fast decision on a virtual
 // machine.
 func (m *Metrics) Decision(ctx context.Context, rule string, seconds float64) {
@@ -196,7 +200,7 @@ func (m *Metrics) Decision(ctx context.Context, rule string, seconds float64) {
 	if rule == "" {
 		rule = "none"
 	}
-	if m.ruleCounter(rule).n.Add(1)%DecisionSample == 0 {
+	if m.ruleCounter(rule).n.Add(1)%DecisionSampleEvery == 0 {
 		m.timeNext.Store(true)
 	}
 	if seconds >= 0 {
@@ -204,12 +208,17 @@ func (m *Metrics) Decision(ctx context.Context, rule string, seconds float64) {
 	}
 }
 
-// TimeNextDecision says whether the caller should time the decision it is
-// about to make for the histogram: true once after every DecisionSample-th
-// decision of a rule. It costs one atomic load when false, so it can be
-// asked before every decision.
-func (m *Metrics) TimeNextDecision() bool {
-	return m != nil && m.timeNext.Load() && m.timeNext.CompareAndSwap(true, false)
+// DecisionSample is the flag Decision sets once after every
+// DecisionSampleEvery-th decision of a rule: the caller times its next decision
+// when it finds the flag set and clears it (CompareAndSwap), and passes
+// that decision's time to Decision. Reading it costs one atomic load of a
+// cache line written once in DecisionSampleEvery decisions. Nil on a nil
+// *Metrics.
+func (m *Metrics) DecisionSample() *atomic.Bool {
+	if m == nil {
+		return nil
+	}
+	return &m.timeNext
 }
 
 func (m *Metrics) ruleCounter(rule string) *ruleCount {

@@ -323,26 +323,28 @@ func TestMetricsHandler(t *testing.T) {
 	}
 }
 
-// One decision in DecisionSample of a rule asks for the next one to be
-// timed, once; the counts stay exact when many goroutines count at once
-// (the counters are lock-free).
+// One decision in DecisionSampleEvery of a rule sets the sample flag, which
+// the caller clears when it times one; the counts stay exact when many
+// goroutines count at once (the counters are lock-free).
 func TestDecisionSampling(t *testing.T) {
 	ctx := context.Background()
 	tel := metricsOnly(t)
 	m := tel.Metrics()
-	for i := 1; i < DecisionSample; i++ {
+	flag := m.DecisionSample()
+	take := func() bool { return flag.Load() && flag.CompareAndSwap(true, false) }
+	for i := 1; i < DecisionSampleEvery; i++ {
 		m.Decision(ctx, "local", -1)
-		if m.TimeNextDecision() {
-			t.Fatalf("asked to time after %d decisions, want after %d", i, DecisionSample)
+		if take() {
+			t.Fatalf("asked to time after %d decisions, want after %d", i, DecisionSampleEvery)
 		}
 	}
 	m.Decision(ctx, "local", -1)
-	if !m.TimeNextDecision() || m.TimeNextDecision() {
-		t.Fatalf("after %d decisions: want one timed decision", DecisionSample)
+	if !take() || take() {
+		t.Fatalf("after %d decisions: want one timed decision", DecisionSampleEvery)
 	}
 	var nilM *Metrics
-	if nilM.TimeNextDecision() {
-		t.Error("nil Metrics asks for timing")
+	if nilM.DecisionSample() != nil {
+		t.Error("nil Metrics has a sample flag")
 	}
 	done := make(chan struct{})
 	for g := 0; g < 4; g++ {
