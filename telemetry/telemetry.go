@@ -162,6 +162,19 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 // Metrics are the instruments to update.
 func (t *Telemetry) Metrics() *Metrics { return t.metrics }
 
+// ForceFlush exports the spans ended so far (nothing to do with tracing
+// off or an injected provider): a benchmark counts a load's export with
+// that load.
+func (t *Telemetry) ForceFlush(ctx context.Context) error {
+	if t.sdkTP == nil {
+		return nil
+	}
+	if err := t.sdkTP.ForceFlush(ctx); err != nil {
+		return fmt.Errorf("flush spans: %w", err)
+	}
+	return nil
+}
+
 // Shutdown flushes buffered spans to the exporter and stops the providers.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
 	var err error
