@@ -123,7 +123,7 @@ func fillBacklog(b *testing.B, dir string, n int) {
 // bx3, and waits until bx1's queue manager has read them and the process
 // is quiet again (badger compacting what the backlog left in the queue's
 // logs, as a server whose backlog built up over hours would have done).
-func startBacklogCluster(b *testing.B, waiting int) *node.Node {
+func startBacklogCluster(b *testing.B, waiting int) (*node.Node, func()) {
 	b.Helper()
 	org, err := config.Parse([]byte(backlogOrg), "backlog.yaml", b.TempDir())
 	if err != nil {
@@ -141,11 +141,15 @@ func startBacklogCluster(b *testing.B, waiting int) *node.Node {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c.Close(ctx)
-	})
+	var once sync.Once
+	closeFn := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c.Close(ctx)
+		})
+	}
+	b.Cleanup(closeFn)
 	n := c.Nodes["bx1"]
 	deadline := time.Now().Add(5 * time.Minute)
 	for n.Qmgr.Depth() < waiting {
@@ -157,7 +161,7 @@ func startBacklogCluster(b *testing.B, waiting int) *node.Node {
 	loaded := time.Since(t0)
 	quiet, frac := waitQuiet(2 * time.Minute)
 	b.Logf("%d waiting: started and read in %.1fs, process quiet (%.0f%% of a CPU) %.1fs later", waiting, loaded.Seconds(), 100*frac, quiet.Seconds())
-	return n
+	return n, closeFn
 }
 
 // waitQuiet waits until this process uses under a tenth of a CPU over two
@@ -281,12 +285,12 @@ func BenchmarkIngressBacklog(b *testing.B) {
 	waiting := backlogSize()
 	rounds := envInt(b, "BACKLOG_ROUNDS", 6)
 	// The backlog first, alone, for its memory.
-	full := startBacklogCluster(b, waiting)
+	full, _ := startBacklogCluster(b, waiting)
 	heapMB, rssMB := memMB()
 	if path := os.Getenv("BACKLOG_HEAPPROFILE"); path != "" {
 		writeHeapProfile(b, path)
 	}
-	empty := startBacklogCluster(b, 0)
+	empty, closeEmpty := startBacklogCluster(b, 0)
 	servers := []*node.Node{empty, full}
 	depth := []int{0, waiting}
 	rcpts := []struct{ name, addr string }{{"local", ingressRcpt}, {"relayed", "near@contoso.example"}}
@@ -307,11 +311,14 @@ func BenchmarkIngressBacklog(b *testing.B) {
 	for k, rc := range rcpts {
 		reportRounds(b, []string{rc.name + "-empty", rc.name + "-backlog"}, 0, runs[2*k:2*k+2])
 	}
+	// The backlogged server alone again (the empty one closed) after
+	// its loads.
+	closeEmpty()
 	h, rss := memMB()
 	b.ReportMetric(heapMB, "heap_MB")
 	b.ReportMetric(rssMB, "rss_MB")
 	b.ReportMetric(h, "heap_after_MB")
 	b.ReportMetric(rss, "rss_after_MB")
-	b.Logf("%d waiting: heap %.0f MB, RSS %.0f MB before the load (backlogged server alone); heap %.0f MB, RSS %.0f MB after it (both servers)",
+	b.Logf("%d waiting, the backlogged server alone: heap %.0f MB, RSS %.0f MB before the loads; heap %.0f MB, RSS %.0f MB after them",
 		waiting, heapMB, rssMB, h, rss)
 }

@@ -35,30 +35,40 @@ func Loop(b *testing.B, op func(i int)) {
 // the same machine state within milliseconds of each other, and the median
 // drops the blocks a collection, a preemption or a stolen virtual CPU fell
 // into, so the ratio holds under load that moves either figure alone by
-// 2x. ok is false where the OS does not give thread CPU time.
+// 2x. Both get the same i in a block, and which goes first alternates from
+// block to block, so neither gains from the other having warmed the
+// caches for those i. ok is false where the OS does not give thread CPU
+// time.
 func Paired(n, block int, a, b func(i int)) (perA, perB time.Duration, ratio float64, ok bool) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if _, ok := Thread(); !ok || n <= 0 {
 		return 0, 0, 0, ok
 	}
-	var ta, tb time.Duration
-	var ratios []float64
-	for done := 0; done < n; {
-		k := min(block, n-done)
+	run := func(f func(int), from, k int) time.Duration {
 		t0, _ := Thread()
-		for i := done; i < done+k; i++ {
-			a(i)
+		for i := from; i < from+k; i++ {
+			f(i)
 		}
 		t1, _ := Thread()
-		for i := done; i < done+k; i++ {
-			b(i)
+		return t1 - t0
+	}
+	var ta, tb time.Duration
+	var ratios []float64
+	for done, odd := 0, false; done < n; odd = !odd {
+		k := min(block, n-done)
+		var da, db time.Duration
+		if odd {
+			db = run(b, done, k)
+			da = run(a, done, k)
+		} else {
+			da = run(a, done, k)
+			db = run(b, done, k)
 		}
-		t2, _ := Thread()
-		ta += t1 - t0
-		tb += t2 - t1
-		if t1 > t0 {
-			ratios = append(ratios, float64(t2-t1)/float64(t1-t0))
+		ta += da
+		tb += db
+		if da > 0 {
+			ratios = append(ratios, float64(db)/float64(da))
 		}
 		done += k
 	}
