@@ -93,6 +93,11 @@ type Folder struct {
 	// organization file's): a rename applies only over an older one, so
 	// servers that receive renames in different orders agree.
 	Rev Rev
+	// Wanted is the key the folder's newest rename named ("": its Key).
+	// Two folders renamed concurrently onto one path both want it: the
+	// newer rename holds it, the other folder sits at a conflict key
+	// until the path is free again (see placeFolders).
+	Wanted string
 }
 
 // Rev orders runtime changes: a gossip record's version, ties broken by

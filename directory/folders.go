@@ -1,7 +1,8 @@
 package directory
 
 import (
-	"fmt"
+	"crypto/sha256"
+	"encoding/hex"
 	"maps"
 	"slices"
 	"strings"
@@ -33,26 +34,25 @@ func (s *Snapshot) Subtree(hierarchy, path string) []*Folder {
 // RenameFolders gives folders, named by identity, new paths in their
 // hierarchy, as one runtime change rev: their addresses, permissions and
 // replicas go with them. A folder whose path a newer change set is left
-// alone (renames applied in any order end the same), a deleted one is not
-// brought back, and a folder whose new key another folder holds keeps its
-// path (the error names it).
+// alone (renames applied in any order end the same), and a deleted one is
+// not brought back. Two folders renamed onto one path by concurrent
+// changes (two servers, each before hearing of the other's) both want it:
+// the newer change holds it and the other folder gets a conflict path
+// (placeFolders), the same on every server whatever order the changes
+// arrive in; no folder and no message is lost.
 func (d *Directory) RenameFolders(paths map[string]string, rev Rev) error {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
 	l := d.live()
 	txn := l.db.Txn(true)
 	defer txn.Abort()
-	type move struct {
-		old *Folder
-		key string
-	}
-	var moves []move
-	moving := map[string]bool{}
 	ids := make([]string, 0, len(paths))
 	for id := range paths {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	var moves []relocation
+	hierarchies := map[string]bool{}
 	for _, id := range ids {
 		raw, _ := txn.First("folders", "ID", id)
 		if raw == nil {
@@ -62,27 +62,118 @@ func (d *Directory) RenameFolders(paths map[string]string, rev Rev) error {
 		if !f.Rev.Before(rev) || !strings.HasPrefix(paths[id], "/") {
 			continue
 		}
-		moves = append(moves, move{f, FolderKey(f.Hierarchy, paths[id])})
-		moving[f.Key] = true
+		nf := *f
+		nf.Rev, nf.Wanted = rev, FolderKey(f.Hierarchy, paths[id])
+		moves = append(moves, relocation{old: f, nf: &nf})
+		hierarchies[f.Hierarchy] = true
 	}
-	var refused []string
-	kept := moves[:0]
+	// The wanted keys are recorded first (in place), then every folder of
+	// the hierarchies concerned is put where the rule says.
 	for _, m := range moves {
-		if raw, _ := txn.First("folders", "id", m.key); raw != nil && !moving[m.key] {
-			refused = append(refused, m.old.Path+" -> "+m.key)
-			continue
+		if err := txn.Insert("folders", m.nf); err != nil {
+			return err
 		}
-		kept = append(kept, m)
 	}
-	moves = kept
-	// Every old entry goes before any new one is written, so folders of
-	// one change may trade places.
+	for h := range hierarchies {
+		if err := placeFolders(txn, h); err != nil {
+			return err
+		}
+	}
+	txn.Commit()
+	l.publish()
+	return nil
+}
+
+// relocation is a folder's record before and after a change.
+type relocation struct {
+	old *Folder
+	nf  *Folder
+}
+
+// placeFolders puts every folder of hierarchy h at the key the placement
+// rule gives it (placement), moving its addresses and replicas and
+// recording the old key as moved.
+func placeFolders(txn *memdb.Txn, h string) error {
+	it, err := txn.Get("folders", "id")
+	if err != nil {
+		return err
+	}
+	var all []*Folder
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if f := raw.(*Folder); f.Hierarchy == h {
+			all = append(all, f)
+		}
+	}
+	keys := placement(all)
+	var rs []relocation
+	for _, f := range all {
+		if k := keys[f.ID]; k != f.Key {
+			nf := *f
+			nf.Key, nf.Path = k, strings.TrimPrefix(k, h+":")
+			rs = append(rs, relocation{old: f, nf: &nf})
+		}
+	}
+	return relocate(txn, rs)
+}
+
+// placement is the rule that makes concurrent renames converge: each
+// folder wants one key (its newest rename's, or its own); of the folders
+// wanting one key, the one whose rename is newest (Rev, then identity)
+// holds it, and each other one holds conflictKey of it. It depends only on
+// the folders' wanted keys and revisions, never on the order the changes
+// were applied in, so every server computes the same hierarchy.
+func placement(folders []*Folder) map[string]string {
+	byWant := map[string][]*Folder{}
+	for _, f := range folders {
+		w := f.Wanted
+		if w == "" {
+			w = f.Key
+		}
+		byWant[w] = append(byWant[w], f)
+	}
+	out := make(map[string]string, len(folders))
+	for want, fs := range byWant {
+		slices.SortFunc(fs, func(a, b *Folder) int {
+			switch {
+			case a.Rev.Before(b.Rev):
+				return 1
+			case b.Rev.Before(a.Rev):
+				return -1
+			}
+			return strings.Compare(b.ID, a.ID)
+		})
+		out[fs[0].ID] = want
+		for _, f := range fs[1:] {
+			out[f.ID] = conflictKey(want, f.ID, byWant)
+		}
+	}
+	return out
+}
+
+// conflictKey is where a folder that lost the key it wants sits: the key
+// with "~" and a digest of the folder's identity appended (e.g.
+// "/Revenue~3fa2c1d0"), longer if a folder wants that key itself.
+func conflictKey(want, id string, wanted map[string][]*Folder) string {
+	sum := sha256.Sum256([]byte(id))
+	h := hex.EncodeToString(sum[:])
+	for n := 8; ; n += 8 {
+		k := want + "~" + h[:n]
+		if _, taken := wanted[k]; !taken || n >= len(h) {
+			return k
+		}
+	}
+}
+
+// relocate re-keys folders: every old entry goes before any new one is
+// written, so folders may trade places; addresses and replicas follow,
+// and each old key is recorded as moved to the new one.
+func relocate(txn *memdb.Txn, rs []relocation) error {
 	type entries struct {
 		addrs    []*address
 		replicas []*Replica
 	}
-	old := make([]entries, len(moves))
-	for i, m := range moves {
+	old := make([]entries, len(rs))
+	for i, m := range rs {
 		it, err := txn.Get("addresses", "id")
 		if err != nil {
 			return err
@@ -113,30 +204,25 @@ func (d *Directory) RenameFolders(paths map[string]string, rev Rev) error {
 			}
 		}
 	}
-	for i, m := range moves {
-		nf := *m.old
-		nf.Key, nf.Path, nf.Rev = m.key, strings.TrimPrefix(m.key, m.old.Hierarchy+":"), rev
-		if err := txn.Insert("folders", &nf); err != nil {
+	for i, m := range rs {
+		if err := txn.Insert("folders", m.nf); err != nil {
 			return err
 		}
 		for _, a := range old[i].addrs {
-			if err := txn.Insert("addresses", &address{Addr: a.Addr, Folder: m.key}); err != nil {
+			if err := txn.Insert("addresses", &address{Addr: a.Addr, Folder: m.nf.Key}); err != nil {
 				return err
 			}
 		}
 		for _, r := range old[i].replicas {
-			if err := txn.Insert("replicas", &Replica{ID: m.key + "|" + r.Store, FolderKey: m.key, Store: r.Store}); err != nil {
+			if err := txn.Insert("replicas", &Replica{ID: m.nf.Key + "|" + r.Store, FolderKey: m.nf.Key, Store: r.Store}); err != nil {
 				return err
 			}
 		}
-		if err := setMoved(txn, m.old.Key, m.key); err != nil {
+	}
+	for _, m := range rs {
+		if err := setMoved(txn, m.old.Key, m.nf.Key); err != nil {
 			return err
 		}
-	}
-	txn.Commit()
-	l.publish()
-	if len(refused) > 0 {
-		return fmt.Errorf("folders not renamed, their new path is taken: %s", strings.Join(refused, ", "))
 	}
 	return nil
 }
@@ -150,6 +236,7 @@ func (d *Directory) DeleteFolders(ids []string) error {
 	l := d.live()
 	txn := l.db.Txn(true)
 	defer txn.Abort()
+	hierarchies := map[string]bool{}
 	for _, id := range ids {
 		raw, _ := txn.First("folders", "ID", id)
 		if raw == nil {
@@ -178,6 +265,12 @@ func (d *Directory) DeleteFolders(ids []string) error {
 			return err
 		}
 		if err := setMoved(txn, f.Key, ""); err != nil {
+			return err
+		}
+		hierarchies[f.Hierarchy] = true
+	}
+	for h := range hierarchies {
+		if err := placeFolders(txn, h); err != nil { // a folder that lost a path the deleted one held takes it
 			return err
 		}
 	}

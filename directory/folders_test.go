@@ -3,6 +3,7 @@ package directory_test
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"pfrouter/directory"
@@ -88,9 +89,8 @@ func TestRenameAndDeleteFolders(t *testing.T) {
 	}
 }
 
-// Two folders of one rename may trade places; a rename onto a folder that
-// exists is refused and leaves both as they were.
-func TestRenameFoldersSwapAndCollision(t *testing.T) {
+// Two folders of one rename may trade places.
+func TestRenameFoldersSwap(t *testing.T) {
 	d := contoso(t)
 	eng, board := directory.FolderKey(pf, "/Engineering"), directory.FolderKey(pf, "/Board")
 	if err := d.RenameFolders(map[string]string{eng: "/Board", board: "/Engineering"}, directory.Rev{Version: 1, Origin: "ex1"}); err != nil {
@@ -100,11 +100,102 @@ func TestRenameFoldersSwapAndCollision(t *testing.T) {
 	if f := s.Folder(board); f == nil || f.ID != eng {
 		t.Fatalf("/Board is %+v, want the former /Engineering", f)
 	}
-	if err := d.RenameFolders(map[string]string{eng: "/Archive"}, directory.Rev{Version: 2, Origin: "ex1"}); err == nil {
-		t.Fatal("a rename onto /Archive was accepted")
+	if f := s.Folder(eng); f == nil || f.ID != board {
+		t.Fatalf("/Engineering is %+v, want the former /Board", f)
 	}
-	if f := d.Snapshot().FolderByID(eng); f == nil || f.Path != "/Board" {
-		t.Fatalf("refused rename moved the folder: %+v", f)
+}
+
+// hierarchy is what a directory says of every folder: identity -> path,
+// and the replica lists by identity.
+func hierarchy(d *directory.Directory) map[string]string {
+	out := map[string]string{}
+	s := d.Snapshot()
+	for _, f := range s.FoldersOf(pf) {
+		out[f.ID] = f.Path
+		for _, r := range s.Replicas(f.Key) {
+			out[f.ID+"|"+r.Store] = f.Path
+		}
+	}
+	return out
+}
+
+// Issue 12 (concurrent renames onto one path): two servers each rename a
+// different folder to /Target before hearing of the other's rename. Every
+// order of arrival gives the same hierarchy: the newer rename holds
+// /Target, the other folder sits at /Target~<digest of its identity>, with
+// its replicas and addresses (nothing is lost). When the holder moves on
+// or is deleted, the waiting folder takes the path, again in any order.
+func TestConcurrentRenamesOntoOnePathConverge(t *testing.T) {
+	eng, board, archive := directory.FolderKey(pf, "/Engineering"), directory.FolderKey(pf, "/Board"), directory.FolderKey(pf, "/Archive")
+	type change struct {
+		name string
+		do   func(*directory.Directory) error
+	}
+	rename := func(id, to string, v uint64, origin string) change {
+		return change{id + "->" + to, func(d *directory.Directory) error {
+			return d.RenameFolders(map[string]string{id: to}, directory.Rev{Version: v, Origin: origin})
+		}}
+	}
+	first := rename(eng, "/Target", 5, "ex1")    // older
+	second := rename(board, "/Target", 5, "ex3") // same version, later origin: newer
+	// A folder of the organization file onto whose path a concurrent
+	// rename lands: the rename (newer than the file) holds the path.
+	third := rename(archive, "/Target", 4, "ex2")
+	orders := [][]change{{first, second, third}, {second, first, third}, {third, second, first}, {second, third, first}}
+	var want map[string]string
+	for _, order := range orders {
+		d := contoso(t)
+		for _, c := range order {
+			if err := c.do(d); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+		}
+		got := hierarchy(d)
+		if want == nil {
+			want = got
+			s := d.Snapshot()
+			tgt := s.Folder(directory.FolderKey(pf, "/Target"))
+			if tgt == nil || tgt.ID != board {
+				t.Fatalf("/Target is %+v, want the folder of the newer rename (%s)", tgt, board)
+			}
+			for _, id := range []string{eng, archive} {
+				f := s.FolderByID(id)
+				if f == nil || !strings.HasPrefix(f.Path, "/Target~") || len(s.Replicas(f.Key)) == 0 {
+					t.Fatalf("%s lost the path: %+v, want it at /Target~<digest> with its replicas", id, f)
+				}
+			}
+			if len(s.Replicas(tgt.Key)) == 0 || s.FolderByID(eng).Path == s.FolderByID(archive).Path {
+				t.Fatalf("replicas or conflict paths wrong: %v", got)
+			}
+			continue
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("order %s, %s, %s: hierarchy\n%v\nwant (first order)\n%v", order[0].name, order[1].name, order[2].name, got, want)
+		}
+	}
+	// The holder moves on: the newest of the waiting folders takes the
+	// path (eng's rename, rev 5/ex1, is newer than archive's 4/ex2).
+	for _, order := range [][]change{{first, second, third, rename(board, "/Elsewhere", 9, "ex3")},
+		{rename(board, "/Elsewhere", 9, "ex3"), third, second, first}} {
+		d := contoso(t)
+		for _, c := range order {
+			if err := c.do(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := d.Snapshot()
+		if f := s.Folder(directory.FolderKey(pf, "/Target")); f == nil || f.ID != eng {
+			t.Fatalf("after the holder moved on, /Target is %+v, want %s", f, eng)
+		}
+		if f := s.FolderByID(board); f == nil || f.Path != "/Elsewhere" {
+			t.Fatalf("the holder is %+v, want /Elsewhere", f)
+		}
+		if err := d.DeleteFolders([]string{eng}); err != nil {
+			t.Fatal(err)
+		}
+		if f := d.Snapshot().Folder(directory.FolderKey(pf, "/Target")); f == nil || f.ID != archive {
+			t.Fatalf("after the holder was deleted, /Target is %+v, want %s", f, archive)
+		}
 	}
 }
 

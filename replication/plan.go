@@ -11,9 +11,13 @@ import (
 type Pair struct {
 	Hierarchy, Path string
 	FolderKey       string
-	Local           string // the store on this server that receives
-	Source          string // the store that sends
-	SourceServer    string
+	// FolderID is the folder's identity (directory.Folder.ID): a pull
+	// names it, and each end reads and writes only the replica of that
+	// identity (a path may pass to another folder, see folders.go).
+	FolderID     string
+	Local        string // the store on this server that receives
+	Source       string // the store that sends
+	SourceServer string
 }
 
 // Plan lists, by source server, every pair of replicas of the same folder
@@ -40,7 +44,7 @@ func Plan(snap *directory.Snapshot, self string) map[string][]Pair {
 				if st == nil {
 					continue
 				}
-				out[st.Server] = append(out[st.Server], Pair{Hierarchy: f.Hierarchy, Path: f.Path, FolderKey: f.Key,
+				out[st.Server] = append(out[st.Server], Pair{Hierarchy: f.Hierarchy, Path: f.Path, FolderKey: f.Key, FolderID: f.ID,
 					Local: local.Name, Source: st.Name, SourceServer: st.Server})
 			}
 		}

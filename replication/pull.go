@@ -113,7 +113,7 @@ func (s *Service) signature(snap *directory.Snapshot, pairs []Pair, reachable bo
 	fmt.Fprint(&b, reachable)
 	for _, p := range pairs {
 		sc := s.schedule(snap, p)
-		fmt.Fprintf(&b, "|%s>%s>%s@%s/%d", p.FolderKey, p.Source, p.Local, sc.Interval, sc.MaxBatchBytes)
+		fmt.Fprintf(&b, "|%s#%s>%s>%s@%s/%d", p.FolderKey, p.FolderID, p.Source, p.Local, sc.Interval, sc.MaxBatchBytes)
 	}
 	return b.String()
 }
@@ -249,7 +249,7 @@ func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, sch
 			return nil, err
 		}
 		req.Folders[i] = pullFolder{Hierarchy: p.Hierarchy, Path: p.Path, Source: p.Source, Have: have, Local: p.Local,
-			MaxBytes: sched[i].MaxBatchBytes}
+			MaxBytes: sched[i].MaxBatchBytes, ID: p.FolderID}
 		req.MaxBytes = max(req.MaxBytes, sched[i].MaxBatchBytes)
 	}
 	resp, err := s.fetch(ctx, server, cc, req, wait)
@@ -359,6 +359,9 @@ func (s *Service) applyResponse(ctx context.Context, pairs []Pair, req *pullRequ
 		if fb.Error != "" {
 			s.log.Warn("replication source refused a folder", "folder", p.FolderKey, "source", p.Source, "err", fb.Error)
 			continue
+		}
+		if !s.replicaIs(ctx, snap, store.MailboxRef{Store: p.Local, Name: p.Path}, p.FolderKey, p.FolderID) {
+			continue // the path passed to another folder and the replicas are not renamed yet (folders.go)
 		}
 		if fb.Resync {
 			n, err := s.o.Store.ApplyResync(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, fb.Horizon, fb.Grant, fb.Live)

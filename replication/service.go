@@ -151,9 +151,6 @@ type Service struct {
 	// acks holds, per local replica and folder, the CN set each other
 	// replica last sent with a pull: what it has acknowledged (compaction).
 	acks map[ackKey]store.CNSet
-	// movedSig is the directory's moved folder keys the local replicas
-	// were last brought in line with (manage's goroutine only).
-	movedSig string
 }
 
 // New makes a Service; Start runs it.
@@ -169,6 +166,18 @@ func New(o Options) *Service {
 	}
 	if o.BatchWindow == 0 {
 		o.BatchWindow = DefaultBatchWindow
+	}
+	if o.Store != nil && o.Directory != nil {
+		dir := o.Directory
+		o.Store.SetFolderIdentity(func(st, name string) string {
+			snap := dir.Snapshot()
+			if s := snap.Store(st); s != nil {
+				if f := snap.Folder(directory.FolderKey(s.Hierarchy, name)); f != nil {
+					return f.ID
+				}
+			}
+			return ""
+		})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{o: o, log: o.Logger.With("component", "replication"), loops: map[string]context.CancelFunc{},
@@ -298,6 +307,9 @@ func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullRespo
 		if budget <= 0 {
 			resp.Folders[i].More = true
 			continue
+		}
+		if f.ID != "" && !s.replicaIs(s.ctx, snap, store.MailboxRef{Store: f.Source, Name: f.Path}, key, f.ID) {
+			continue // this path's replica here holds another folder until the renames settle: nothing yet
 		}
 		if f.Local != "" && mayPull(snap, s.o.Server, peer, key, f.Source) && isReplicaOn(snap, key, f.Local, peer) {
 			s.noteAck(f.Source, key, f.Local, f.Have)

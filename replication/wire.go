@@ -50,6 +50,10 @@ type pullFolder struct {
 	// folder's max_batch_bytes; at least one change is sent); 0: the
 	// request's.
 	MaxBytes int `json:"max_bytes,omitempty"`
+	// ID is the folder's identity: the source answers only from its
+	// replica of that folder, never from another one that holds the path
+	// for a moment while concurrent renames settle (folders.go).
+	ID string `json:"id,omitempty"`
 }
 
 // pullResponse answers a pullRequest, one batch per folder in order.

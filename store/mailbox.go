@@ -16,6 +16,7 @@ import (
 type MailboxInfo struct {
 	Name       string
 	SpecialUse string // `\Sent`, `\Drafts`, `\Trash`, `\Junk` or ""
+	Folder     string // public folder replicas: the folder's identity (TagMailbox), "" if not tagged
 }
 
 // Status is a mailbox's counters.
@@ -104,6 +105,9 @@ func (s *Store) createLocked(ref MailboxRef, specialUse string) (*mailboxRecord,
 		uv = 1
 	}
 	rec := &mailboxRecord{ID: id, Ref: ref, UIDValidity: uv, UIDNext: 1, SpecialUse: specialUse, Created: time.Now().UTC()}
+	if fn := s.folderOf.Load(); fn != nil && ref.Public() {
+		rec.Folder = (*fn)(ref.Store, ref.Name)
+	}
 	err = s.db.Update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(nameKey('n', ref)); err == nil {
 			return fmt.Errorf("%s: %w", ref, ErrMailboxExists)
@@ -184,7 +188,7 @@ func (s *Store) ListMailboxes(ctx context.Context, store, user string) ([]Mailbo
 			if err != nil {
 				return err
 			}
-			out = append(out, MailboxInfo{Name: name, SpecialUse: rec.SpecialUse})
+			out = append(out, MailboxInfo{Name: name, SpecialUse: rec.SpecialUse, Folder: rec.Folder})
 		}
 		return nil
 	})
@@ -272,9 +276,41 @@ func (s *Store) purge(id uint64) error {
 	return nil
 }
 
+// TagMailbox records the identity of the public folder a replica holds
+// (see mailboxRecord.Folder).
+func (s *Store) TagMailbox(ctx context.Context, ref MailboxRef, folder string) error {
+	ref = ref.normalize()
+	err := s.db.Update(func(txn *badger.Txn) error {
+		rec, err := lookup(txn, ref)
+		if err != nil {
+			return err
+		}
+		if rec.Folder == folder {
+			return nil
+		}
+		rec.Folder = folder
+		return setJSON(txn, boxKey(rec.ID), rec)
+	})
+	if err != nil {
+		return fmt.Errorf("tag mailbox %s: %w", ref, err)
+	}
+	return nil
+}
+
+// MailboxFolder is the folder identity TagMailbox gave a replica ("" if
+// none).
+func (s *Store) MailboxFolder(ctx context.Context, ref MailboxRef) (string, error) {
+	rec, err := s.view(ref.normalize())
+	if err != nil {
+		return "", err
+	}
+	return rec.Folder, nil
+}
+
 // RenameMailbox renames a mailbox and its inferiors ("a" -> "b" also moves
 // "a/x" to "b/x"). Renaming INBOX moves its messages to the new name and
-// leaves an empty INBOX, as IMAP requires. sep is the hierarchy separator.
+// leaves an empty INBOX, as IMAP requires. sep is the hierarchy separator;
+// 0 renames the mailbox alone (no name holds a NUL).
 func (s *Store) RenameMailbox(ctx context.Context, ref MailboxRef, newName string, sep rune) error {
 	ref = ref.normalize()
 	to := MailboxRef{Store: ref.Store, User: ref.User, Name: newName}.normalize()

@@ -18,6 +18,11 @@ type mailboxRecord struct {
 	UIDNext     uint32     `json:"uidnext"`
 	SpecialUse  string     `json:"special_use,omitempty"`
 	Created     time.Time  `json:"created"`
+	// Folder is, for a public folder replica, the identity of the folder
+	// it holds (directory.Folder.ID), set by TagMailbox: a folder's path
+	// may later name another folder (concurrent renames onto one path),
+	// and package replication finds the replica by it, not by its name.
+	Folder string `json:"folder,omitempty"`
 }
 
 // messageRecord is what i/<id><uid> holds; the body is elsewhere so flag

@@ -65,7 +65,18 @@ type Store struct {
 	bootCN uint64
 	feed   feed
 	recent recentPosts // posts just added, for the replication source (recent.go)
+
+	// folderOf names the folder identity a public folder replica created
+	// now holds (SetFolderIdentity); nil: replicas are created untagged.
+	folderOf atomic.Pointer[func(store, name string) string]
 }
+
+// SetFolderIdentity makes every public folder replica created from now on
+// carry the identity fn gives its folder (mailboxRecord.Folder), decided
+// at the moment it is created: package replication then follows the
+// replica by its folder through renames, even when the path it was
+// created under passes to another folder right after.
+func (s *Store) SetFolderIdentity(fn func(store, name string) string) { s.folderOf.Store(&fn) }
 
 // Open opens (creating if needed) the message database in dir. Commits are
 // fsync'd before they return.
