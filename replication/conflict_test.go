@@ -3,9 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"maps"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -45,11 +43,8 @@ folders:
 // that folder, none twice and none in the other folder.
 func TestConcurrentRenamesOntoOnePathConvergeOverTheWire(t *testing.T) {
 	var linkUp atomic.Bool
-	srv := startServersWith(t, renameConflict, func(name string, o *Options) {
+	srv := startServersWith(t, renameConflict, func(_ string, o *Options) {
 		o.Reachable = func(string) bool { return linkUp.Load() }
-		if name == "a" && os.Getenv("DEBUGLOG") != "" {
-			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-		}
 	}, "a", "b")
 	linkUp.Store(true)
 	ctx := context.Background()
@@ -137,9 +132,6 @@ func TestConcurrentRenamesOntoOnePathConvergeOverTheWire(t *testing.T) {
 	}
 	for _, server := range []string{"a", "b"} {
 		waitFor(t, server+"'s replicas to hold every post of their folder", func() bool {
-			if testing.Verbose() {
-				t.Logf("%s: target %v lost %v", server, subjects(server, "/Target"), subjects(server, lost.Path))
-			}
 			return maps.Equal(subjects(server, "/Target"), want[beta]) && maps.Equal(subjects(server, lost.Path), want[alpha])
 		})
 	}
