@@ -19,8 +19,10 @@
 #
 # Knobs (environment): N (messages per run, default 3000), DUR (time bound
 # per run, default 30s), SIZE (bytes, default 10240), CONNS (default
-# "1 16 64"), E2E_N (default 2000), E2E_C (default 16), KEEP=1 keeps the
-# temp dir, OUT=dir also copies the JSON results there.
+# "1 16 64"), E2E_N (default 2000), E2E_C (default 16), E2E_PROFILE=file
+# writes a CPU profile of the end-to-end serve process there (samples are
+# labelled by server: go tool pprof -tags / -tagfocus server=ex1), KEEP=1
+# keeps the temp dir, OUT=dir also copies the JSON results there.
 set -euo pipefail
 
 N=${N:-3000}
@@ -214,7 +216,9 @@ POSTFIX_UP=
 # The demo organization with every port 0 (its fixed ports may be in use):
 # the banner gives ex1's bound SMTP address.
 sed -E 's/127\.0\.0\.1:[0-9]+/127.0.0.1:0/g' "$ROOT/examples/contoso.yaml" >"$W/demo.yaml"
-"$W/bin/pfrouter" serve --config "$W/demo.yaml" --data-dir "$W/demo" --log-level info >"$W/demo.log" 2>&1 &
+PROF_ARGS=()
+[ -n "${E2E_PROFILE:-}" ] && PROF_ARGS=(--cpuprofile "$E2E_PROFILE")
+"$W/bin/pfrouter" serve --config "$W/demo.yaml" --data-dir "$W/demo" --log-level info "${PROF_ARGS[@]}" >"$W/demo.log" 2>&1 &
 DEMO_PID=$!
 PIDS+=("$DEMO_PID")
 EX1=
@@ -225,6 +229,7 @@ for _ in $(seq 100); do
 done
 [ -n "$EX1" ] || { log "demo organization did not start"; cat "$W/demo.log" >&2; exit 1; }
 E0=$(now)
+ET0=$(cpu_ticks "$DEMO_PID")
 "$W/bin/smtpload" -addr "$EX1" -c "$E2E_C" -n "$E2E_N" -duration 120s -size "$SIZE" \
 	-rcpt "$RCPT" -from "$FROM" -json >"$W/results/e2e-ingress.json"
 E1=$(now)
@@ -235,10 +240,12 @@ for _ in $(seq 1800); do
 	sleep 0.1
 done
 E2=$(now)
+ET1=$(cpu_ticks "$DEMO_PID")
 n=$(delivered_count 'msg=delivered server=ex3' "$W/demo.log")
 jq -n --argjson sent "$OKE" --argjson delivered "$n" --argjson ingress_s "$(echo "$E1 - $E0" | bc)" \
 	--argjson total_s "$(echo "$E2 - $E0" | bc)" --argjson conns "$E2E_C" \
-	'{sent:$sent, delivered:$delivered, conns:$conns, ingress_s:$ingress_s, total_s:$total_s, delivered_per_s:($delivered/$total_s)}' \
+	--argjson cpu_ms_per_msg "$(echo "scale=3; 1000 * ($ET1 - $ET0) / $HZ / ($n + ($n == 0))" | bc)" \
+	'{sent:$sent, delivered:$delivered, conns:$conns, ingress_s:$ingress_s, total_s:$total_s, delivered_per_s:($delivered/$total_s), cpu_ms_per_msg:$cpu_ms_per_msg}' \
 	>"$W/results/e2e.json"
 
 # ---------------------------------------------------------------- (f) table
@@ -302,5 +309,9 @@ e = json.load(open(os.path.join(d, "e2e.json")))
 print()
 print(f"end to end, demo org, ex1 -> ex3 across tokyo-berlin: {e['sent']} posts at {e['conns']} connections; "
       f"ingress {e['ingress_s']:.1f} s, all {e['delivered']} delivered at ex3 after {e['total_s']:.1f} s "
-      f"= {e['delivered_per_s']:.0f} msgs/s")
+      f"= {e['delivered_per_s']:.0f} msgs/s, {e['cpu_ms_per_msg']:.2f} ms CPU per message (every server)")
+if e['conns'] in conns:
+    single = r('pfrouter', e['conns'])
+    print(f"end to end / single-server ingress at c={e['conns']}: {e['delivered_per_s'] / single['msgs_per_s']:.2f} "
+          f"(goal >= 0.70); CPU per message {e['cpu_ms_per_msg']:.2f} vs {cpu_ms('pfrouter', e['conns'], single['messages_ok']):.2f} ms")
 EOF

@@ -101,7 +101,7 @@ func serveCmd() *cobra.Command {
 	c.Flags().StringSliceVar(&servers, "server", nil, "server to run (repeatable; default: every server of the organization)")
 	c.Flags().StringVar(&dataDir, "data-dir", envOr("PFROUTER_DATA", "pfrouter-data"), "base directory for servers without data_dir")
 	c.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
-	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file when the servers stop (go tool pprof)")
+	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file when the servers stop (go tool pprof; samples are labelled server=NAME: -tagfocus server=ex1)")
 	return c
 }
 
