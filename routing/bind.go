@@ -98,13 +98,51 @@ func (b *bound) reach(fromRG int32, r linkstate.Reach, to int32) bool {
 }
 
 // appendPath is Graph.AppendPath from the server of view v to directory
-// server to, by graph server ids when link state knows both (no name is
-// looked up), else by name.
-func (b *bound) appendPath(x *directory.Index, dst []string, v view, to int32) ([]string, int, bool) {
+// server to, as route ids (view.enc): by graph server ids when link state
+// knows both (no name is looked up), else, as AppendPath by name, only a
+// server to itself.
+func (b *bound) appendPath(x *directory.Index, dst []int32, v view, to int32) ([]int32, int, bool) {
 	if v.gid >= 0 && b.srv[to].id >= 0 {
-		return b.g.AppendPathByID(dst, v.gid, b.srv[to].id)
+		return b.g.AppendPathIDs(dst, v.gid, b.srv[to].id)
 	}
-	return b.g.AppendPath(dst, v.server, x.Servers[to])
+	if v.server == x.Servers[to] {
+		if len(dst) == 0 || dst[len(dst)-1] != v.enc() {
+			dst = append(dst, v.enc())
+		}
+		return dst, 0, true
+	}
+	return dst, 0, false
+}
+
+// A route being decided is a list of ids: a link-state server id (>= 0);
+// for a server link state does not know, -2 minus its directory id; -1
+// for the deciding server when neither knows it. One server has one id,
+// so consecutive repeats are dropped by comparing ids, as Graph.AppendPath
+// compares names.
+func (v view) enc() int32 {
+	switch {
+	case v.gid >= 0:
+		return v.gid
+	case v.sid >= 0:
+		return -2 - v.sid
+	}
+	return -1
+}
+
+// names appends the servers of a route of ids (at: the deciding server's
+// name, for id -1) to dst.
+func (b *bound) names(x *directory.Index, dst []string, route []int32, at string) []string {
+	for _, id := range route {
+		switch {
+		case id >= 0:
+			dst = append(dst, b.g.ServerName(id))
+		case id == -1:
+			dst = append(dst, at)
+		default:
+			dst = append(dst, x.Servers[-2-id])
+		}
+	}
+	return dst
 }
 
 func (b *bound) minAgeString(d time.Duration) string {

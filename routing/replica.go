@@ -20,9 +20,10 @@ func ChooseReplica(snap *directory.Snapshot, g *linkstate.Graph, at, folderKey s
 		return Step2{}, false
 	}
 	b := bind(x, g)
-	route, found := step2(x, b, Params{}, viewOf(x, b, at), &x.Folders[fi], "", exclude, &s, nil, &recorder{})
+	var buf [64]int32
+	route, found := step2(x, b, Params{}, viewOf(x, b, at), &x.Folders[fi], "", exclude, &s, buf[:0], &recorder{})
 	if found {
-		s.Path = route
+		s.Path = b.names(x, make([]string, 0, len(route)), route, at)
 	}
 	return s, found
 }

@@ -70,18 +70,23 @@ func route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, rec
 	f := &x.Folders[fi]
 	d.Folder, d.Hierarchy = f.Path, hierarchyName(x, f)
 	minAge := b.minAgeString(p.MinAge)
-	parts := new(steps) // Step1, Step2 and the route in one allocation
-	route := append(parts.route[:0], in.At)
+	// The steps are decided on the stack, the route as server ids; what
+	// the decision points to is allocated once at the end, sized for the
+	// route (on the big benchmark org a route has ~30 servers).
+	var s1 Step1
+	var s2 Step2
+	var buf [64]int32
 	v := viewOf(x, b, in.At)
+	route := append(buf[:0], v.enc())
 	for {
-		parts.s1 = Step1{At: v.server, MinAge: minAge}
-		s1 := step1(x, b, p, v, f, d.Excluded, in.Now, rec, &parts.s1)
-		d.Step1 = &parts.s1
-		if !s1.found {
-			if s1.unreachable > 0 {
+		s1 = Step1{At: v.server, MinAge: minAge}
+		o := step1(x, b, p, v, f, d.Excluded, in.Now, rec, &s1)
+		if !o.found {
+			d.keep(&s1, nil, 0)
+			if o.unreachable > 0 {
 				return d.wait("4.4.1", "no store holding hierarchy "+f.Hierarchy+" is reachable now (R6b); waiting for link state")
 			}
-			if s1.pending > 0 {
+			if o.pending > 0 {
 				return d.wait("4.4.1", "every reachable store holding hierarchy "+f.Hierarchy+" is still replicating it; waiting")
 			}
 			if len(d.Excluded) > 0 {
@@ -89,34 +94,37 @@ func route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, rec
 			}
 			return d.fail(&Check{"5.4.4", "no store holds hierarchy " + f.Hierarchy, true})
 		}
-		st := &x.Stores[s1.store]
+		st := &x.Stores[o.store]
 		server := x.Servers[st.ServerID]
-		parts.s1.Store, parts.s1.Server, parts.s1.Rule = st.Name, server, s1.rule
+		s1.Store, s1.Server, s1.Rule = st.Name, server, o.rule
 		var cost int
 		var ok bool
 		if route, cost, ok = b.appendPath(x, route, v, st.ServerID); !ok {
+			d.keep(&s1, nil, 0)
 			return d.wait("4.4.1", "hierarchy server "+server+" is unreachable (R6b)")
 		}
 		d.Cost += cost
 		d.HierarchyServer = server
 		v = viewOfID(x, b, st.ServerID)
-		if x.Knows(s1.store, f) {
+		if x.Knows(o.store, f) {
 			break
 		}
 		// R12: transient; back to step 1 on that server, store excluded.
-		d.Attempts = append(d.Attempts, parts.s1)
+		d.Attempts = append(d.Attempts, s1)
 		d.Excluded = append(d.Excluded, st.Name)
 	}
-	d.Step2 = &parts.s2
 	start := len(route) - 1 // route ends at the hierarchy server, where step 2's path starts
-	route, ok := step2(x, b, p, v, f, in.MessageID, nil, &parts.s2, route, rec)
+	route, ok := step2(x, b, p, v, f, in.MessageID, nil, &s2, route, rec)
 	if !ok {
+		d.keep(&s1, &s2, 0)
 		return d.step2Failed(f)
 	}
-	parts.s2.Path = route[start:len(route):len(route)]
-	d.Outcome, d.Store, d.Server = Deliver, parts.s2.Store, parts.s2.Server
-	d.Route = route
-	d.Cost += parts.s2.Cost
+	names := d.keep(&s1, &s2, len(route))
+	names = b.names(x, names, route, in.At)
+	d.Step2.Path = names[start:len(names):len(names)]
+	d.Outcome, d.Store, d.Server = Deliver, s2.Store, s2.Server
+	d.Route = names
+	d.Cost += s2.Cost
 	return d
 }
 
@@ -141,28 +149,80 @@ func continueAt(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input
 		return route(snap, g, p, in, rec)
 	}
 	d.Folder, d.Hierarchy, d.HierarchyServer = f.Path, hierarchyName(x, f), in.At
-	parts := new(steps)
-	parts.s1 = Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, MinAge: b.minAgeString(p.MinAge)}
+	s1 := Step1{Store: hierarchyStore, Server: in.At, Rule: "carried", At: in.At, MinAge: b.minAgeString(p.MinAge)}
 	if rec != nil {
-		parts.s1.Skipped = []hierarchy.Skip{}
+		s1.Skipped = []hierarchy.Skip{}
 	}
-	d.Step1, d.Step2 = &parts.s1, &parts.s2
-	route, ok := step2(x, b, p, viewOf(x, b, in.At), f, in.MessageID, nil, &parts.s2, parts.route[:0], rec)
+	var s2 Step2
+	var buf [64]int32
+	route, ok := step2(x, b, p, viewOf(x, b, in.At), f, in.MessageID, nil, &s2, buf[:0], rec)
 	if !ok {
+		d.keep(&s1, &s2, 0)
 		return d.step2Failed(f)
 	}
-	parts.s2.Path = route
-	d.Outcome, d.Store, d.Server, d.Route, d.Cost = Deliver, parts.s2.Store, parts.s2.Server, route, parts.s2.Cost
+	names := b.names(x, d.keep(&s1, &s2, len(route)), route, in.At)
+	d.Step2.Path = names
+	d.Outcome, d.Store, d.Server, d.Route, d.Cost = Deliver, s2.Store, s2.Server, names, s2.Cost
 	return d
 }
 
-// steps is what a decision points into, allocated once: its Step1, Step2
-// and the backing array of its route (a path crossing five connectors fits;
-// a longer one grows it).
-type steps struct {
+// keep copies the decided steps (s2 may be nil) to the heap for d to point
+// to, in one allocation with room for a route of n servers, and returns
+// that route's backing slice (empty, capacity n).
+func (d *Decision) keep(s1 *Step1, s2 *Step2, n int) []string {
+	var p1 *Step1
+	var p2 *Step2
+	var route []string
+	switch {
+	case n <= len(steps8{}.route):
+		k := &steps8{s1: *s1}
+		p1, p2, route = &k.s1, &k.s2, k.route[:0]
+	case n <= len(steps16{}.route):
+		k := &steps16{s1: *s1}
+		p1, p2, route = &k.s1, &k.s2, k.route[:0]
+	case n <= len(steps32{}.route):
+		k := &steps32{s1: *s1}
+		p1, p2, route = &k.s1, &k.s2, k.route[:0]
+	case n <= len(steps48{}.route):
+		k := &steps48{s1: *s1}
+		p1, p2, route = &k.s1, &k.s2, k.route[:0]
+	default:
+		k := &steps8{s1: *s1}
+		p1, p2, route = &k.s1, &k.s2, make([]string, 0, n)
+	}
+	d.Step1 = p1
+	if s2 != nil {
+		*p2 = *s2
+		d.Step2 = p2
+	}
+	return route
+}
+
+// stepsN are what a decision points into, allocated once: its Step1, Step2
+// and the backing array of its route, in the size classes of 384, 512, 768
+// and 1,024 bytes.
+type steps8 struct {
 	s1    Step1
 	s2    Step2
-	route [12]string
+	route [8]string
+}
+
+type steps16 struct {
+	s1    Step1
+	s2    Step2
+	route [16]string
+}
+
+type steps32 struct {
+	s1    Step1
+	s2    Step2
+	route [32]string
+}
+
+type steps48 struct {
+	s1    Step1
+	s2    Step2
+	route [48]string
 }
 
 // hierarchyName is f.Hierarchy, from the index's hierarchy list when the
@@ -321,9 +381,9 @@ type repCand struct {
 // set by message id if asked; unreachable ones never (R10), nor those on
 // servers in exclude (a reader's failed servers, ChooseReplica). It fills s
 // (not Path) and appends the path from server to the chosen replica's
-// server to route. With rec it records s.Considered (every replica, with
+// server to route (as ids: bound.appendPath). With rec it records s.Considered (every replica, with
 // replica's reasons) and s.Connectors.
-func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, messageID string, exclude []string, s *Step2, route []string, rec *recorder) ([]string, bool) {
+func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFolder, messageID string, exclude []string, s *Step2, route []int32, rec *recorder) ([]int32, bool) {
 	if rec != nil {
 		s.Considered = []replica.Considered{}
 	}
