@@ -239,8 +239,8 @@ func TestSetFolderPermission(t *testing.T) {
 		}
 		x := d.Snapshot().Index()
 		fi, _, err := x.Resolve("board@contoso.example")
-		if err != nil || fi < 0 || x.Folders[fi].AnonymousRole != permissions.Contributor {
-			t.Fatalf("%s: the routing index gives Anonymous %+v (%v), want Contributor", order, x.Folders[fi].AnonymousRole, err)
+		if err != nil || fi < 0 || x.AnonymousRole(&x.Folders[fi]) != permissions.Contributor {
+			t.Fatalf("%s: the routing index gives Anonymous %+v (%v), want Contributor", order, x.AnonymousRole(&x.Folders[fi]), err)
 		}
 		if old := before.Folder(board).Permissions; old["alice"] != "Owner" || old["Anonymous"] != "None" {
 			t.Fatalf("%s: an older snapshot changed: %v", order, old)

@@ -3,11 +3,14 @@ package linkstate_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"pfrouter/bench/orggen"
 	"pfrouter/linkstate"
 )
 
@@ -516,5 +519,84 @@ func TestOutboundConnectorEntries(t *testing.T) {
 	tb.Replace(fresh)
 	if ob := tb.Graph().Outbound(); len(ob) != 1 || ob[0].Name != "other" {
 		t.Errorf("after Replace: %+v", ob)
+	}
+}
+
+// R9, R13: on a generated organization of 300 routing groups, with
+// connectors down and costs changed, every server path is a chain of
+// connectors from the source's routing group to the target's, each
+// crossed between its bridgeheads, whose costs add up to RGCost's cost
+// over RGCost's hops; Path, AppendPath, AppendPathByID and AppendPathIDs
+// give the same servers.
+func TestPathsAreLowestCostChains(t *testing.T) {
+	org := orggen.Generate(7, orggen.Params{RoutingGroups: 300, Connectors: 900, Servers: 900, PublicStores: 300, Hierarchies: 3, Folders: 10, MaxReplicas: 1, DownPercent: 10})
+	tb, err := linkstate.FromConfig(org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := map[string]linkstate.Connector{}
+	for _, c := range tb.Connectors() {
+		conns[c.Name] = c
+	}
+	r := rand.New(rand.NewPCG(7, 1))
+	for k := 0; k < 40; k++ {
+		c := org.Connectors[r.IntN(len(org.Connectors))].Name
+		if _, err := tb.SetCost(c, 1+r.IntN(100), "test", t0); err != nil {
+			t.Fatal(err)
+		}
+		conns[c], _ = tb.Connector(c)
+	}
+	g := tb.Graph()
+	rgOf := map[string]string{}
+	for _, s := range tb.Servers() {
+		rgOf[s.Name] = s.RoutingGroup
+	}
+	long := 0
+	for k := 0; k < 3000; k++ {
+		from, to := org.Servers[r.IntN(len(org.Servers))].Name, org.Servers[r.IntN(len(org.Servers))].Name
+		p, ok := g.Path(from, to)
+		c, hops, okC := g.RGCost(rgOf[from], rgOf[to])
+		if ok != (okC && !g.ServerDown(to) || from == to) {
+			t.Fatalf("%s -> %s: path %v, routing groups reachable %v", from, to, ok, okC)
+		}
+		if !ok {
+			continue
+		}
+		if from != to && (p.Cost != c || len(p.Connectors) != hops) {
+			t.Fatalf("%s -> %s: cost %d over %d connectors, RGCost %d over %d hops", from, to, p.Cost, len(p.Connectors), c, hops)
+		}
+		if hops > 6 {
+			long++
+		}
+		at, sum := rgOf[from], 0
+		for _, name := range p.Connectors {
+			cn := conns[name]
+			if !cn.Up || (cn.A != at && (cn.B != at || cn.OneWay)) {
+				t.Fatalf("%s -> %s: connector %s (%s-%s, up %v) does not leave %s", from, to, name, cn.A, cn.B, cn.Up, at)
+			}
+			at = map[bool]string{true: cn.B, false: cn.A}[cn.A == at]
+			sum += cn.Cost
+		}
+		if at != rgOf[to] || sum != p.Cost {
+			t.Fatalf("%s -> %s: connectors %v end in %s (want %s), cost %d (path says %d)", from, to, p.Connectors, at, rgOf[to], sum, p.Cost)
+		}
+		if p.Servers[0] != from || p.Servers[len(p.Servers)-1] != to {
+			t.Fatalf("%s -> %s: servers %v", from, to, p.Servers)
+		}
+		names, cost, ok := g.AppendPath(nil, from, to)
+		fid, _ := g.ServerID(from)
+		tid, _ := g.ServerID(to)
+		byID, _, _ := g.AppendPathByID(nil, fid, tid)
+		ids, _, _ := g.AppendPathIDs(nil, fid, tid)
+		var idNames []string
+		for _, id := range ids {
+			idNames = append(idNames, g.ServerName(id))
+		}
+		if !ok || cost != p.Cost || !slices.Equal(names, p.Servers) || !slices.Equal(byID, p.Servers) || !slices.Equal(idNames, p.Servers) {
+			t.Fatalf("%s -> %s: Path %v, AppendPath %v (cost %d), by id %v, ids %v", from, to, p.Servers, names, cost, byID, idNames)
+		}
+	}
+	if long < 100 {
+		t.Fatalf("only %d paths of more than 6 hops: the org does not test long paths", long)
 	}
 }

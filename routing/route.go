@@ -117,7 +117,7 @@ func route(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input, rec
 	route, ok := step2(x, b, p, v, f, in.MessageID, nil, &s2, route, rec)
 	if !ok {
 		d.keep(&s1, &s2, 0)
-		return d.step2Failed(f)
+		return d.step2Failed(x, f)
 	}
 	names := d.keep(&s1, &s2, len(route))
 	names = b.names(x, names, route, in.At)
@@ -158,7 +158,7 @@ func continueAt(snap *directory.Snapshot, g *linkstate.Graph, p Params, in Input
 	route, ok := step2(x, b, p, viewOf(x, b, in.At), f, in.MessageID, nil, &s2, buf[:0], rec)
 	if !ok {
 		d.keep(&s1, &s2, 0)
-		return d.step2Failed(f)
+		return d.step2Failed(x, f)
 	}
 	names := b.names(x, d.keep(&s1, &s2, len(route)), route, in.At)
 	d.Step2.Path = names
@@ -234,8 +234,8 @@ func hierarchyName(x *directory.Index, f *directory.IndexFolder) string {
 	return f.Hierarchy
 }
 
-func (d Decision) step2Failed(f *directory.IndexFolder) Decision {
-	if len(f.Replicas) == 0 {
+func (d Decision) step2Failed(x *directory.Index, f *directory.IndexFolder) Decision {
+	if len(x.Replicas(f)) == 0 {
 		return d.fail(&Check{"5.4.4", "public folder " + f.Path + " has no replica (R12)", true})
 	}
 	return d.wait("4.4.1", "no replica of "+f.Path+" is reachable now (R10); waiting for link state")
@@ -254,7 +254,7 @@ func checkIndexed(x *directory.Index, in *Input) (folder, user int32, c *Check) 
 	if in.SenderUser == "" && f.Open && (f.MaxMessageSize <= 0 || in.Size <= f.MaxMessageSize) {
 		return fi, -1, nil // what checkFolder answers for an anonymous sender here
 	}
-	role := f.AnonymousRole
+	role := x.AnonymousRole(f)
 	if in.SenderUser != "" {
 		role = permissions.RoleFor(f.Permissions, in.SenderUser, true)
 	}
@@ -387,7 +387,8 @@ func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFol
 	if rec != nil {
 		s.Considered = []replica.Considered{}
 	}
-	if len(f.Replicas) == 0 {
+	replicas := x.Replicas(f)
+	if len(replicas) == 0 {
 		return route, false
 	}
 	g := b.g
@@ -395,7 +396,7 @@ func step2(x *directory.Index, b *bound, p Params, v view, f *directory.IndexFol
 	var buf [16]repCand
 	cands := buf[:0]
 	best := -1
-	for _, si := range f.Replicas {
+	for _, si := range replicas {
 		st := &x.Stores[si]
 		c := repCand{store: si, rank: 2}
 		switch {
