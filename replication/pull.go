@@ -248,8 +248,12 @@ func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, sch
 		if err != nil {
 			return nil, err
 		}
+		cur, err := s.o.Store.ResyncCursor(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, p.Source)
+		if err != nil {
+			return nil, err
+		}
 		req.Folders[i] = pullFolder{Hierarchy: p.Hierarchy, Path: p.Path, Source: p.Source, Have: have, Local: p.Local,
-			MaxBytes: sched[i].MaxBatchBytes, ID: p.FolderID}
+			MaxBytes: sched[i].MaxBatchBytes, ID: p.FolderID, Resync: cur}
 		req.MaxBytes = max(req.MaxBytes, sched[i].MaxBatchBytes)
 	}
 	resp, err := s.fetch(ctx, server, cc, req, wait)
@@ -332,7 +336,15 @@ func nextRequest(req *pullRequest, resp *pullResponse) *pullRequest {
 	n := &pullRequest{MaxBytes: req.MaxBytes, Folders: make([]pullFolder, len(req.Folders))}
 	for i, f := range req.Folders {
 		fb := resp.Folders[i]
-		if fb.Error == "" {
+		if fb.Error == "" && fb.Resync {
+			// The resync's next page, as ApplyResyncPage leaves the cursor.
+			f.Have = f.Have.Clone()
+			f.Have.Union(fb.Grant)
+			f.Resync = nil
+			if !fb.Last {
+				f.Resync = &store.ResyncCursor{Horizon: fb.Horizon, After: fb.To}
+			}
+		} else if fb.Error == "" {
 			f.Have = f.Have.Clone()
 			f.Have.Union(fb.Claim)
 			for _, c := range fb.Changes {
@@ -364,7 +376,9 @@ func (s *Service) applyResponse(ctx context.Context, pairs []Pair, req *pullRequ
 			continue // the path passed to another folder and the replicas are not renamed yet (folders.go)
 		}
 		if fb.Resync {
-			n, err := s.o.Store.ApplyResync(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, fb.Horizon, fb.Grant, fb.Live)
+			s.resyncPages.Add(1)
+			n, err := s.o.Store.ApplyResyncPage(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, p.Source,
+				store.ResyncPage{Horizon: fb.Horizon, From: fb.From, To: fb.To, Last: fb.Last, Grant: fb.Grant, Live: fb.Live})
 			if err != nil {
 				return nil, fmt.Errorf("resync %s from %s: %w", p.FolderKey, p.Source, err)
 			}

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pfrouter/directory"
@@ -96,12 +97,24 @@ type Options struct {
 	// negative: none.
 	BatchWindow time.Duration
 
+	// ResyncPage is how many entries of a replica's change log one page
+	// of a resync covers (0: store.DefaultResyncPage; at most
+	// maxResyncPage, which pullers accept).
+	ResyncPage int
+
 	// CompactEvery is how often the change logs of this server's replicas
 	// are compacted (compact.go); 0: DefaultCompactEvery, negative: never.
 	// CompactInterval, when set, is asked again before every pass (a
 	// reload takes effect at the next one) and replaces it.
 	CompactEvery    time.Duration
 	CompactInterval func() time.Duration
+}
+
+func (s *Service) resyncPage() int {
+	if s.o.ResyncPage <= 0 {
+		return store.DefaultResyncPage
+	}
+	return min(s.o.ResyncPage, maxResyncPage)
 }
 
 // Schedule is when and how much of a folder is pulled.
@@ -151,6 +164,8 @@ type Service struct {
 	// acks holds, per local replica and folder, the CN set each other
 	// replica last sent with a pull: what it has acknowledged (compaction).
 	acks map[ackKey]store.CNSet
+	// resyncPages counts the resync pages applied (tests).
+	resyncPages atomic.Int64
 }
 
 // New makes a Service; Start runs it.
@@ -318,13 +333,14 @@ func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullRespo
 		if f.MaxBytes > 0 {
 			limit = min(limit, f.MaxBytes)
 		}
-		b, err := s.o.Store.ChangesSince(s.ctx, store.MailboxRef{Store: f.Source, Name: f.Path}, f.Have, limit, maxChanges)
+		b, err := s.o.Store.ChangesSinceFrom(s.ctx, store.MailboxRef{Store: f.Source, Name: f.Path}, f.Have, f.Resync, limit, maxChanges, s.resyncPage())
 		if err != nil {
 			resp.Folders[i].Error = err.Error()
 			continue
 		}
 		if b.Resync {
-			resp.Folders[i] = folderBatch{Resync: true, Horizon: b.Horizon, Grant: b.Grant, Live: b.Live}
+			resp.Folders[i] = folderBatch{Resync: true, Horizon: b.Horizon, Grant: b.Grant, Live: b.Live,
+				From: b.ResyncFrom, To: b.ResyncTo, Last: b.ResyncLast}
 			n++
 			continue
 		}

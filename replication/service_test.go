@@ -627,3 +627,57 @@ func TestCompactionIntervalFollowsReload(t *testing.T) {
 		return err == nil && len(h) > 0
 	})
 }
+
+// Issue 12 (resync in pages): a replica added to a folder whose log was
+// compacted resyncs from each source in pages of at most ResyncPage log
+// entries (shrunk to 3 here: a folder large enough to need many pages),
+// never one frame for the whole folder, and ends holding what the others
+// hold.
+func TestResyncInPagesOverTheWire(t *testing.T) {
+	srv := startServersWith(t, twoServers, func(_ string, o *Options) {
+		o.CompactEvery = 200 * time.Millisecond
+		o.ResyncPage = 3
+	}, "a", "b", "c")
+	ctx := context.Background()
+	ra := store.MailboxRef{Store: "a-pub", Name: "/Sales"}
+	const posts = 24
+	for i := range posts {
+		body := fmt.Appendf(nil, "Message-ID: <g%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
+		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint("g", i), Class: "IPM.Post", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, _ := srv["a"].st.Messages(ctx, ra)
+	var gone []uint32
+	for i := 0; i < posts; i += 4 {
+		gone = append(gone, msgs[i].UID)
+	}
+	if _, err := srv["a"].st.Expunge(ctx, ra, gone); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a-pub's log compacted past the deletes", func() bool {
+		h, err := srv["a"].st.Horizon(ctx, ra)
+		if err != nil || len(h) == 0 {
+			return false
+		}
+		k, _ := srv["a"].st.CNSetOf(ctx, ra)
+		return len(k.Minus(h)) == 0
+	})
+	for _, s := range srv {
+		if err := s.dir.AddReplica("PF", "/Sales", "c-pub"); err != nil {
+			t.Fatal(err)
+		}
+		s.svc.Kick()
+	}
+	rc := store.MailboxRef{Store: "c-pub", Name: "/Sales"}
+	want := digests(t, srv["a"].st, ra)
+	waitFor(t, "the new replica to hold what a-pub holds", func() bool {
+		return maps.Equal(digests(t, srv["c"].st, rc), want)
+	})
+	if len(want) != posts-len(gone) {
+		t.Fatalf("a-pub holds %d posts, want %d", len(want), posts-len(gone))
+	}
+	if n := srv["c"].svc.resyncPages.Load(); n < int64((posts-len(gone))/3) {
+		t.Fatalf("the resync took %d pages, want at least %d (3 log entries each)", n, (posts-len(gone))/3)
+	}
+}

@@ -23,6 +23,10 @@ const (
 	maxHeader = 16 << 20
 	// maxChanges bounds the changes of one folder in one response.
 	maxChanges = 2000
+	// maxResyncPage bounds the log entries one page of a resync covers,
+	// so its item list (and, with it, its grant) stays far below
+	// maxHeader whatever the folder's size.
+	maxResyncPage = 50000
 )
 
 // pullRequest asks a source server for what local replicas lack.
@@ -54,6 +58,9 @@ type pullFolder struct {
 	// replica of that folder, never from another one that holds the path
 	// for a moment while concurrent renames settle (folders.go).
 	ID string `json:"id,omitempty"`
+	// Resync is where the puller's resync from Source stands (nil: none
+	// in progress): the source answers with the next page.
+	Resync *store.ResyncCursor `json:"resync,omitempty"`
 }
 
 // pullResponse answers a pullRequest, one batch per folder in order.
@@ -75,6 +82,11 @@ type folderBatch struct {
 	Horizon store.CNSet      `json:"horizon,omitempty"`
 	Grant   store.CNSet      `json:"grant,omitempty"`
 	Live    []store.ChangeID `json:"live,omitempty"`
+	// A resync goes in pages of at most maxResyncPage log entries: this
+	// one covers the source's log after From up to To (its end if Last).
+	From store.ChangeID `json:"from,omitzero"`
+	To   store.ChangeID `json:"to,omitzero"`
+	Last bool           `json:"last,omitempty"`
 }
 
 func writeFrame(w io.Writer, b []byte) error {
@@ -135,6 +147,9 @@ func checkResponse(req *pullRequest, resp *pullResponse, maxBody int64) (bodies 
 	}
 	var total, largest int64
 	for i, fb := range resp.Folders {
+		if len(fb.Live) > maxResyncPage {
+			return 0, fmt.Errorf("folder %s: resync page lists %d posts, limit %d", req.Folders[i].Path, len(fb.Live), maxResyncPage)
+		}
 		if len(fb.Changes) > maxChanges {
 			return 0, fmt.Errorf("folder %s: %d changes, limit %d", req.Folders[i].Path, len(fb.Changes), maxChanges)
 		}

@@ -357,11 +357,15 @@ type Batch struct {
 	// cover the sender's compacted Horizon (compact.go): it may lack a
 	// deletion nobody can send any more. Live lists the items of the
 	// posts the sender holds whose add is in the horizon, Grant what the
-	// receiver may add to its CN set; ApplyResync takes them.
+	// receiver may add to its CN set; ApplyResyncPage takes them.
 	Resync  bool
 	Horizon CNSet
 	Grant   CNSet
 	Live    []ChangeID
+	// A resync goes in pages (resync.go): this one covers the source's
+	// log after ResyncFrom up to ResyncTo (to its end if ResyncLast).
+	ResyncFrom, ResyncTo ChangeID
+	ResyncLast           bool
 }
 
 // ChangesSince reads, in one consistent view, the changes of a public
@@ -371,11 +375,23 @@ type Batch struct {
 // its add, and its delete is sent. A folder this store does not hold
 // yields an empty batch.
 func (s *Store) ChangesSince(ctx context.Context, ref MailboxRef, have CNSet, maxBytes, maxChanges int) (Batch, error) {
-	return s.changesSince(ctx, ref, have, maxBytes, maxChanges, true)
+	return s.changesSince(ctx, ref, have, maxBytes, maxChanges, true, nil, DefaultResyncPage)
+}
+
+// DefaultResyncPage is how many entries of the source's change log one
+// page of a resync covers (ResyncPage).
+const DefaultResyncPage = 20000
+
+// ChangesSinceFrom is ChangesSince for a replica whose resync from this
+// source stands at cur (nil: none in progress): while one is, the answer
+// is its next page (from the beginning if the horizon changed since),
+// covering at most page entries of the log.
+func (s *Store) ChangesSinceFrom(ctx context.Context, ref MailboxRef, have CNSet, cur *ResyncCursor, maxBytes, maxChanges, page int) (Batch, error) {
+	return s.changesSince(ctx, ref, have, maxBytes, maxChanges, true, cur, page)
 }
 
 // changesSince is ChangesSince; without bodies it only lists the changes.
-func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, maxBytes, maxChanges int, bodies bool) (Batch, error) {
+func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, maxBytes, maxChanges int, bodies bool, cur *ResyncCursor, page int) (Batch, error) {
 	ref = ref.normalize()
 	var b Batch
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -395,14 +411,27 @@ func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, ma
 			return err
 		}
 		if len(horizon) > 0 {
-			resync, grant, err := resyncGrant(txn, rec.ID, horizon, have)
-			if err != nil {
-				return err
+			// A resync in progress goes on whatever the CN set says now
+			// (its grants so far may cover every gap, while posts of later
+			// stretches are still to be checked).
+			resync := cur != nil
+			if !resync {
+				if resync, _, err = resyncGrant(txn, rec.ID, horizon, have); err != nil {
+					return err
+				}
 			}
 			if resync {
-				b.Resync, b.Horizon, b.Grant = true, horizon, grant
-				b.Live, err = liveItems(txn, rec.ID, horizon)
-				return err
+				from := ChangeID{}
+				if cur != nil && cur.Horizon.Equal(horizon) {
+					from = cur.After
+				}
+				p, err := resyncPage(txn, rec.ID, horizon, have, from, page)
+				if err != nil {
+					return err
+				}
+				b.Resync, b.Horizon, b.Grant, b.Live = true, horizon, p.Grant, p.Live
+				b.ResyncFrom, b.ResyncTo, b.ResyncLast = p.From, p.To, p.Last
+				return nil
 			}
 		}
 		prefix := idKey('g', rec.ID, 0)
@@ -490,6 +519,11 @@ func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, ma
 		return Batch{}, fmt.Errorf("read changes of %s: %w", ref, err)
 	}
 	return b, nil
+}
+
+// Page is a resync batch's page, for ApplyResyncPage.
+func (b Batch) Page() ResyncPage {
+	return ResyncPage{Horizon: b.Horizon, From: b.ResyncFrom, To: b.ResyncTo, Last: b.ResyncLast, Grant: b.Grant, Live: b.Live}
 }
 
 // ApplyResult counts what Apply did.
@@ -791,7 +825,7 @@ func (s *Store) setOf(ref MailboxRef, key func(uint64) []byte) (CNSet, error) {
 func (s *Store) Missing(ctx context.Context, ref MailboxRef, have CNSet) (int, error) {
 	n := 0
 	for {
-		b, err := s.changesSince(ctx, ref, have, 1<<62, 4096, false)
+		b, err := s.changesSince(ctx, ref, have, 1<<62, 4096, false, nil, DefaultResyncPage)
 		if err != nil {
 			return 0, err
 		}

@@ -9,22 +9,33 @@ import (
 	"testing"
 )
 
+type syncResult struct {
+	ApplyResult
+	ResyncPages int
+}
+
 // syncOnce pulls what dst lacks of folder from src, batch by batch, as the
 // replication service does.
-func syncOnce(t *testing.T, src *Store, srcStore string, dst *Store, dstStore, folder string, maxChanges int) ApplyResult {
+func syncOnce(t *testing.T, src *Store, srcStore string, dst *Store, dstStore, folder string, maxChanges int) syncResult {
 	t.Helper()
-	var total ApplyResult
+	var total syncResult
 	for range 1000 {
 		have, err := dst.CNSetOf(ctx, MailboxRef{Store: dstStore, Name: folder})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := src.ChangesSince(ctx, MailboxRef{Store: srcStore, Name: folder}, have, 1<<20, maxChanges)
+		cur, err := dst.ResyncCursor(ctx, MailboxRef{Store: dstStore, Name: folder}, srcStore)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Resync pages as small as the batches.
+		b, err := src.ChangesSinceFrom(ctx, MailboxRef{Store: srcStore, Name: folder}, have, cur, 1<<20, maxChanges, maxChanges)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if b.Resync {
-			n, err := dst.ApplyResync(ctx, MailboxRef{Store: dstStore, Name: folder}, b.Horizon, b.Grant, b.Live)
+			total.ResyncPages++
+			n, err := dst.ApplyResyncPage(ctx, MailboxRef{Store: dstStore, Name: folder}, srcStore, b.Page())
 			if err != nil {
 				t.Fatal(err)
 			}

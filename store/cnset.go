@@ -287,3 +287,6 @@ func (s CNSet) Minus(o CNSet) CNSet {
 	}
 	return out
 }
+
+// Equal reports whether s and o hold the same CNs.
+func (s CNSet) Equal(o CNSet) bool { return len(s.Minus(o)) == 0 && len(o.Minus(s)) == 0 }

@@ -17,7 +17,7 @@ package store
 // the folder's horizon (w/<id>), and a puller whose CN set does not cover
 // the horizon (except for adds the log still serves) may lack a deletion
 // nobody can send it any more: ChangesSince answers it with a resync
-// instead of changes (Batch.Resync), and ApplyResync deletes what the
+// instead of changes (Batch.Resync, in pages: resync.go), and ApplyResyncPage deletes what the
 // source no longer holds.
 
 import (
@@ -186,120 +186,4 @@ func logIDsIn(txn *badger.Txn, mbox uint64, origin string, r Range) ([]uint64, e
 		out = append(out, id.N)
 	}
 	return out, nil
-}
-
-// liveItems lists the items of the posts a replica holds whose add is in
-// set (a post held under two items, the same delivery stored by two
-// replicas, lists both).
-func liveItems(txn *badger.Txn, mbox uint64, set CNSet) ([]ChangeID, error) {
-	var out []ChangeID
-	prefix := idKey('m', mbox, 0)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		item, err := ParseChangeID(string(it.Item().Key()[len(prefix):]))
-		if err != nil || !set.Contains(item) {
-			continue
-		}
-		uid, held, err := getUID(txn, it.Item().Key())
-		if err != nil {
-			return nil, err
-		}
-		if !held {
-			continue
-		}
-		if ok, err := exists(txn, msgKey(mbox, uid)); err != nil || !ok {
-			continue
-		}
-		out = append(out, item)
-	}
-	return out, nil
-}
-
-// ApplyResync brings a replica that lacks part of a source's compacted
-// horizon in line: every post it holds whose add is in the horizon and
-// that the source no longer holds (live) was deleted where the deletion
-// can no longer be sent, and is deleted here; then grant (the horizon it
-// lacked minus what the source's log still serves, see resyncGrant)
-// joins its CN set, and the next pulls send the rest.
-func (s *Store) ApplyResync(ctx context.Context, ref MailboxRef, horizon, grant CNSet, live []ChangeID) (deleted int, err error) {
-	ref = ref.normalize()
-	rec, err := s.ensure(ref, "")
-	if err != nil {
-		return 0, fmt.Errorf("resync %s: %w", ref, err)
-	}
-	keep := make(map[ChangeID]bool, len(live))
-	for _, id := range live {
-		keep[id] = true
-	}
-	mu := s.lock(rec.ID)
-	mu.Lock()
-	defer mu.Unlock()
-	var gone []uint32
-	err = s.db.Update(func(txn *badger.Txn) error {
-		gone = gone[:0]
-		ms := modSeqAlloc{s: s} // sessions learn of the deletions (QRESYNC VANISHED) like any expunge
-		kn, err := loadCNSet(txn, rec.ID)
-		if err != nil {
-			return err
-		}
-		prefix := idKey('m', rec.ID, 0)
-		byUID := map[uint32][]ChangeID{}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		for it.Rewind(); it.Valid(); it.Next() {
-			item, err := ParseChangeID(string(it.Item().Key()[len(prefix):]))
-			if err != nil {
-				continue
-			}
-			uid, held, err := getUID(txn, it.Item().Key())
-			if err != nil {
-				it.Close()
-				return err
-			}
-			if held {
-				byUID[uid] = append(byUID[uid], item)
-			}
-		}
-		it.Close()
-		for uid, items := range byUID {
-			dead := true
-			for _, item := range items {
-				if keep[item] || !horizon.Contains(item) {
-					dead = false
-				}
-			}
-			if !dead {
-				continue
-			}
-			for _, item := range items {
-				if err := txn.Delete(itemKey('m', rec.ID, item)); err != nil {
-					return err
-				}
-				// No delete change to name: the tombstone says only
-				// "deleted" (a late add of it is still refused).
-				if err := setJSON(txn, itemKey('t', rec.ID, item), ChangeID{}); err != nil {
-					return err
-				}
-			}
-			if ok, err := removeMessage(txn, rec.ID, uid, &ms); err != nil {
-				return err
-			} else if ok {
-				gone = append(gone, uid)
-			}
-		}
-		kn.Union(grant)
-		return setJSON(txn, knowKey(rec.ID), kn)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("resync %s: %w", ref, err)
-	}
-	if len(gone) > 0 {
-		if err := s.dropPrivateFlags(rec.ID, gone); err != nil {
-			s.log.Warn("drop private flags of posts deleted by a resync", "mailbox", ref.String(), "err", err)
-		}
-		for _, uid := range gone {
-			s.notify.publish(rec.ID, Event{Kind: EventExpunge, UID: uid})
-		}
-	}
-	return len(gone), nil
 }

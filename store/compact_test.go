@@ -74,7 +74,7 @@ func TestCompactionKeepsEveryReplicaCorrect(t *testing.T) {
 		t.Fatalf("compaction %+v: log %d -> %d entries, tombstones %d -> %d; want 5 entries and no tombstone left", res, before, after, tombs, tombsAfter)
 	}
 	// B covers the horizon: nothing to resync, nothing new.
-	if r := syncOnce(t, a, "A", b, "B", "/F", 100); r != (ApplyResult{}) {
+	if r := syncOnce(t, a, "A", b, "B", "/F", 100); r.ApplyResult != (ApplyResult{}) {
 		t.Fatalf("B after compaction: %+v, want nothing", r)
 	}
 	// A pulls from C before C resyncs: C's stale copies of the deleted
@@ -109,5 +109,119 @@ func TestCompactionKeepsEveryReplicaCorrect(t *testing.T) {
 	kc, _ := c.CNSetOf(ctx, rc)
 	if bt, _ := a.ChangesSince(ctx, ra, kc, 1<<20, 100); bt.Resync {
 		t.Fatal("C is asked to resync again")
+	}
+}
+
+// Issue 12 (resync in pages): a replica restored from an old copy lacks
+// deletions spread over the whole folder; with a resync page of 3 log
+// entries the resync takes many pages, each deleting what was deleted in
+// its stretch, and the replica ends with exactly the posts the source
+// holds. A new replica, paged the same way, gets everything.
+func TestPagedResyncDeletesAcrossPages(t *testing.T) {
+	a, b, c, d := openStore(t, t.TempDir()), openStore(t, t.TempDir()), openStore(t, t.TempDir()), openStore(t, t.TempDir())
+	for _, s := range []*Store{a, b, c, d} {
+		defer s.Close()
+	}
+	ra, rb, rc, rd := MailboxRef{Store: "A", Name: "/F"}, MailboxRef{Store: "B", Name: "/F"}, MailboxRef{Store: "C", Name: "/F"}, MailboxRef{Store: "D", Name: "/F"}
+	const posts = 30
+	for i := range posts {
+		if _, _, err := a.Deliver(ctx, Delivery{Store: "A", Folder: "/F", ID: fmt.Sprint(i), Class: "IPM.Post", Body: msg(fmt.Sprint("post ", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncOnce(t, a, "A", b, "B", "/F", 100)
+	syncOnce(t, a, "A", c, "C", "/F", 100) // C's old copy
+	am, _ := a.Messages(ctx, ra)
+	var gone []uint32
+	for i := 0; i < posts; i += 3 { // every third post, first to last
+		gone = append(gone, am[i].UID)
+	}
+	if _, err := a.Expunge(ctx, ra, gone); err != nil {
+		t.Fatal(err)
+	}
+	syncOnce(t, a, "A", b, "B", "/F", 100)
+	ka, _ := a.CNSetOf(ctx, ra)
+	kb, _ := b.CNSetOf(ctx, rb)
+	if _, err := a.Compact(ctx, ra, ka.Intersect(kb)); err != nil {
+		t.Fatal(err)
+	}
+	r := syncOnce(t, a, "A", c, "C", "/F", 3)
+	if r.Deleted != len(gone) || r.ResyncPages < (posts-len(gone))/3 {
+		t.Fatalf("C's resync: %d pages deleted %d posts; want %d deleted over at least %d pages (3 log entries each)", r.ResyncPages, r.Deleted, len(gone), (posts-len(gone))/3)
+	}
+	if cur, err := c.ResyncCursor(ctx, rc, "A"); err != nil || cur != nil {
+		t.Fatalf("resync cursor left after the last page: %+v, %v", cur, err)
+	}
+	rd2 := syncOnce(t, a, "A", d, "D", "/F", 3)
+	if rd2.ResyncPages < 2 {
+		t.Fatalf("the new replica's resync took %d pages", rd2.ResyncPages)
+	}
+	want := contents(t, a, ra)
+	if len(want) != posts-len(gone) {
+		t.Fatalf("A holds %d posts", len(want))
+	}
+	for _, x := range []struct {
+		s   *Store
+		ref MailboxRef
+	}{{c, rc}, {d, rd}} {
+		if got := contents(t, x.s, x.ref); !maps.Equal(got, want) {
+			t.Fatalf("%s holds %d posts, A %d", x.ref, len(got), len(want))
+		}
+		k, _ := x.s.CNSetOf(ctx, x.ref)
+		if bt, _ := a.ChangesSince(ctx, ra, k, 1<<20, 100); bt.Resync || len(bt.Changes) > 0 {
+			t.Fatalf("%s still gets a resync or changes: %+v", x.ref, bt)
+		}
+	}
+}
+
+// A resync interrupted between pages (the receiver restarted) resumes
+// from its durable cursor, and one whose source compacted further meanwhile
+// (a new horizon) starts again from the beginning and still ends right.
+func TestPagedResyncResumesAndRestarts(t *testing.T) {
+	a, b, c := openStore(t, t.TempDir()), openStore(t, t.TempDir()), openStore(t, t.TempDir())
+	for _, s := range []*Store{a, b, c} {
+		defer s.Close()
+	}
+	ra, rb, rc := MailboxRef{Store: "A", Name: "/F"}, MailboxRef{Store: "B", Name: "/F"}, MailboxRef{Store: "C", Name: "/F"}
+	for i := range 12 {
+		if _, _, err := a.Deliver(ctx, Delivery{Store: "A", Folder: "/F", ID: fmt.Sprint(i), Class: "IPM.Post", Body: msg(fmt.Sprint("post ", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncOnce(t, a, "A", b, "B", "/F", 100)
+	syncOnce(t, a, "A", c, "C", "/F", 100)
+	compact := func(uids ...uint32) {
+		t.Helper()
+		if _, err := a.Expunge(ctx, ra, uids); err != nil {
+			t.Fatal(err)
+		}
+		syncOnce(t, a, "A", b, "B", "/F", 100)
+		ka, _ := a.CNSetOf(ctx, ra)
+		kb, _ := b.CNSetOf(ctx, rb)
+		if _, err := a.Compact(ctx, ra, ka.Intersect(kb)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	am, _ := a.Messages(ctx, ra)
+	compact(am[1].UID, am[10].UID)
+	// Two pages of C's resync, then a new compaction at A.
+	for range 2 {
+		have, _ := c.CNSetOf(ctx, rc)
+		cur, _ := c.ResyncCursor(ctx, rc, "A")
+		bt, err := a.ChangesSinceFrom(ctx, ra, have, cur, 1<<20, 100, 2)
+		if err != nil || !bt.Resync || bt.ResyncLast {
+			t.Fatalf("page: resync %v last %v, %v", bt.Resync, bt.ResyncLast, err)
+		}
+		if _, err := c.ApplyResyncPage(ctx, rc, "A", bt.Page()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cur, _ := c.ResyncCursor(ctx, rc, "A"); cur == nil || cur.After.IsZero() {
+		t.Fatalf("no durable cursor mid-resync: %+v", cur)
+	}
+	compact(am[0].UID, am[6].UID) // am[0] lies in a stretch C already checked
+	r := syncOnce(t, a, "A", c, "C", "/F", 2)
+	if got, want := contents(t, c, rc), contents(t, a, ra); !maps.Equal(got, want) || len(want) != 8 {
+		t.Fatalf("C holds %d posts, A %d (want 8): %+v", len(got), len(want), r)
 	}
 }

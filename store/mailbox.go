@@ -230,7 +230,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, ref MailboxRef) error {
 
 // purge removes every record of a deleted mailbox id, a batch at a time.
 func (s *Store) purge(id uint64) error {
-	for _, p := range []byte{'i', 'd', 'p', 'r', 'g', 'k', 'm', 't', 'v', 'h', 'e', 'w'} {
+	for _, p := range []byte{'i', 'd', 'p', 'r', 'g', 'k', 'm', 't', 'v', 'h', 'e', 'w', 'y'} {
 		prefix := idKey(p, id, 0)
 		for {
 			var keys [][]byte
