@@ -202,7 +202,7 @@ type Limits struct {
 	// MemoryPerServer sets the Go heap's soft limit of a pfrouter process
 	// (runtime/debug.SetMemoryLimit) to this times the servers it runs:
 	// past it the garbage collector runs more often instead of letting
-	// the heap grow with badger's compactions and reads (default 512MB;
+	// the heap grow with badger's compactions and reads (default 768MB;
 	// GOMEMLIMIT in the environment wins).
 	MemoryPerServer ByteSize `yaml:"memory_per_server"`
 }
@@ -361,7 +361,7 @@ const (
 	DefaultMaxConnections   = 1000
 	DefaultMaxConnectionsIP = 20
 	DefaultMaxLineLength    = 4096
-	DefaultMemoryPerServer  = 512 << 20
+	DefaultMemoryPerServer  = 768 << 20
 )
 
 // Load reads, defaults and validates an organization file.
