@@ -31,22 +31,27 @@ import (
 	"pfrouter/queue"
 )
 
-// backlogOrg is ingressOrg plus bx2 behind a connector that is down: mail
-// for /Far waits in bx1's queue for link state (R10); and bx3 in bx1's
-// routing group, holding /Near in a hierarchy of its own (so the backlog
-// does not wait on bx3): a post for it is queued at bx1 and relayed by
-// bx1's scheduler (a post for /Sales is delivered at accept and never
-// enters the queue).
+// backlogOrg: bx1 is the bridgehead of two connectors. Behind "far",
+// which is down, bx2 holds /Far: mail for it waits in bx1's queue for link
+// state (R10). Behind "near", which is up, bx4 holds /Near: mail for it
+// from bx3 (bx1's routing group) goes bx3 > bx1 > bx4. A post to bx3 is
+// relayed at accept to bx1 (mail from outside the organization,
+// qmgr.Options.RelayAtAccept), which queues it (mail from a server is not
+// relayed at accept) and its scheduler relays it to bx4: that is a post
+// through bx1's queue and scheduler. A post to /Sales at bx1 is delivered
+// at accept and never enters the queue. /Near's hierarchy has bx4's
+// store only, so the backlog does not wait on bx4.
 const backlogOrg = `
 organization: Bench
 domains: [contoso.example]
 secret: bench-secret-0123456789abcdef0123456789
-routing_groups: [{name: rg-bench}, {name: rg-far}]
+routing_groups: [{name: rg-bench}, {name: rg-far}, {name: rg-near}]
 sites: [{name: bench}]
 limits: {max_connections_per_ip: 1000}
 routing: {retry_initial: 1h, retry_max: 2h}
 connectors:
   - {name: far, between: [rg-bench, rg-far], cost: 10, state: down, bridgeheads: {rg-bench: [bx1], rg-far: [bx2]}}
+  - {name: near, between: [rg-bench, rg-near], cost: 10, bridgeheads: {rg-bench: [bx1], rg-near: [bx4]}}
 servers:
   - name: bx1
     site: bench
@@ -64,13 +69,17 @@ servers:
     site: bench
     routing_group: rg-bench
     listen: {smtp: "127.0.0.1:0"}
+  - name: bx4
+    site: bench
+    routing_group: rg-near
+    listen: {smtp: "127.0.0.1:0"}
     stores:
-      - {name: bx3-pub, kind: public, hierarchy: Near, created: "2020-01-01T00:00:00Z"}
+      - {name: bx4-pub, kind: public, hierarchy: Near, created: "2020-01-01T00:00:00Z"}
 hierarchies: [{name: Public Folders, tlh: mapi}, {name: Near, tlh: application}]
 folders:
   - {path: /Sales, hierarchy: Public Folders, addresses: [sales@contoso.example], replicas: [bx1-pub]}
   - {path: /Far, hierarchy: Public Folders, addresses: [far@contoso.example], replicas: [bx2-pub]}
-  - {path: /Near, hierarchy: Near, addresses: [near@contoso.example], mail_enabled: true, replicas: [bx3-pub]}
+  - {path: /Near, hierarchy: Near, addresses: [near@contoso.example], mail_enabled: true, replicas: [bx4-pub]}
 `
 
 // backlogSize is how many messages wait; BACKLOG overrides it.
@@ -119,11 +128,11 @@ func fillBacklog(b *testing.B, dir string, n int) {
 	}
 }
 
-// startBacklogCluster starts bx1, with waiting messages in its queue, and
-// bx3, and waits until bx1's queue manager has read them and the process
+// startBacklogCluster starts bx1, with waiting messages in its queue, bx3
+// and bx4 (not bx2: its connector is down), and waits until bx1's queue manager has read them and the process
 // is quiet again (badger compacting what the backlog left in the queue's
 // logs, as a server whose backlog built up over hours would have done).
-func startBacklogCluster(b *testing.B, waiting int) (*node.Node, func()) {
+func startBacklogCluster(b *testing.B, waiting int) (*node.Cluster, func()) {
 	b.Helper()
 	org, err := config.Parse([]byte(backlogOrg), "backlog.yaml", b.TempDir())
 	if err != nil {
@@ -137,7 +146,7 @@ func startBacklogCluster(b *testing.B, waiting int) (*node.Node, func()) {
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	t0 := time.Now()
-	c, err := node.StartAll(context.Background(), org, []string{"bx1", "bx3"}, node.Options{BaseDir: base, Logger: logger})
+	c, err := node.StartAll(context.Background(), org, []string{"bx1", "bx3", "bx4"}, node.Options{BaseDir: base, Logger: logger})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,7 +170,7 @@ func startBacklogCluster(b *testing.B, waiting int) (*node.Node, func()) {
 	loaded := time.Since(t0)
 	quiet, frac := waitQuiet(2 * time.Minute)
 	b.Logf("%d waiting: started and read in %.1fs, process quiet (%.0f%% of a CPU) %.1fs later", waiting, loaded.Seconds(), 100*frac, quiet.Seconds())
-	return n, closeFn
+	return c, closeFn
 }
 
 // waitQuiet waits until this process uses under a tenth of a CPU over two
@@ -185,15 +194,16 @@ func waitQuiet(max time.Duration) (time.Duration, float64) {
 	return time.Since(start), frac
 }
 
-// backlogLoad posts n 10 KB messages to rcpt at bx1 over conns sessions
-// and waits until bx1 is done with them (its queue back to the waiting
-// messages): the rate is of the accepts, the CPU per message is the
-// process's until then.
-func backlogLoad(b *testing.B, n *node.Node, waiting int, rcpt string, conns, msgs int, profile string) loadRun {
+// backlogLoad posts msgs 10 KB messages to rcpt at server over conns
+// sessions and waits until bx1 is done with them (its queue back to the
+// waiting messages): the rate is of the accepts, the CPU per message is
+// the process's until then.
+func backlogLoad(b *testing.B, c *node.Cluster, server string, waiting int, rcpt string, conns, msgs int, profile string) loadRun {
 	b.Helper()
 	stop := cpuProfile(b, profile)
 	cpu0 := cpuTime()
-	res, err := load.Run(context.Background(), load.Config{Addr: n.Org.ServerByName("bx1").Listen.SMTP, Conns: min(conns, msgs), Messages: msgs,
+	n := c.Nodes["bx1"]
+	res, err := load.Run(context.Background(), load.Config{Addr: c.Nodes[server].Org.ServerByName(server).Listen.SMTP, Conns: min(conns, msgs), Messages: msgs,
 		Size: ingressSize, From: "load@example.net", Rcpts: []string{rcpt}, RSET: true})
 	if err != nil {
 		b.Fatal(err)
@@ -266,7 +276,8 @@ func memMB() (heap, rss float64) {
 // once in this process; each round posts b.N 10 KB messages at 16
 // sessions to each, alternating which goes first, for two recipients:
 // /Sales, delivered at accept without the queue, and /Near, queued and
-// relayed to bx3 by the scheduler. BACKLOG_ROUNDS rounds (6). Reports the
+// relayed by bx3 at accept to bx1, which queues it and relays it to bx4
+// from its scheduler. BACKLOG_ROUNDS rounds (6). Reports the
 // medians of each setup's rate and CPU per message and of the per-round
 // backlog/empty ratios.
 //
@@ -291,9 +302,11 @@ func BenchmarkIngressBacklog(b *testing.B) {
 		writeHeapProfile(b, path)
 	}
 	empty, closeEmpty := startBacklogCluster(b, 0)
-	servers := []*node.Node{empty, full}
+	servers := []*node.Cluster{empty, full}
 	depth := []int{0, waiting}
-	rcpts := []struct{ name, addr string }{{"local", ingressRcpt}, {"relayed", "near@contoso.example"}}
+	// local: delivered at accept at bx1; queued: relayed at accept by bx3
+	// to bx1, queued there and relayed by bx1's scheduler to bx4.
+	rcpts := []struct{ name, server, addr string }{{"local", "bx1", ingressRcpt}, {"queued", "bx3", "near@contoso.example"}}
 	// runs[2*k+s]: recipient k, server s (0 empty, 1 backlog).
 	runs := make([][]loadRun, 2*len(rcpts))
 	for round := 0; round < rounds; round++ {
@@ -304,7 +317,7 @@ func BenchmarkIngressBacklog(b *testing.B) {
 				if profile != "" {
 					profile = fmt.Sprintf("%s.%s.%d", profile, rc.name, round)
 				}
-				runs[2*k+s] = append(runs[2*k+s], backlogLoad(b, servers[s], depth[s], rc.addr, conns, b.N, profile))
+				runs[2*k+s] = append(runs[2*k+s], backlogLoad(b, servers[s], rc.server, depth[s], rc.addr, conns, b.N, profile))
 			}
 		}
 	}
