@@ -73,7 +73,9 @@ func reportRounds(b *testing.B, names []string, base int, runs [][]loadRun) {
 		b.ReportMetric(median(cr), name+"/"+names[base]+"_cpu")
 		fmt.Fprintf(&sb, "\n%-16s rate ratios %s (median %.2f), CPU ratios %s (median %.2f)", name+"/"+names[base], fmtRatios(rr), median(rr), fmtRatios(cr), median(cr))
 	}
-	b.Logf("msgs/s and process CPU ms per message, one column per round:%s", sb.String())
+	// On stdout: the testing package keeps only ten lines of a
+	// benchmark's log.
+	fmt.Printf("%s: msgs/s and process CPU ms per message, one column per round:%s\n", b.Name(), sb.String())
 }
 
 func fmtRatios(xs []float64) string {
