@@ -22,13 +22,15 @@ const (
 // replicationMetrics are public folder replication's instruments
 // (docs/replication.md). Prometheus names:
 // pfrouter_replication_changes_total{kind} (changes applied from other
-// replicas: add, delete, flags, skipped), pfrouter_replication_lag_seconds
+// replicas: add, delete, flags, skipped), pfrouter_replication_batches_total
+// (batches applied: changes per batch is what batching achieves),
+// pfrouter_replication_lag_seconds
 // (from a post's commit at its origin to its commit here),
 // pfrouter_replication_backlog (replica pairs whose last pull was cut by
 // the batch limit: more changes are waiting) and
 // pfrouter_replication_failures_total.
 type replicationMetrics struct {
-	changes, failures metric.Int64Counter
+	changes, batches, failures metric.Int64Counter
 	lag               metric.Float64Histogram
 	backlog           atomic.Pointer[func() int64]
 }
@@ -41,6 +43,8 @@ func newReplicationMetrics(m metric.Meter, r *replicationMetrics) []error {
 	var errs []error
 	var err error
 	r.changes, err = m.Int64Counter("pfrouter.replication.changes", metric.WithDescription("Changes applied from other replicas, by kind (add, delete, flags, skipped)."))
+	errs = append(errs, err)
+	r.batches, err = m.Int64Counter("pfrouter.replication.batches", metric.WithDescription("Batches of changes applied from other replicas (each one commit here)."))
 	errs = append(errs, err)
 	r.failures, err = m.Int64Counter("pfrouter.replication.failures", metric.WithDescription("Replication pulls that failed (retried with backoff)."))
 	errs = append(errs, err)
@@ -62,6 +66,9 @@ func newReplicationMetrics(m metric.Meter, r *replicationMetrics) []error {
 func (m *Metrics) ReplicationApplied(ctx context.Context, added, deleted, flags, skipped int, lags []float64) {
 	if m == nil {
 		return
+	}
+	if added+deleted+flags+skipped > 0 {
+		m.repl.batches.Add(ctx, 1)
 	}
 	for kind, n := range map[string]int{"add": added, "delete": deleted, "flags": flags, "skipped": skipped} {
 		if n > 0 {

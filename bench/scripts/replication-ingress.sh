@@ -144,11 +144,13 @@ folders:
 EOF
 }
 
-# replicated_adds: posts bx2 has taken from bx1 (its replication metric).
-replicated_adds() {
+# bx2_metric PATTERN: the sum of bx2's metric lines matching PATTERN (awk).
+bx2_metric() {
 	curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ADM2/metrics" |
-		awk '/^pfrouter_replication_changes_total\{/ && /kind="add"/ {n += $2} END {printf "%d\n", n}'
+		awk -v pat="$1" '$0 ~ pat {n += $2} END {printf "%d\n", n}'
 }
+# replicated_adds: posts bx2 has taken from bx1.
+replicated_adds() { bx2_metric '^pfrouter_replication_changes_total[{].*kind="add"'; }
 
 onoff() { if [ "$1" = 1 ]; then echo on; else echo off; fi; }
 
@@ -220,16 +222,17 @@ run_one() {
 		t2=$(now)
 		[ "$n" -ge "$ok" ] && rs=$(echo "$t2 - $t1" | bc)
 	fi
-	local e1 e2
+	local e1 e2 batches=null
 	e1=$(cpu_ticks "$p1")
 	e2=$(cpu_ticks "$p2")
+	[ "$on" = 1 ] && batches=$(bx2_metric '^pfrouter_replication_batches_total')
 	stop_servers "$p1" "$p2"
 	jq -c -n --arg mode "$mode" --arg code "$code" --argjson c "$c" --argjson on "$on" --argjson round "$round" \
 		--argjson ok "$ok" --argjson rate "$(jq .msgs_per_s "$d/load.json")" \
 		--argjson bx1 "$(echo "($e1 - $c1) / $HZ" | bc -l)" --argjson bx2 "$(echo "($e2 - $c2) / $HZ" | bc -l)" \
-		--argjson load "$lcpu" --argjson repl "$rs" --arg uptime "$(cut -d' ' -f1-3 /proc/loadavg)" \
+		--argjson load "$lcpu" --argjson repl "$rs" --argjson batches "$batches" --arg uptime "$(cut -d' ' -f1-3 /proc/loadavg)" \
 		'{mode:$mode, code:$code, conns:$c, on:($on==1), round:$round, ok:$ok, msgs_per_s:$rate,
-		  cpu_s:{bx1:$bx1, bx2:$bx2, load:$load}, replicated_s:$repl, loadavg:$uptime}' >>"$W/results/runs.jsonl"
+		  cpu_s:{bx1:$bx1, bx2:$bx2, load:$load}, replicated_s:$repl, batches:$batches, loadavg:$uptime}' >>"$W/results/runs.jsonl"
 	log "$(tail -1 "$W/results/runs.jsonl")"
 	[ -n "${KEEP:-}" ] || rm -rf "$d/data"
 }
@@ -267,13 +270,14 @@ import json, statistics as st, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 def us(r, who):
     return 1e6 * r["cpu_s"][who] / max(r["ok"], 1)
-print(f"{'mode':<9} {'code':<5} {'c':>3} {'rnd':>3} {'on':>3} {'msgs/s':>7} {'bx1 µs':>7} {'bx2 µs':>7} {'load µs':>7} {'repl s':>6}  loadavg")
+print(f"{'mode':<9} {'code':<5} {'c':>3} {'rnd':>3} {'on':>3} {'msgs/s':>7} {'bx1 µs':>7} {'bx2 µs':>7} {'load µs':>7} {'repl s':>6} {'/batch':>6}  loadavg")
 for r in runs:
     if r["round"] == 0:
         continue
     rs = "-" if r["replicated_s"] is None else f"{r['replicated_s']:.2f}"
+    pb = f"{r['ok'] / r['batches']:.1f}" if r.get("batches") else "-"
     print(f"{r['mode']:<9} {r['code']:<5} {r['conns']:>3} {r['round']:>3} {('on' if r['on'] else 'off'):>3} {r['msgs_per_s']:>7.0f} "
-          f"{us(r, 'bx1'):>7.0f} {us(r, 'bx2'):>7.0f} {us(r, 'load'):>7.0f} {rs:>6}  {r['loadavg']}")
+          f"{us(r, 'bx1'):>7.0f} {us(r, 'bx2'):>7.0f} {us(r, 'load'):>7.0f} {rs:>6} {pb:>6}  {r['loadavg']}")
 print()
 print("medians over the rounds; on/off: median of each round's ratio")
 print(f"{'mode':<9} {'code':<5} {'c':>3} {'off/s':>7} {'on/s':>7} {'on/off':>7} {'bx1 µs off->on':>15} {'bx1 cpu':>8} {'bx2 µs on':>9} {'load µs off->on':>15} {'all µs off->on':>15} {'repl s':>6}")
