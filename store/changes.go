@@ -434,6 +434,9 @@ func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, ma
 				return nil
 			}
 		}
+		if bodies {
+			s.recent.serving(rec.ID) // keep its next posts at hand (recent.go)
+		}
 		prefix := idKey('g', rec.ID, 0)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()

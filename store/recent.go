@@ -17,6 +17,11 @@ import "sync"
 // makes a change or a post visible, it only saves reading one the view
 // already shows. Bodies are copies, never the caller's buffer.
 type recentPosts struct {
+	// served holds the mailboxes a replica has pulled posts of since this
+	// store opened: only their posts are kept (a folder with one replica,
+	// or a server that does not replicate, pays nothing).
+	served sync.Map // mailbox id -> struct{}
+
 	mu       sync.Mutex
 	byID     map[recentID]*recentPost
 	order    []recentID // oldest first, from head on
@@ -54,11 +59,23 @@ func (r *recentPosts) limits() (bytes, posts int) {
 	return bytes, posts
 }
 
+// serving notes that a replica pulls posts of mailbox mbox: from now on
+// its new posts are kept.
+func (r *recentPosts) serving(mbox uint64) {
+	if _, ok := r.served.Load(mbox); !ok {
+		r.served.Store(mbox, struct{}{})
+	}
+}
+
 // put keeps the add change c of post uid in mailbox mbox, with a copy of
-// its whole body; a body above the byte bound is not kept.
+// its whole body, if a replica pulls that mailbox; a body above a quarter
+// of the byte bound is not kept.
 func (r *recentPosts) put(mbox uint64, c Change, uid uint32, body []byte) {
 	maxBytes, maxPosts := r.limits()
 	if maxPosts < 0 || len(body) > maxBytes/4 {
+		return
+	}
+	if _, ok := r.served.Load(mbox); !ok {
 		return
 	}
 	c.Body = nil

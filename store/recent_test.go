@@ -12,7 +12,8 @@ import (
 // read from badger after a restart (empty cache); a post deleted after it
 // was kept is not sent; an entry whose change never committed is never
 // sent; the caller's buffer changing after Deliver does not change what is
-// sent; an entry is used only for the uid the view holds.
+// sent; an entry is used only for the uid the view holds. Only posts of a
+// folder some replica pulls are kept.
 func TestRecentPostsServeOnlyCommitted(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
@@ -24,6 +25,14 @@ func TestRecentPostsServeOnlyCommitted(t *testing.T) {
 			t.Fatal(err)
 		}
 		bufs = append(bufs, b)
+		if i == 0 {
+			if n, _ := s.recent.size(); n != 0 {
+				t.Fatalf("%d posts kept of a folder nobody pulls", n)
+			}
+			if _, err := s.ChangesSince(ctx, ref, CNSet{}, 1<<30, 100); err != nil { // a replica pulls
+				t.Fatal(err)
+			}
+		}
 	}
 	want := make([][]byte, len(bufs))
 	for i, b := range bufs {
@@ -32,8 +41,8 @@ func TestRecentPostsServeOnlyCommitted(t *testing.T) {
 			b[j] = 'X' // the caller reuses its buffer
 		}
 	}
-	if n, _ := s.recent.size(); n != 6 {
-		t.Fatalf("%d recent posts kept, want 6", n)
+	if n, _ := s.recent.size(); n != 5 {
+		t.Fatalf("%d recent posts kept, want the 5 made since the folder's first pull", n)
 	}
 	msgs, err := s.Messages(ctx, ref)
 	if err != nil {
@@ -119,6 +128,7 @@ func TestRecentPostsServeOnlyCommitted(t *testing.T) {
 // newest, and a body too big for them is not kept.
 func TestRecentPostsBounded(t *testing.T) {
 	r := &recentPosts{maxBytes: 10_000, maxPosts: 5}
+	r.serving(1)
 	put := func(n uint64, size int) {
 		r.put(1, Change{ID: ChangeID{Origin: "A", N: n}, Kind: ChangeAdd}, uint32(n), make([]byte, size))
 	}
