@@ -31,8 +31,8 @@ const (
 // pfrouter_replication_failures_total.
 type replicationMetrics struct {
 	changes, batches, failures metric.Int64Counter
-	lag               metric.Float64Histogram
-	backlog           atomic.Pointer[func() int64]
+	lag                        metric.Float64Histogram
+	backlog                    atomic.Pointer[func() int64]
 }
 
 // lagBuckets suit replication: milliseconds on a LAN to minutes after a
