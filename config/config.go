@@ -161,6 +161,18 @@ type Replication struct {
 	// crash) is not stored twice; it must outlive routing.message_expiry,
 	// the longest a message is retried (0: see Org.DedupRetention).
 	DedupRetention Duration `yaml:"dedup_retention"`
+	// SilenceLimit is how long a replica may go without pulling before it
+	// no longer holds its folders' change-log compaction back (it resyncs
+	// when it returns); 0: DefaultSilenceLimit.
+	SilenceLimit Duration `yaml:"silence_limit"`
+}
+
+// ReplicaSilenceLimit is replication.silence_limit in force.
+func (o *Org) ReplicaSilenceLimit() time.Duration {
+	if o.Replication.SilenceLimit > 0 {
+		return time.Duration(o.Replication.SilenceLimit)
+	}
+	return DefaultSilenceLimit
 }
 
 // CompactInterval is replication.compact_every in force.
@@ -348,6 +360,7 @@ const (
 	DefaultReplicationBatch = 4 << 20
 	DefaultCompactEvery     = 5 * time.Minute
 	DefaultDedupRetention   = 7 * 24 * time.Hour
+	DefaultSilenceLimit     = 7 * 24 * time.Hour
 	DefaultStoreMinAge      = 48 * time.Hour
 	DefaultMessageExpiry    = 48 * time.Hour
 	DefaultHopLimit         = 30

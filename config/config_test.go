@@ -101,6 +101,7 @@ func TestValidationCases(t *testing.T) {
 		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {max_batch_bytes: 1KB}", "folders[0].replication.max_batch_bytes: must be at least 64KB"},
 		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {every: 1h}", "every"},
 		{"organization: T", "organization: T\nreplication: {compact_every: 10ms}", "replication.compact_every: must be at least 1s"},
+		{"organization: T", "organization: T\nreplication: {silence_limit: 5s}", "replication.silence_limit: must be at least 1m"},
 		{"organization: T", "organization: T\nreplication: {dedup_retention: 24h}", "replication.dedup_retention: must be longer than routing.message_expiry (48h0m0s)"},
 	}
 	for _, c := range cases {
@@ -220,6 +221,9 @@ func FuzzParse(f *testing.F) {
 // it expires must be deduplicated throughout).
 func TestReplicationMaintenanceKeys(t *testing.T) {
 	org := parse(t, full)
+	if org.ReplicaSilenceLimit() != config.DefaultSilenceLimit || parse(t, strings.Replace(full, "organization: T", "organization: T\nreplication: {silence_limit: 2h}", 1)).ReplicaSilenceLimit() != 2*time.Hour {
+		t.Fatal("replication.silence_limit not read")
+	}
 	if org.CompactInterval() != config.DefaultCompactEvery || org.DedupRetention() != config.DefaultDedupRetention {
 		t.Fatalf("defaults: compact %s, retention %s", org.CompactInterval(), org.DedupRetention())
 	}

@@ -67,6 +67,9 @@ func (o *Org) validate() Errors {
 	if c := o.Replication.CompactEvery; c < 0 || c > 0 && c < Duration(time.Second) {
 		p.add("replication.compact_every", "must be at least 1s (0: the default, 5m)")
 	}
+	if l := o.Replication.SilenceLimit; l < 0 || l > 0 && l < Duration(time.Minute) {
+		p.add("replication.silence_limit", "must be at least 1m (0: the default, 168h)")
+	}
 	if r := o.Replication.DedupRetention; r < 0 || r > 0 && r <= o.Routing.MessageExpiry {
 		p.add("replication.dedup_retention", "must be longer than routing.message_expiry (%s): a message retried until it expires would otherwise be stored twice",
 			time.Duration(o.Routing.MessageExpiry))

@@ -42,6 +42,7 @@ func (n *Node) startReplication(l net.Listener, id *servercred.Identity) {
 		},
 		MaxBody:         int64(org.Limits.MaxMessageSize),
 		CompactInterval: func() time.Duration { return n.Directory.Org().CompactInterval() },
+		SilenceLimit:    func() time.Duration { return n.Directory.Org().ReplicaSilenceLimit() },
 		OnApplied:       obs.applied,
 		OnError:         obs.failed,
 		OnHierarchyReady: func(store string) error {

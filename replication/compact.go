@@ -35,6 +35,7 @@ func (s *Service) noteAck(local, key, peer string, have store.CNSet) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.acks[ackKey{local, key, peer}] = have
+	s.heard[ackKey{local, key, peer}] = time.Now()
 }
 
 // compactEvery is the compaction interval in force; negative: never.
@@ -114,8 +115,16 @@ func (s *Service) CompactNow(ctx context.Context) {
 // acked intersects what every other replica of folder key acknowledged
 // to local; ok is false while one of them is unknown. With no other
 // replica, nil: everything local holds is acknowledged (a replica added
-// later resyncs).
+// later resyncs). A replica silent longer than the silence limit (not
+// heard since this service started, or its last acknowledgement older)
+// is left out: it no longer holds compaction back, and when it pulls
+// again its CN set does not cover the horizon, so it resyncs (deleting
+// what was deleted meanwhile) before it gets changes.
 func (s *Service) acked(snap *directory.Snapshot, local, key string) (store.CNSet, bool) {
+	limit := time.Duration(0)
+	if s.o.SilenceLimit != nil {
+		limit = s.o.SilenceLimit()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out store.CNSet
@@ -123,7 +132,15 @@ func (s *Service) acked(snap *directory.Snapshot, local, key string) (store.CNSe
 		if r.Store == local {
 			continue
 		}
-		have, ok := s.acks[ackKey{local, key, r.Store}]
+		k := ackKey{local, key, r.Store}
+		last, heard := s.heard[k]
+		if !heard {
+			last = s.started
+		}
+		if limit > 0 && time.Since(last) > limit {
+			continue
+		}
+		have, ok := s.acks[k]
 		if !ok {
 			return nil, false
 		}

@@ -108,6 +108,10 @@ type Options struct {
 	// reload takes effect at the next one) and replaces it.
 	CompactEvery    time.Duration
 	CompactInterval func() time.Duration
+	// SilenceLimit, when set, gives how long a replica may go without
+	// pulling before it no longer holds its folders' compaction back
+	// (0: forever). It returns to a resync (compact.go).
+	SilenceLimit func() time.Duration
 }
 
 func (s *Service) resyncPage() int {
@@ -164,6 +168,10 @@ type Service struct {
 	// acks holds, per local replica and folder, the CN set each other
 	// replica last sent with a pull: what it has acknowledged (compaction).
 	acks map[ackKey]store.CNSet
+	// heard is when each acknowledgement last came; started, when this
+	// service did (a replica never heard counts as heard then).
+	heard   map[ackKey]time.Time
+	started time.Time
 	// resyncPages counts the resync pages applied (tests).
 	resyncPages atomic.Int64
 }
@@ -197,7 +205,7 @@ func New(o Options) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{o: o, log: o.Logger.With("component", "replication"), loops: map[string]context.CancelFunc{},
 		conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), backlog: map[string]int{},
-		acks: map[ackKey]store.CNSet{}}
+		acks: map[ackKey]store.CNSet{}, heard: map[ackKey]time.Time{}, started: time.Now()}
 }
 
 // Serve answers peers' pulls on l until Close.

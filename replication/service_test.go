@@ -681,3 +681,51 @@ func TestResyncInPagesOverTheWire(t *testing.T) {
 		t.Fatalf("the resync took %d pages, want at least %d (3 log entries each)", n, (posts-len(gone))/3)
 	}
 }
+
+// Issue 12 (a silent replica holds compaction back): with a silence limit,
+// a replica that has not pulled for longer no longer holds its folder's
+// compaction back, so the log is compacted past changes it lacks; when it
+// comes back it resyncs, deletes what was deleted meanwhile, and holds
+// exactly what the others hold.
+func TestSilentReplicaStopsHoldingCompaction(t *testing.T) {
+	var linkUp atomic.Bool
+	linkUp.Store(true)
+	srv := startServersWith(t, twoServers, func(_ string, o *Options) {
+		o.CompactEvery = 100 * time.Millisecond
+		o.SilenceLimit = func() time.Duration { return 300 * time.Millisecond }
+		o.Reachable = func(string) bool { return linkUp.Load() }
+	}, "a", "c")
+	ctx := context.Background()
+	ra, rc := store.MailboxRef{Store: "a-pub", Name: "/AC"}, store.MailboxRef{Store: "c-pub", Name: "/AC"}
+	for i := range 6 {
+		body := fmt.Appendf(nil, "Message-ID: <s%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
+		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/AC", ID: fmt.Sprint("s", i), Class: "IPM.Post", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "c-pub to hold the posts", func() bool { return len(digests(t, srv["c"].st, rc)) == 6 })
+	linkUp.Store(false)
+	msgs, _ := srv["a"].st.Messages(ctx, ra)
+	if _, err := srv["a"].st.Expunge(ctx, ra, []uint32{msgs[0].UID, msgs[3].UID}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a-pub's log compacted past the deletes c-pub never acknowledged", func() bool {
+		h, err := srv["a"].st.Horizon(ctx, ra)
+		if err != nil || len(h) == 0 {
+			return false
+		}
+		k, _ := srv["a"].st.CNSetOf(ctx, ra)
+		return len(k.Minus(h)) == 0
+	})
+	if n := len(digests(t, srv["c"].st, rc)); n != 6 {
+		t.Fatalf("c-pub holds %d posts while partitioned, want its 6", n)
+	}
+	linkUp.Store(true)
+	want := digests(t, srv["a"].st, ra)
+	waitFor(t, "c-pub to resync and hold what a-pub holds", func() bool {
+		return maps.Equal(digests(t, srv["c"].st, rc), want)
+	})
+	if len(want) != 4 || srv["c"].svc.resyncPages.Load() == 0 {
+		t.Fatalf("a-pub holds %d posts (want 4); c resynced in %d pages (want a resync)", len(want), srv["c"].svc.resyncPages.Load())
+	}
+}
