@@ -7,8 +7,9 @@ package kv
 // is a device flush. A database that never writes its value log only needs
 // the first, so it is opened without SyncWrites and walSync makes its
 // commits durable itself: fdatasync of the .mem files written since the
-// last sync. Concurrent callers share one fdatasync (group commit), as
-// badger's writer shares its syncs.
+// last sync (the directory is listed when an inotify watch saw a file
+// created, see syncLogs). Concurrent callers share one fdatasync (group
+// commit), as badger's writer shares its syncs.
 //
 // What this relies on in badger (v4): a memtable's log is <dir>/<fid>.mem
 // with fids counting up (five digits, zero padded); a new one is created
@@ -29,6 +30,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -43,37 +45,49 @@ type walSync struct {
 
 	mu     sync.Mutex // one sync at a time; guards the rest
 	synced uint64     // every ticket up to this one is covered by a finished sync
-	dirf   *os.File   // the directory, listed on each sync
-	fid    int        // the newest .mem file known
-	f      *os.File   // open on fid; nil if it had already gone
+	dirf   *os.File   // the directory, listed when a log may have been created
+	// watch is an inotify descriptor watching the directory for created
+	// files (-1: none, the directory is listed on every sync).
+	watch int
+	fid   int      // the newest .mem file known
+	f     *os.File // open on fid; nil if it had already gone
 	// onSync, in tests, is told each file synced.
 	onSync func(path string)
+	lists  int // directory listings (tests)
 }
 
 // newWALSync finds the memtable logs of db in dir; nil (sync through
 // badger) if there are none, which a badger of this layout never has after
 // Open.
 func newWALSync(dir string, db *badger.DB) (*walSync, error) {
+	// The watch goes first: a log created after it is seen by the next
+	// sync, one created before it by the listing below.
+	watch := newCreateWatch(dir)
 	fids, err := memFids(dir)
-	if err != nil {
+	if err != nil || len(fids) == 0 {
+		if watch >= 0 {
+			syscall.Close(watch)
+		}
 		return nil, err
-	}
-	if len(fids) == 0 {
-		return nil, nil
 	}
 	dirf, err := os.Open(dir)
 	if err != nil {
+		if watch >= 0 {
+			syscall.Close(watch)
+		}
 		return nil, err
 	}
-	w := &walSync{dir: dir, db: db, dirf: dirf, fid: -1}
+	w := &walSync{dir: dir, db: db, dirf: dirf, watch: watch, fid: -1}
 	// Logs left by the previous run were replayed into memtables but are
 	// synced only now: cover them with the first sync.
 	for _, fid := range fids[:len(fids)-1] {
 		if err := w.syncFid(fid); err != nil {
+			w.close()
 			return nil, err
 		}
 	}
 	if err := w.open(fids[len(fids)-1]); err != nil {
+		w.close()
 		return nil, err
 	}
 	return w, nil
@@ -98,11 +112,17 @@ func (w *walSync) Sync() error {
 
 // syncLogs fdatasyncs the current log and, if badger moved on to newer
 // ones since the last sync, the rest of the old one and every newer one.
-// The directory is listed on each sync: a log can be created, filled,
+// A rotation is seen from the directory: a log can be created, filled,
 // flushed and deleted between two syncs while an older one is still kept
-// open by a reader, so no cheaper probe (the next fid, our file's link
-// count) sees every rotation.
+// open by a reader, so no probe of files (the next fid, our file's link
+// count) sees every one. An inotify watch reports every file created since
+// the last sync (badger creates a log before writing to it), and the
+// directory is listed only then (or on every sync without a watch:
+// listing 5,000 tables costs as much as the sync).
 func (w *walSync) syncLogs() error {
+	if w.f != nil && !w.created() {
+		return w.datasync(w.f)
+	}
 	fids, err := w.list()
 	if err != nil {
 		return err
@@ -130,8 +150,54 @@ func (w *walSync) syncLogs() error {
 	return w.open(newer[len(newer)-1])
 }
 
+// created reports whether a log may have been created since the last
+// call: a .mem file was, the watch's queue overflowed, or there is no
+// watch.
+func (w *walSync) created() bool {
+	if w.watch < 0 {
+		return true
+	}
+	var buf [4096]byte
+	found := false
+	for {
+		n, err := syscall.Read(w.watch, buf[:])
+		if n <= 0 || err != nil {
+			// EAGAIN: drained. Anything else: no longer trust the watch.
+			if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+				syscall.Close(w.watch)
+				w.watch = -1
+				return true
+			}
+			return found
+		}
+		for off := 0; off+syscall.SizeofInotifyEvent <= n; {
+			ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			name := buf[off+syscall.SizeofInotifyEvent : off+syscall.SizeofInotifyEvent+int(ev.Len)]
+			if ev.Mask&syscall.IN_Q_OVERFLOW != 0 || strings.HasSuffix(strings.TrimRight(string(name), "\x00"), memExt) {
+				found = true
+			}
+			off += syscall.SizeofInotifyEvent + int(ev.Len)
+		}
+	}
+}
+
+// newCreateWatch returns an inotify descriptor reporting files created in
+// dir, or -1 (the caller then lists the directory on every sync).
+func newCreateWatch(dir string) int {
+	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
+	if err != nil {
+		return -1
+	}
+	if _, err := syscall.InotifyAddWatch(fd, dir, syscall.IN_CREATE|syscall.IN_MOVED_TO); err != nil {
+		syscall.Close(fd)
+		return -1
+	}
+	return fd
+}
+
 // list returns the fids of the memtable logs in the directory, unsorted.
 func (w *walSync) list() ([]int, error) {
+	w.lists++
 	if _, err := w.dirf.Seek(0, 0); err != nil {
 		return nil, err
 	}
@@ -193,6 +259,10 @@ func (w *walSync) close() {
 		w.f = nil
 	}
 	w.dirf.Close()
+	if w.watch >= 0 {
+		syscall.Close(w.watch)
+		w.watch = -1
+	}
 }
 
 func memPath(dir string, fid int) string {

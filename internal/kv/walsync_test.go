@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -38,9 +39,21 @@ func openInline(t *testing.T, dir string) (*DB, *[]string, *sync.Mutex) {
 // reads badger's files, so it also fails if badger stops putting commits
 // in the .mem files walSync syncs.
 func TestWALSyncCoversEveryCommit(t *testing.T) {
+	t.Run("inotify", func(t *testing.T) { testCoversEveryCommit(t, true) })
+	t.Run("listing", func(t *testing.T) { testCoversEveryCommit(t, false) })
+}
+
+func testCoversEveryCommit(t *testing.T, watch bool) {
 	dir := t.TempDir()
 	db, synced, mu := openInline(t, dir)
 	defer db.Close()
+	if !watch && db.wal.watch >= 0 {
+		syscall.Close(db.wal.watch)
+		db.wal.watch = -1 // as when inotify is unavailable: list on every sync
+	}
+	if watch && db.wal.watch < 0 {
+		t.Skip("no inotify here")
+	}
 	val := make([]byte, 900<<10) // below MaxInline, as the store's chunks
 	rotations, inLog := 0, 0
 	last := ""
@@ -121,6 +134,11 @@ func TestInlineCommitIsOneSync(t *testing.T) {
 	mu.Unlock()
 	if n != 20 {
 		t.Fatalf("20 commits took %d syncs, want 20", n)
+	}
+	// Without a new log the directory is not listed (the inotify watch
+	// says nothing was created).
+	if db.wal.watch >= 0 && db.wal.lists > 1 {
+		t.Fatalf("20 commits in one log listed the directory %d times", db.wal.lists)
 	}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
