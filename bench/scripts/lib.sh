@@ -120,3 +120,24 @@ children_cpu_s() {
 		printf "%.3f\n", t
 	}'
 }
+
+# stop_pids PID...: SIGTERM each process, then reap those that are this
+# shell's children (servers flush and write their profiles on SIGTERM).
+stop_pids() {
+	local p
+	for p in "$@"; do kill "$p" 2>/dev/null || true; done
+	for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
+
+# finish_workdir DIR: the end of a script's exit trap: copies DIR/results/*
+# to $OUT when set, keeps DIR when KEEP=1, else removes it.
+finish_workdir() {
+	if [ -n "${OUT:-}" ]; then
+		mkdir -p "$OUT" && cp -r "$1"/results/* "$OUT"/ 2>/dev/null
+	fi
+	if [ "${KEEP:-}" = 1 ]; then
+		log "kept $1"
+	else
+		rm -rf "$1"
+	fi
+}

@@ -66,20 +66,8 @@ PIDS=()
 cleanup() {
 	local rc=$?
 	set +e
-	for p in "${PIDS[@]}"; do
-		kill "$p" 2>/dev/null
-	done
-	for p in "${PIDS[@]}"; do
-		wait "$p" 2>/dev/null
-	done
-	if [ -n "${OUT:-}" ]; then
-		mkdir -p "$OUT" && cp "$W"/results/* "$OUT"/ 2>/dev/null
-	fi
-	if [ "${KEEP:-}" = 1 ]; then
-		log "kept $W"
-	else
-		rm -rf "$W"
-	fi
+	stop_pids "${PIDS[@]}"
+	finish_workdir "$W"
 	exit $rc
 }
 trap cleanup EXIT
@@ -157,9 +145,7 @@ onoff() { if [ "$1" = 1 ]; then echo on; else echo off; fi; }
 delivered() { grep -c 'msg=delivered' "$1" 2>/dev/null || true; }
 
 stop_servers() {
-	local p
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for p in "$@"; do wait "$p" 2>/dev/null || true; done
+	stop_pids "$@"
 	PIDS=()
 }
 
