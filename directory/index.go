@@ -392,7 +392,7 @@ func (x *Index) SetExt(v any) { x.ext.Store(v) }
 
 // addrTable maps normalised addresses to ids: an open-addressed table of
 // 16-byte slots (hash tag, id, the key's place in one byte arena), at most
-// half full. A lookup reads one slot line and the key's bytes, where a Go
+// 80% full (a hit probes about three adjacent slots: one cache line). A lookup reads one slot line and the key's bytes, where a Go
 // map of 200,000 strings reads a table, a group and a string header and
 // its bytes scattered over the directory's heap; neither array holds a
 // pointer, so the collector does not scan them.
@@ -412,7 +412,7 @@ type addrSlot struct {
 func newAddrTable(keys []string, ids []int32) addrTable {
 	t := addrTable{seed: maphash.MakeSeed()}
 	size := 8
-	for size < 2*len(keys) {
+	for 4*size < 5*len(keys) { // at most 80% full: 4 MB of slots for 200,000 addresses, not 8
 		size *= 2
 	}
 	t.slots = make([]addrSlot, size)
