@@ -182,6 +182,20 @@ func digests(t *testing.T, st *store.Store, ref store.MailboxRef) map[store.Chan
 	return out
 }
 
+// waitCompacted waits until everything ref holds is acknowledged and
+// compacted (its horizon covers its CN set).
+func waitCompacted(t *testing.T, what string, st *store.Store, ref store.MailboxRef) {
+	t.Helper()
+	waitFor(t, what, func() bool {
+		h, err := st.Horizon(context.Background(), ref)
+		if err != nil || len(h) == 0 {
+			return false
+		}
+		k, _ := st.CNSetOf(context.Background(), ref)
+		return len(k.Minus(h)) == 0
+	})
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -422,14 +436,7 @@ func TestCompactionThenNewReplicaResyncs(t *testing.T) {
 	if _, err := srv["a"].st.Expunge(ctx, ra, []uint32{msgs[0].UID, msgs[1].UID}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a-pub's log compacted past the deletes", func() bool {
-		h, err := srv["a"].st.Horizon(ctx, ra)
-		if err != nil || len(h) == 0 {
-			return false
-		}
-		k, _ := srv["a"].st.CNSetOf(ctx, ra)
-		return len(k.Minus(h)) == 0 // everything it holds is acknowledged and compacted
-	})
+	waitCompacted(t, "a-pub's log compacted past the deletes", srv["a"].st, ra)
 	for _, s := range srv {
 		if err := s.dir.AddReplica("PF", "/Sales", "c-pub"); err != nil {
 			t.Fatal(err)
@@ -655,14 +662,7 @@ func TestResyncInPagesOverTheWire(t *testing.T) {
 	if _, err := srv["a"].st.Expunge(ctx, ra, gone); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a-pub's log compacted past the deletes", func() bool {
-		h, err := srv["a"].st.Horizon(ctx, ra)
-		if err != nil || len(h) == 0 {
-			return false
-		}
-		k, _ := srv["a"].st.CNSetOf(ctx, ra)
-		return len(k.Minus(h)) == 0
-	})
+	waitCompacted(t, "a-pub's log compacted past the deletes", srv["a"].st, ra)
 	for _, s := range srv {
 		if err := s.dir.AddReplica("PF", "/Sales", "c-pub"); err != nil {
 			t.Fatal(err)
@@ -709,14 +709,7 @@ func TestSilentReplicaStopsHoldingCompaction(t *testing.T) {
 	if _, err := srv["a"].st.Expunge(ctx, ra, []uint32{msgs[0].UID, msgs[3].UID}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a-pub's log compacted past the deletes c-pub never acknowledged", func() bool {
-		h, err := srv["a"].st.Horizon(ctx, ra)
-		if err != nil || len(h) == 0 {
-			return false
-		}
-		k, _ := srv["a"].st.CNSetOf(ctx, ra)
-		return len(k.Minus(h)) == 0
-	})
+	waitCompacted(t, "a-pub's log compacted past the deletes c-pub never acknowledged", srv["a"].st, ra)
 	if n := len(digests(t, srv["c"].st, rc)); n != 6 {
 		t.Fatalf("c-pub holds %d posts while partitioned, want its 6", n)
 	}

@@ -31,6 +31,16 @@ func logSize(t *testing.T, s *Store, ref MailboxRef) (changes, tombstones int) {
 	return count('g'), count('t')
 }
 
+// postInto delivers n posts ("post 0" ...) into folder of store st.
+func postInto(t *testing.T, s *Store, st, folder string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, _, err := s.Deliver(ctx, Delivery{Store: st, Folder: folder, ID: fmt.Sprint(i), Class: "IPM.Post", Body: msg(fmt.Sprint("post ", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Issue 12, compaction: what every replica acknowledged leaves the change
 // log (deletes with their tombstones and the deleted posts' adds, flag
 // changes a later one replaced); replicas that cover the horizon go on as
@@ -44,11 +54,7 @@ func TestCompactionKeepsEveryReplicaCorrect(t *testing.T) {
 		defer s.Close()
 	}
 	ra, rb, rc, rd := MailboxRef{Store: "A", Name: "/F"}, MailboxRef{Store: "B", Name: "/F"}, MailboxRef{Store: "C", Name: "/F"}, MailboxRef{Store: "D", Name: "/F"}
-	for i := range 6 {
-		if _, _, err := a.Deliver(ctx, Delivery{Store: "A", Folder: "/F", ID: fmt.Sprint(i), Class: "IPM.Post", Body: msg(fmt.Sprint("post ", i))}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	postInto(t, a, "A", "/F", 6)
 	syncOnce(t, a, "A", b, "B", "/F", 100)
 	syncOnce(t, a, "A", c, "C", "/F", 100) // C's last sync: its "old copy"
 	am, _ := a.Messages(ctx, ra)
@@ -124,11 +130,7 @@ func TestPagedResyncDeletesAcrossPages(t *testing.T) {
 	}
 	ra, rb, rc, rd := MailboxRef{Store: "A", Name: "/F"}, MailboxRef{Store: "B", Name: "/F"}, MailboxRef{Store: "C", Name: "/F"}, MailboxRef{Store: "D", Name: "/F"}
 	const posts = 30
-	for i := range posts {
-		if _, _, err := a.Deliver(ctx, Delivery{Store: "A", Folder: "/F", ID: fmt.Sprint(i), Class: "IPM.Post", Body: msg(fmt.Sprint("post ", i))}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	postInto(t, a, "A", "/F", posts)
 	syncOnce(t, a, "A", b, "B", "/F", 100)
 	syncOnce(t, a, "A", c, "C", "/F", 100) // C's old copy
 	am, _ := a.Messages(ctx, ra)
@@ -183,11 +185,7 @@ func TestPagedResyncResumesAndRestarts(t *testing.T) {
 		defer s.Close()
 	}
 	ra, rb, rc := MailboxRef{Store: "A", Name: "/F"}, MailboxRef{Store: "B", Name: "/F"}, MailboxRef{Store: "C", Name: "/F"}
-	for i := range 12 {
-		if _, _, err := a.Deliver(ctx, Delivery{Store: "A", Folder: "/F", ID: fmt.Sprint(i), Class: "IPM.Post", Body: msg(fmt.Sprint("post ", i))}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	postInto(t, a, "A", "/F", 12)
 	syncOnce(t, a, "A", b, "B", "/F", 100)
 	syncOnce(t, a, "A", c, "C", "/F", 100)
 	compact := func(uids ...uint32) {
