@@ -217,6 +217,14 @@ type Limits struct {
 	// the heap grow with badger's compactions and reads (default 768MB;
 	// GOMEMLIMIT in the environment wins).
 	MemoryPerServer ByteSize `yaml:"memory_per_server"`
+	// StoreBodies says where the message store keeps bodies: "inline"
+	// (default) in badger's LSM tree, one write-ahead-log sync per commit
+	// and the least written to disk, at more CPU per message under load
+	// (compactions copy the bodies); "value_log" in badger's value log,
+	// two syncs per commit, less CPU under load, several times the bytes
+	// written (bench/README.md, "One sync per message"). Either reads a
+	// store the other wrote.
+	StoreBodies string `yaml:"store_bodies"`
 }
 
 type Site struct {
@@ -375,6 +383,9 @@ const (
 	DefaultMaxConnectionsIP = 20
 	DefaultMaxLineLength    = 4096
 	DefaultMemoryPerServer  = 768 << 20
+	// limits.store_bodies values.
+	StoreBodiesInline   = "inline"
+	StoreBodiesValueLog = "value_log"
 )
 
 // Load reads, defaults and validates an organization file.
@@ -491,6 +502,9 @@ func (o *Org) applyDefaults() {
 	}
 	if l.MemoryPerServer == 0 {
 		l.MemoryPerServer = DefaultMemoryPerServer
+	}
+	if l.StoreBodies == "" {
+		l.StoreBodies = StoreBodiesInline
 	}
 	if l.MaxLineLength == 0 {
 		l.MaxLineLength = DefaultMaxLineLength

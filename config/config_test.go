@@ -102,6 +102,7 @@ func TestValidationCases(t *testing.T) {
 		{"    replicas: [p1]", "    replicas: [p1]\n    replication: {every: 1h}", "every"},
 		{"organization: T", "organization: T\nreplication: {compact_every: 10ms}", "replication.compact_every: must be at least 1s"},
 		{"organization: T", "organization: T\nreplication: {silence_limit: 5s}", "replication.silence_limit: must be at least 1m"},
+		{"organization: T", "organization: T\nlimits: {store_bodies: files}", `limits.store_bodies: "files" is not inline or value_log`},
 		{"organization: T", "organization: T\nreplication: {dedup_retention: 24h}", "replication.dedup_retention: must be longer than routing.message_expiry (48h0m0s)"},
 	}
 	for _, c := range cases {
@@ -114,8 +115,16 @@ func TestValidationCases(t *testing.T) {
 			t.Errorf("%s -> %s: got %v, want %q", c.old, c.new, err, c.want)
 		}
 	}
-	if _, err := config.Parse([]byte(full), "org.yaml", "."); err != nil {
+	org, err := config.Parse([]byte(full), "org.yaml", ".")
+	if err != nil {
 		t.Fatalf("full config invalid: %v", err)
+	}
+	if org.Limits.StoreBodies != config.StoreBodiesInline {
+		t.Errorf("limits.store_bodies defaults to %q, want inline", org.Limits.StoreBodies)
+	}
+	vl, err := config.Parse([]byte(strings.Replace(full, "organization: T", "organization: T\nlimits: {store_bodies: value_log}", 1)), "org.yaml", ".")
+	if err != nil || vl.Limits.StoreBodies != config.StoreBodiesValueLog {
+		t.Fatalf("store_bodies: value_log: %v, %+v", err, vl)
 	}
 }
 

@@ -86,6 +86,9 @@ func (o *Org) validate() Errors {
 	if !oneOf(o.Access.LoginType, LoginPlainText, LoginPlainTextAuth, LoginSecure) {
 		p.add("access.login_type", "%q is not PlainTextLogin, PlainTextAuthentication or SecureLogin", o.Access.LoginType)
 	}
+	if !oneOf(o.Limits.StoreBodies, StoreBodiesInline, StoreBodiesValueLog) {
+		p.add("limits.store_bodies", "%q is not inline or value_log", o.Limits.StoreBodies)
+	}
 	if !oneOf(o.Telemetry.Traces, "none", "stdout", "otlp") {
 		p.add("telemetry.traces", "%q is not none, stdout or otlp", o.Telemetry.Traces)
 	}

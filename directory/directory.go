@@ -161,7 +161,7 @@ func schema() *memdb.DBSchema {
 		"servers":     {Name: "servers", Indexes: map[string]*memdb.IndexSchema{"id": id("Name"), "RoutingGroup": str("RoutingGroup")}},
 		"stores":      {Name: "stores", Indexes: map[string]*memdb.IndexSchema{"id": id("Name"), "Server": str("Server"), "Hierarchy": {Name: "Hierarchy", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Hierarchy"}}}},
 		"hierarchies": {Name: "hierarchies", Indexes: map[string]*memdb.IndexSchema{"id": id("Name")}},
-		"folders":     {Name: "folders", Indexes: map[string]*memdb.IndexSchema{"id": id("Key"), "Hierarchy": str("Hierarchy"), "ID": {Name: "ID", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}}}},
+		"folders":     {Name: "folders", Indexes: map[string]*memdb.IndexSchema{"id": id("Key"), "Hierarchy": str("Hierarchy"), "ID": {Name: "ID", Unique: true, AllowMissing: true, Indexer: movedIDIndex{}}}},
 		"moved":       {Name: "moved", Indexes: map[string]*memdb.IndexSchema{"id": id("Key")}},
 		"replicas":    {Name: "replicas", Indexes: map[string]*memdb.IndexSchema{"id": id("ID"), "FolderKey": str("FolderKey"), "Store": str("Store")}},
 		"users":       {Name: "users", Indexes: map[string]*memdb.IndexSchema{"id": id("Name"), "MailboxStore": str("MailboxStore")}},

@@ -3,6 +3,7 @@ package directory
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -12,7 +13,44 @@ import (
 
 // FolderByID returns the folder whose identity is id (see Folder.ID), or
 // nil if there is none (never defined, or deleted).
-func (s *Snapshot) FolderByID(id string) *Folder { return first[Folder](s, "folders", "ID", id) }
+func (s *Snapshot) FolderByID(id string) *Folder { return folderByID(s.txn, id) }
+
+// folderByID finds a folder by identity. Almost every folder still has the
+// key it was defined under (ID == Key), so the "ID" index holds only the
+// folders a rename moved (movedIDIndex): a unique index over every folder's
+// identity cost ~90 MiB of radix nodes on a 200,000-folder directory. The
+// key index is asked first; a folder found there under another identity
+// (one renamed onto this key) sends the lookup to the moved index.
+func folderByID(txn *memdb.Txn, id string) *Folder {
+	if raw, _ := txn.First("folders", "id", id); raw != nil {
+		if f := raw.(*Folder); f.ID == id {
+			return f
+		}
+	}
+	if raw, _ := txn.First("folders", "ID", id); raw != nil {
+		return raw.(*Folder)
+	}
+	return nil
+}
+
+// movedIDIndex indexes a folder's identity only when it differs from its
+// key (see folderByID).
+type movedIDIndex struct{}
+
+func (movedIDIndex) FromObject(obj any) (bool, []byte, error) {
+	f, ok := obj.(*Folder)
+	if !ok {
+		return false, nil, fmt.Errorf("moved-id index: %T is not a folder", obj)
+	}
+	if f.ID == "" || f.ID == f.Key {
+		return false, nil, nil
+	}
+	return true, append([]byte(f.ID), 0), nil
+}
+
+func (movedIDIndex) FromArgs(args ...any) ([]byte, error) {
+	return (&memdb.StringFieldIndex{Field: "ID"}).FromArgs(args...)
+}
 
 // MovedFolders lists the folder keys that no longer name a folder because
 // of a runtime rename or delete, with what became of each.
@@ -54,11 +92,10 @@ func (d *Directory) RenameFolders(paths map[string]string, rev Rev) error {
 	var moves []relocation
 	hierarchies := map[string]bool{}
 	for _, id := range ids {
-		raw, _ := txn.First("folders", "ID", id)
-		if raw == nil {
+		f := folderByID(txn, id)
+		if f == nil {
 			continue // deleted (delete wins), or unknown here
 		}
-		f := raw.(*Folder)
 		if !f.Rev.Before(rev) || !strings.HasPrefix(paths[id], "/") {
 			continue
 		}
@@ -238,11 +275,10 @@ func (d *Directory) DeleteFolders(ids []string) error {
 	defer txn.Abort()
 	hierarchies := map[string]bool{}
 	for _, id := range ids {
-		raw, _ := txn.First("folders", "ID", id)
-		if raw == nil {
+		f := folderByID(txn, id)
+		if f == nil {
 			continue
 		}
-		f := raw.(*Folder)
 		var addrs []*address
 		it, err := txn.Get("addresses", "id")
 		if err != nil {
@@ -319,11 +355,10 @@ func (d *Directory) SetFolderPermission(id, principal, role string, rev Rev) err
 	l := d.live()
 	txn := l.db.Txn(true)
 	defer txn.Abort()
-	raw, _ := txn.First("folders", "ID", id)
-	if raw == nil {
+	old := folderByID(txn, id)
+	if old == nil {
 		return nil
 	}
-	old := raw.(*Folder)
 	who := strings.ToLower(principal)
 	if prev, ok := old.PermissionRevs[who]; ok && !prev.Before(rev) {
 		return nil // a newer change (or this one) is in force

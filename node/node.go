@@ -198,7 +198,8 @@ func Start(ctx context.Context, org *config.Org, name string, ls Listeners, o Op
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Queue.Close() })
-	if n.Store, err = store.Open(filepath.Join(n.DataDir, "store"), n.Log); err != nil {
+	if n.Store, err = store.OpenWith(filepath.Join(n.DataDir, "store"), n.Log,
+		store.Options{BodiesInValueLog: n.Org.Limits.StoreBodies == config.StoreBodiesValueLog}); err != nil {
 		return nil, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Store.Close() })

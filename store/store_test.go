@@ -361,3 +361,34 @@ func BenchmarkDeliver10KBParallel(b *testing.B) {
 		}
 	})
 }
+
+// limits.store_bodies can change between runs: a store reopened with bodies
+// in the value log reads the bodies written inline, and back; the mode
+// reaches badger (a body above 4 KB goes to the value log only there).
+func TestStoreBodiesModeSwitchKeepsBodies(t *testing.T) {
+	dir := t.TempDir()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KB
+	body := func(n int) []byte { return append(msg(fmt.Sprint("m", n)), big...) }
+	ref := MailboxRef{Store: "MB1", User: "alice", Name: "inbox"}
+	for i, o := range []Options{{}, {BodiesInValueLog: true}, {}} {
+		s, err := OpenWith(dir, nil, o)
+		if err != nil {
+			t.Fatalf("open %d (%+v): %v", i, o, err)
+		}
+		if th := s.db.Opts().ValueThreshold; (th < int64(len(big))) != o.BodiesInValueLog {
+			t.Fatalf("mode %+v: badger value threshold %d", o, th)
+		}
+		if _, _, err := s.Deliver(ctx, Delivery{Store: "MB1", User: "alice", ID: fmt.Sprint("m", i), Body: body(i)}); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j <= i; j++ {
+			got, err := s.Body(ctx, ref, uint32(j+1))
+			if err != nil || !bytes.Equal(got, body(j)) {
+				t.Fatalf("mode %d: body %d = %d bytes, %v", i, j, len(got), err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
