@@ -69,6 +69,8 @@ type env struct {
 	data  string
 	opts  Options     // extra server options (limits, spool directory)
 	logs  *syncBuffer // the server's log
+	// storeOpts: how the store is opened (zero: as the server does by default)
+	storeOpts store.Options
 }
 
 // syncBuffer is a log sink tests can read while the server writes.
@@ -96,6 +98,12 @@ func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, Options{}) }
 // newEnvWith starts a server with opts' limits and spool directory.
 func newEnvWith(t *testing.T, opts Options) *env {
 	t.Helper()
+	return newEnvWithStore(t, opts, store.Options{})
+}
+
+// newEnvWithStore is newEnvWith with the store opened with so.
+func newEnvWithStore(t *testing.T, opts Options, so store.Options) *env {
+	t.Helper()
 	org, err := config.Parse([]byte(testOrg), "org.yaml", ".")
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +112,7 @@ func newEnvWith(t *testing.T, opts Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: d, data: t.TempDir(), opts: opts, logs: &syncBuffer{}}
+	e := &env{t: t, dir: d, data: t.TempDir(), opts: opts, storeOpts: so, logs: &syncBuffer{}}
 	e.start()
 	t.Cleanup(e.stop)
 	return e
@@ -113,7 +121,7 @@ func newEnvWith(t *testing.T, opts Options) *env {
 // start opens the store and serves IMAP with LOGIN on a fresh port.
 func (e *env) start() {
 	t := e.t
-	st, err := store.Open(e.data, quiet())
+	st, err := store.OpenWith(e.data, quiet(), e.storeOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -663,6 +663,14 @@ func TestResyncInPagesOverTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCompacted(t, "a-pub's log compacted past the deletes", srv["a"].st, ra)
+	// b-pub too: else the new replica may take every post from b-pub's
+	// uncompacted log by ordinary pulls, and hold everything while a-pub's
+	// resync is still in its first pages.
+	rbp := store.MailboxRef{Store: "b-pub", Name: "/Sales"}
+	waitFor(t, "b-pub to hold what a-pub holds", func() bool {
+		return maps.Equal(digests(t, srv["b"].st, rbp), digests(t, srv["a"].st, ra))
+	})
+	waitCompacted(t, "b-pub's log compacted past the deletes", srv["b"].st, rbp)
 	for _, s := range srv {
 		if err := s.dir.AddReplica("PF", "/Sales", "c-pub"); err != nil {
 			t.Fatal(err)
