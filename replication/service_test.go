@@ -196,6 +196,18 @@ func waitCompacted(t *testing.T, what string, st *store.Store, ref store.Mailbox
 	})
 }
 
+// deliverPosts delivers n posts into folder of store st, with Message-IDs
+// <prefix0@t>... and delivery ids prefix0...
+func deliverPosts(t *testing.T, s *store.Store, st, folder, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		body := fmt.Appendf(nil, "Message-ID: <%s%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", prefix, i, i)
+		if _, _, err := s.Deliver(context.Background(), store.Delivery{Store: st, Folder: folder, ID: fmt.Sprint(prefix, i), Class: "IPM.Post", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -426,12 +438,7 @@ func TestCompactionThenNewReplicaResyncs(t *testing.T) {
 	srv := startServersWith(t, twoServers, func(_ string, o *Options) { o.CompactEvery = 200 * time.Millisecond }, "a", "b", "c")
 	ctx := context.Background()
 	ra := store.MailboxRef{Store: "a-pub", Name: "/Sales"}
-	for i := range 6 {
-		body := fmt.Appendf(nil, "Message-ID: <c%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
-		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint("c", i), Class: "IPM.Post", Body: body}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deliverPosts(t, srv["a"].st, "a-pub", "/Sales", "c", 6)
 	msgs, _ := srv["a"].st.Messages(ctx, ra)
 	if _, err := srv["a"].st.Expunge(ctx, ra, []uint32{msgs[0].UID, msgs[1].UID}); err != nil {
 		t.Fatal(err)
@@ -568,12 +575,7 @@ func TestPartitionedFlagConflictsConverge(t *testing.T) {
 	}, "a", "b")
 	ctx := context.Background()
 	ra, rb := store.MailboxRef{Store: "a-pub", Name: "/Sales"}, store.MailboxRef{Store: "b-pub", Name: "/Sales"}
-	for i := range 2 {
-		body := fmt.Appendf(nil, "Message-ID: <k%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
-		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint("k", i), Class: "IPM.Post", Body: body}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deliverPosts(t, srv["a"].st, "a-pub", "/Sales", "k", 2)
 	waitFor(t, "b-pub to hold both posts", func() bool { return len(digests(t, srv["b"].st, rb)) == 2 })
 	linkUp.Store(false)
 	time.Sleep(300 * time.Millisecond)
@@ -609,12 +611,7 @@ func TestCompactionIntervalFollowsReload(t *testing.T) {
 	}, "a", "b")
 	ctx := context.Background()
 	ra := store.MailboxRef{Store: "a-pub", Name: "/Sales"}
-	for i := range 3 {
-		body := fmt.Appendf(nil, "Message-ID: <i%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
-		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint("i", i), Class: "IPM.Post", Body: body}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deliverPosts(t, srv["a"].st, "a-pub", "/Sales", "i", 3)
 	msgs, _ := srv["a"].st.Messages(ctx, ra)
 	if _, err := srv["a"].st.Expunge(ctx, ra, []uint32{msgs[0].UID}); err != nil {
 		t.Fatal(err)
@@ -648,12 +645,7 @@ func TestResyncInPagesOverTheWire(t *testing.T) {
 	ctx := context.Background()
 	ra := store.MailboxRef{Store: "a-pub", Name: "/Sales"}
 	const posts = 24
-	for i := range posts {
-		body := fmt.Appendf(nil, "Message-ID: <g%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
-		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/Sales", ID: fmt.Sprint("g", i), Class: "IPM.Post", Body: body}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deliverPosts(t, srv["a"].st, "a-pub", "/Sales", "g", posts)
 	msgs, _ := srv["a"].st.Messages(ctx, ra)
 	var gone []uint32
 	for i := 0; i < posts; i += 4 {
@@ -705,12 +697,7 @@ func TestSilentReplicaStopsHoldingCompaction(t *testing.T) {
 	}, "a", "c")
 	ctx := context.Background()
 	ra, rc := store.MailboxRef{Store: "a-pub", Name: "/AC"}, store.MailboxRef{Store: "c-pub", Name: "/AC"}
-	for i := range 6 {
-		body := fmt.Appendf(nil, "Message-ID: <s%d@t>\r\nSubject: p\r\n\r\nbody %d\r\n", i, i)
-		if _, _, err := srv["a"].st.Deliver(ctx, store.Delivery{Store: "a-pub", Folder: "/AC", ID: fmt.Sprint("s", i), Class: "IPM.Post", Body: body}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deliverPosts(t, srv["a"].st, "a-pub", "/AC", "s", 6)
 	waitFor(t, "c-pub to hold the posts", func() bool { return len(digests(t, srv["c"].st, rc)) == 6 })
 	linkUp.Store(false)
 	msgs, _ := srv["a"].st.Messages(ctx, ra)
