@@ -16,6 +16,10 @@ type Snapshot struct {
 	st  *state // the version txn reads, and its routing index
 }
 
+// SameVersion reports whether s and o read the same directory version:
+// nothing was written (no runtime change, no reload) between the two.
+func (s *Snapshot) SameVersion(o *Snapshot) bool { return o != nil && s.st == o.st }
+
 // Entry is what an address resolves to: exactly one of Folder and User.
 type Entry struct {
 	Folder *Folder

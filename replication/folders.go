@@ -43,17 +43,24 @@ func paired(snap *directory.Snapshot, p Pair) bool {
 // A replica is tagged with the folder its name gives in the directory the
 // first time it is seen; renames then follow the identity, through a
 // temporary name when two replicas trade names.
-func (s *Service) reconcileFolders(snap *directory.Snapshot) {
+//
+// It reports false when something failed and is to be tried again.
+func (s *Service) reconcileFolders(snap *directory.Snapshot) bool {
 	ctx := s.ctx
+	settled := true
 	for _, st := range snap.StoresOn(s.o.Server) {
 		if st.Kind != config.StorePublic {
 			continue
 		}
-		s.reconcileStore(ctx, snap, st.Name, st.Hierarchy)
+		if !s.reconcileStore(ctx, snap, st.Name, st.Hierarchy) {
+			settled = false
+		}
 	}
+	return settled
 }
 
-func (s *Service) reconcileStore(ctx context.Context, snap *directory.Snapshot, st, hierarchy string) {
+func (s *Service) reconcileStore(ctx context.Context, snap *directory.Snapshot, st, hierarchy string) (settled bool) {
+	settled = true
 	moved := map[string]string{}
 	for _, m := range snap.MovedFolders() {
 		moved[m.Key] = m.To
@@ -61,7 +68,7 @@ func (s *Service) reconcileStore(ctx context.Context, snap *directory.Snapshot, 
 	boxes, err := s.o.Store.ListMailboxes(ctx, st, "")
 	if err != nil {
 		s.log.Warn("list public folder replicas", "store", st, "err", err)
-		return
+		return false
 	}
 	names := map[string]bool{}
 	rename := map[string]string{} // replica name -> its folder's path
@@ -78,18 +85,22 @@ func (s *Service) reconcileStore(ctx context.Context, snap *directory.Snapshot, 
 					// left this key is the one it holds.
 					if g := snap.Folder(dst); g != nil {
 						if err := s.o.Store.TagMailbox(ctx, ref, g.ID); err != nil {
+							settled = false
 							continue
 						}
 					}
 					rename[b.Name] = strings.TrimPrefix(dst, hierarchy+":")
 				} else if ok {
-					s.deleteReplica(ctx, ref)
+					if !s.deleteReplica(ctx, ref) {
+						settled = false
+					}
 					delete(names, b.Name)
 				}
 				continue
 			}
 			if err := s.o.Store.TagMailbox(ctx, ref, f.ID); err != nil {
 				s.log.Warn("tag a public folder replica with its folder", "store", st, "folder", b.Name, "err", err)
+				settled = false
 				continue
 			}
 			id = f.ID
@@ -97,7 +108,9 @@ func (s *Service) reconcileStore(ctx context.Context, snap *directory.Snapshot, 
 		f := snap.FolderByID(id)
 		if f == nil {
 			if dst, ok := moved[key]; ok && dst == "" {
-				s.deleteReplica(ctx, ref)
+				if !s.deleteReplica(ctx, ref) {
+					settled = false
+				}
 				delete(names, b.Name)
 			}
 			continue
@@ -121,7 +134,7 @@ func (s *Service) reconcileStore(ctx context.Context, snap *directory.Snapshot, 
 				continue
 			}
 			if !s.renameReplica(ctx, store.MailboxRef{Store: st, Name: name}, to) {
-				return
+				return false
 			}
 			delete(names, name)
 			names[to] = true
@@ -135,7 +148,7 @@ func (s *Service) reconcileStore(ctx context.Context, snap *directory.Snapshot, 
 				tmp += "~"
 			}
 			if !s.renameReplica(ctx, store.MailboxRef{Store: st, Name: name}, tmp) {
-				return
+				return false
 			}
 			delete(names, name)
 			names[tmp] = true
@@ -143,6 +156,7 @@ func (s *Service) reconcileStore(ctx context.Context, snap *directory.Snapshot, 
 			delete(rename, name)
 		}
 	}
+	return settled
 }
 
 func (s *Service) renameReplica(ctx context.Context, ref store.MailboxRef, to string) bool {
@@ -156,12 +170,13 @@ func (s *Service) renameReplica(ctx context.Context, ref store.MailboxRef, to st
 	return true
 }
 
-func (s *Service) deleteReplica(ctx context.Context, ref store.MailboxRef) {
+func (s *Service) deleteReplica(ctx context.Context, ref store.MailboxRef) bool {
 	if err := s.o.Store.DeleteMailbox(ctx, ref); err != nil && !errors.Is(err, store.ErrNoMailbox) {
 		s.log.Warn("delete the replica of a deleted folder", "store", ref.Store, "folder", ref.Name, "err", err)
-		return
+		return false
 	}
 	s.log.Info("replica of a deleted folder deleted", "store", ref.Store, "folder", ref.Name)
+	return true
 }
 
 // replicaIs reports whether the replica ref (folder key) holds the folder

@@ -174,6 +174,8 @@ type Service struct {
 	started time.Time
 	// resyncPages counts the resync pages applied (tests).
 	resyncPages atomic.Int64
+	// passes counts manage's passes (tests: an idle server makes none).
+	passes atomic.Int64
 }
 
 // New makes a Service; Start runs it.

@@ -120,6 +120,7 @@ func (s *Store) createLocked(ref MailboxRef, specialUse string) (*mailboxRecord,
 	if err != nil {
 		return nil, fmt.Errorf("create mailbox %s: %w", ref, err)
 	}
+	s.mailboxGen.Add(1)
 	return rec, nil
 }
 
@@ -202,6 +203,7 @@ func (s *Store) ListMailboxes(ctx context.Context, store, user string) ([]Mailbo
 // DeleteMailbox removes a mailbox and its messages. Its inferiors stay.
 func (s *Store) DeleteMailbox(ctx context.Context, ref MailboxRef) error {
 	ref = ref.normalize()
+	defer s.mailboxGen.Add(1) // after the commits (a spurious change costs a reader one listing)
 	s.nsMu.Lock()
 	rec, err := s.view(ref)
 	if err != nil {
@@ -280,6 +282,7 @@ func (s *Store) purge(id uint64) error {
 // (see mailboxRecord.Folder).
 func (s *Store) TagMailbox(ctx context.Context, ref MailboxRef, folder string) error {
 	ref = ref.normalize()
+	defer s.mailboxGen.Add(1)
 	err := s.db.Update(func(txn *badger.Txn) error {
 		rec, err := lookup(txn, ref)
 		if err != nil {
@@ -317,6 +320,7 @@ func (s *Store) RenameMailbox(ctx context.Context, ref MailboxRef, newName strin
 	if !to.valid() {
 		return fmt.Errorf("%q: %w", newName, ErrBadName)
 	}
+	defer s.mailboxGen.Add(1)
 	s.nsMu.Lock()
 	defer s.nsMu.Unlock()
 	rec, err := s.view(ref)

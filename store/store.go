@@ -69,7 +69,18 @@ type Store struct {
 	// folderOf names the folder identity a public folder replica created
 	// now holds (SetFolderIdentity); nil: replicas are created untagged.
 	folderOf atomic.Pointer[func(store, name string) string]
+
+	// mailboxGen counts changes to the set of mailboxes, their names and
+	// their folder tags (MailboxGeneration).
+	mailboxGen atomic.Uint64
 }
+
+// MailboxGeneration changes (grows) after every mailbox create, delete,
+// rename or folder tag of this store, once that change is committed: a
+// reader that reads it before listing mailboxes and finds it unchanged
+// later knows its listing still holds. Package replication reconciles its
+// replicas with the directory only when this or the directory changed.
+func (s *Store) MailboxGeneration() uint64 { return s.mailboxGen.Load() }
 
 // SetFolderIdentity makes every public folder replica created from now on
 // carry the identity fn gives its folder (mailboxRecord.Folder), decided
