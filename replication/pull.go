@@ -203,6 +203,7 @@ func (s *Service) pullLoop(ctx context.Context, server string, pairs []Pair) {
 	// next is when each pair is due: an immediate pair always is, a
 	// scheduled one Interval after its last pull whose batch was not cut.
 	next := make([]time.Time, len(pairs))
+	memo := pullMemo{}
 	for ctx.Err() == nil {
 		if !s.reachable(server) {
 			// Partitioned: nothing crosses until link state says the
@@ -244,7 +245,7 @@ func (s *Service) pullLoop(ctx context.Context, server string, pairs []Pair) {
 		for k, i := range due {
 			sub[k], subSched[k] = pairs[i], sched[i]
 		}
-		more, err := s.pullOnce(ctx, server, sub, subSched, &cc, wait)
+		more, err := s.pullOnce(ctx, server, sub, subSched, &cc, wait, memo)
 		if errors.Is(err, errPartitioned) {
 			continue
 		}
@@ -302,14 +303,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 //
 // more[i] says that pairs[i]'s last batch was cut by the limits (or it was
 // resynced): pull it again at once.
-func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, sched []Schedule, cc **clientConn, wait time.Duration) (more []bool, err error) {
+func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, sched []Schedule, cc **clientConn, wait time.Duration, memo pullMemo) (more []bool, err error) {
 	req := &pullRequest{WaitMS: wait.Milliseconds(), Folders: make([]pullFolder, len(pairs))}
+	now := time.Now()
 	for i, p := range pairs {
-		have, err := s.o.Store.PullSet(ctx, store.MailboxRef{Store: p.Local, Name: p.Path})
-		if err != nil {
-			return nil, err
-		}
-		cur, err := s.o.Store.ResyncCursor(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, p.Source)
+		have, cur, err := s.pullState(ctx, p, memo, now)
 		if err != nil {
 			return nil, err
 		}
@@ -366,11 +364,35 @@ func (s *Service) pullOnce(ctx context.Context, server string, pairs []Pair, sch
 	}
 }
 
+// pullState is what a pull of p asks with: the local replica's PullSet and
+// its resync cursor from p.Source, remembered in memo (nil: none) while
+// the store's versions say they did not change (memo.go).
+func (s *Service) pullState(ctx context.Context, p Pair, memo pullMemo, now time.Time) (store.CNSet, *store.ResyncCursor, error) {
+	ref := store.MailboxRef{Store: p.Local, Name: p.Path}
+	k := memoKey{p.FolderKey, p.Source, p.Local, p.FolderID}
+	gen, ver := s.o.Store.MailboxGeneration(), s.o.Store.ChangeVersion(ref)
+	if e, ok := memo[k]; ok && e.gen == gen && e.ver == ver && now.Sub(e.at) < s.o.MemoMaxAge {
+		return e.have.Clone(), e.cursor, nil
+	}
+	have, err := s.o.Store.PullSet(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur, err := s.o.Store.ResyncCursor(ctx, ref, p.Source)
+	if err != nil {
+		return nil, nil, err
+	}
+	if memo != nil {
+		memo[k] = pullEntry{gen: gen, ver: ver, have: have.Clone(), cursor: cur, at: now}
+	}
+	return have, cur, nil
+}
+
 // fetch sends req to server (or answers it here for a local source) and
 // reads the answer.
 func (s *Service) fetch(ctx context.Context, server string, cc **clientConn, req *pullRequest, wait time.Duration) (*pullResponse, error) {
 	if server == s.o.Server {
-		return s.respond(ctx, server, req, time.Time{})
+		return s.respond(ctx, server, req, time.Time{}, nil)
 	}
 	if *cc == nil {
 		var err error
@@ -426,6 +448,12 @@ func (s *Service) applyResponse(ctx context.Context, pairs []Pair, req *pullRequ
 	snap := s.o.Directory.Snapshot()
 	for i, fb := range resp.Folders {
 		p := pairs[i]
+		if fb.Error == "" && !fb.Resync && len(fb.Changes) == 0 && !claimAdds(req.Folders[i].Have, fb.Claim) {
+			// Nothing to apply (most folders of most answers): no
+			// directory or store reads for it.
+			more[i] = fb.More && paired(snap, p)
+			continue
+		}
 		if !paired(snap, p) {
 			continue // renamed or deleted meanwhile: never recreate it here
 		}
@@ -496,7 +524,7 @@ func (s *Service) Backfilling() int {
 // previous answer on its connection (zero: none; the window is for a
 // stream of posts, see Options.BatchWindow). It also serves a request of
 // this server to itself (two replicas on one server).
-func (s *Service) respond(ctx context.Context, peer string, req *pullRequest, last time.Time) (*pullResponse, error) {
+func (s *Service) respond(ctx context.Context, peer string, req *pullRequest, last time.Time, memo quietMemo) (*pullResponse, error) {
 	wait := min(time.Duration(req.WaitMS)*time.Millisecond, longPoll)
 	deadline := time.Now().Add(wait)
 	if hold := time.Until(last.Add(s.o.BatchWindow)); wait > 0 && !last.IsZero() && hold > 0 {
@@ -506,7 +534,7 @@ func (s *Service) respond(ctx context.Context, peer string, req *pullRequest, la
 	}
 	for {
 		changed := s.o.Store.PublicChanged()
-		resp, n := s.collect(peer, req, req.MaxBytes)
+		resp, n := s.collect(peer, req, req.MaxBytes, memo)
 		if n > 0 || wait <= 0 || time.Now().After(deadline) {
 			return resp, nil
 		}

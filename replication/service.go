@@ -96,6 +96,11 @@ type Options struct {
 	// A change after a quiet spell is sent at once. 0: DefaultBatchWindow,
 	// negative: none.
 	BatchWindow time.Duration
+	// MemoMaxAge bounds how long either end of a pull reuses what it read
+	// of a folder in which its store's versions say nothing changed
+	// (memo.go); 0: memoMaxAge. Tests set it long, so that a change path
+	// that forgot its version shows as a change that never arrives.
+	MemoMaxAge time.Duration
 
 	// ResyncPage is how many entries of a replica's change log one page
 	// of a resync covers (0: store.DefaultResyncPage; at most
@@ -176,6 +181,8 @@ type Service struct {
 	resyncPages atomic.Int64
 	// passes counts manage's passes (tests: an idle server makes none).
 	passes atomic.Int64
+	// memoHits counts folders answered from the source's memo (tests).
+	memoHits atomic.Int64
 }
 
 // New makes a Service; Start runs it.
@@ -188,6 +195,9 @@ func New(o Options) *Service {
 	}
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
+	}
+	if o.MemoMaxAge == 0 {
+		o.MemoMaxAge = memoMaxAge
 	}
 	if o.BatchWindow == 0 {
 		o.BatchWindow = DefaultBatchWindow
@@ -275,13 +285,14 @@ func (s *Service) serveConn(c *tls.Conn) {
 	}
 	r, w := bufio.NewReaderSize(c, connBuffer), bufio.NewWriterSize(c, connBuffer)
 	var last time.Time // when the previous answer went out
+	memo := quietMemo{}
 	for {
 		c.SetDeadline(time.Now().Add(2 * time.Minute))
 		var req pullRequest
 		if err := readJSON(r, &req); err != nil {
 			return
 		}
-		if err := s.answer(w, peer, &req, last); err != nil {
+		if err := s.answer(w, peer, &req, last, memo); err != nil {
 			s.log.Debug("replication answer failed", "peer", peer, "err", err)
 			return
 		}
@@ -294,11 +305,11 @@ func (s *Service) serveConn(c *tls.Conn) {
 
 // answer serves one pull (see respond) and writes the answer; last is
 // when the previous answer on the connection went out.
-func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest, last time.Time) error {
+func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest, last time.Time, memo quietMemo) error {
 	if req.MaxBytes <= 0 || req.MaxBytes > 4*s.o.MaxBatchBytes {
 		req.MaxBytes = s.o.MaxBatchBytes
 	}
-	resp, err := s.respond(s.ctx, peer, req, last)
+	resp, err := s.respond(s.ctx, peer, req, last, memo)
 	if err != nil {
 		return err
 	}
@@ -312,8 +323,9 @@ func (s *Service) answer(w *bufio.Writer, peer string, req *pullRequest, last ti
 }
 
 // collect reads the batches of a request; n counts changes and claims
-// that would change the puller's CN sets.
-func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullResponse, int) {
+// that would change the puller's CN sets. memo (nil: none) skips the
+// folders whose answer is known to be empty still (memo.go).
+func (s *Service) collect(peer string, req *pullRequest, budget int, memo quietMemo) (*pullResponse, int) {
 	snap := s.o.Directory.Snapshot()
 	resp := &pullResponse{Folders: make([]folderBatch, len(req.Folders))}
 	if !s.reachable(peer) {
@@ -323,8 +335,21 @@ func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullRespo
 		return resp, 0
 	}
 	n := 0
+	now := time.Now()
 	for i, f := range req.Folders {
 		key := directory.FolderKey(f.Hierarchy, f.Path)
+		mk := memoKey{key, f.Source, f.Local, f.ID}
+		ref := store.MailboxRef{Store: f.Source, Name: f.Path}
+		// Versions before the reads: a change committed meanwhile makes
+		// the next request read the folder again.
+		gen, ver := s.o.Store.MailboxGeneration(), s.o.Store.ChangeVersion(ref)
+		if e, ok := memo.quiet(mk, f, snap, gen, ver, now, s.o.MemoMaxAge); ok {
+			s.memoHits.Add(1)
+			if e.ack {
+				s.noteAck(f.Source, key, f.Local, f.Have)
+			}
+			continue
+		}
 		if !mayPull(snap, s.o.Server, peer, key, f.Source) {
 			resp.Folders[i].Error = fmt.Sprintf("store %s on %s holds no replica of %s for %s", f.Source, s.o.Server, key, peer)
 			continue
@@ -336,7 +361,8 @@ func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullRespo
 		if f.ID != "" && !s.replicaIs(s.ctx, snap, store.MailboxRef{Store: f.Source, Name: f.Path}, key, f.ID) {
 			continue // this path's replica here holds another folder until the renames settle: nothing yet
 		}
-		if f.Local != "" && mayPull(snap, s.o.Server, peer, key, f.Source) && isReplicaOn(snap, key, f.Local, peer) {
+		ack := f.Local != "" && mayPull(snap, s.o.Server, peer, key, f.Source) && isReplicaOn(snap, key, f.Local, peer)
+		if ack {
 			s.noteAck(f.Source, key, f.Local, f.Have)
 		}
 		limit := budget
@@ -359,8 +385,12 @@ func (s *Service) collect(peer string, req *pullRequest, budget int) (*pullRespo
 		}
 		resp.Folders[i] = folderBatch{Changes: b.Changes, Claim: b.Claim, More: b.More}
 		n += len(b.Changes)
-		if claimAdds(f.Have, b.Claim) {
+		adds := claimAdds(f.Have, b.Claim)
+		if adds {
 			n++
+		}
+		if memo != nil && len(b.Changes) == 0 && !b.More && !adds && f.Resync == nil {
+			memo[mk] = quietEntry{snap: snap, gen: gen, ver: ver, have: f.Have, ack: ack, at: now}
 		}
 	}
 	return resp, n

@@ -546,6 +546,7 @@ func (s *Store) Apply(ctx context.Context, ref MailboxRef, b Batch) (ApplyResult
 	if !ref.Public() || !ref.valid() {
 		return res, fmt.Errorf("apply changes to %s: %w", ref, ErrBadName)
 	}
+	defer s.bumpVersion(ref) // at every return, after whatever committed
 	rec, err := s.ensure(ref, "")
 	if err != nil {
 		return res, fmt.Errorf("apply changes to %s: %w", ref, err)
@@ -608,13 +609,13 @@ func (s *Store) Apply(ctx context.Context, ref MailboxRef, b Batch) (ApplyResult
 		}
 	}
 	if last != nil && last.claimed {
-		s.feed.signal()
+		s.changed(ref)
 		return res, nil
 	}
 	if err := s.applyOthers(ctx, ref, rest, b.Claim, &res); err != nil {
 		return res, err
 	}
-	s.feed.signal()
+	s.changed(ref)
 	return res, nil
 }
 

@@ -139,7 +139,7 @@ func (s *Store) commitGroup(group []*addReq) {
 		}
 	}
 	if err == nil && len(group) > 0 && group[0].ref.Public() {
-		s.feed.signal()
+		s.changed(group[0].ref)
 	}
 }
 

@@ -49,6 +49,7 @@ type CompactResult struct {
 func (s *Store) Compact(ctx context.Context, ref MailboxRef, acked CNSet) (CompactResult, error) {
 	var res CompactResult
 	ref = ref.normalize()
+	defer s.bumpVersion(ref)
 	rec, err := s.view(ref)
 	if err != nil {
 		return res, err

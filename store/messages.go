@@ -270,7 +270,7 @@ func (s *Store) UpdateFlags(ctx context.Context, ref MailboxRef, viewer string, 
 	}
 	s.notify.publish(rec.ID, Event{Kind: EventFlags, Viewer: viewer})
 	if ref.Public() {
-		s.feed.signal()
+		s.changed(ref)
 	}
 	return res, nil
 }
@@ -340,7 +340,7 @@ func (s *Store) Expunge(ctx context.Context, ref MailboxRef, uids []uint32) ([]u
 		s.notify.publish(rec.ID, Event{Kind: EventExpunge, UID: uid})
 	}
 	if ref.Public() && len(removed) > 0 {
-		s.feed.signal()
+		s.changed(ref)
 	}
 	return removed, nil
 }

@@ -176,6 +176,7 @@ func holds(txn *badger.Txn, mbox uint64, item ChangeID) (bool, error) {
 // the last page), all in one commit.
 func (s *Store) ApplyResyncPage(ctx context.Context, ref MailboxRef, source string, p ResyncPage) (deleted int, err error) {
 	ref = ref.normalize()
+	defer s.bumpVersion(ref)
 	rec, err := s.ensure(ref, "")
 	if err != nil {
 		return 0, fmt.Errorf("resync %s: %w", ref, err)

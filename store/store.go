@@ -73,6 +73,9 @@ type Store struct {
 	// mailboxGen counts changes to the set of mailboxes, their names and
 	// their folder tags (MailboxGeneration).
 	mailboxGen atomic.Uint64
+	// versions: public folder name (MailboxRef.String) -> *atomic.Uint64,
+	// see ChangeVersion.
+	versions sync.Map
 }
 
 // MailboxGeneration changes (grows) after every mailbox create, delete,
@@ -81,6 +84,38 @@ type Store struct {
 // later knows its listing still holds. Package replication reconciles its
 // replicas with the directory only when this or the directory changed.
 func (s *Store) MailboxGeneration() uint64 { return s.mailboxGen.Load() }
+
+// ChangeVersion changes (grows) after every committed change to what
+// ChangesSince and CNSetOf read of the public folder replica ref: its
+// log, CN set, horizon or resync cursors (a post, an expunge, a flag
+// change, an applied batch, a compaction, a resync page). Together with
+// MailboxGeneration (renames, deletes) it lets the replication source and
+// puller skip, for a while, re-reading a folder in which nothing changed
+// (package replication bounds how long: a change path that forgot to bump
+// it delays replication, it never loses a change). Versions start at 0 in
+// every run of the process.
+func (s *Store) ChangeVersion(ref MailboxRef) uint64 {
+	if v, ok := s.versions.Load(ref.normalize().String()); ok {
+		return v.(*atomic.Uint64).Load()
+	}
+	return 0
+}
+
+// changed bumps ref's ChangeVersion (after its commit) and wakes the
+// replication source's long polls.
+func (s *Store) changed(ref MailboxRef) {
+	s.bumpVersion(ref)
+	s.feed.signal()
+}
+
+func (s *Store) bumpVersion(ref MailboxRef) {
+	k := ref.normalize().String()
+	v, ok := s.versions.Load(k)
+	if !ok {
+		v, _ = s.versions.LoadOrStore(k, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
 
 // SetFolderIdentity makes every public folder replica created from now on
 // carry the identity fn gives its folder (mailboxRecord.Folder), decided
