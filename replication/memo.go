@@ -32,22 +32,19 @@ type quietEntry struct {
 	gen  uint64 // store.MailboxGeneration
 	ver  uint64 // store.ChangeVersion of the source replica
 	have store.CNSet
-	ack  bool // the pull counts as the replica's acknowledgement (noteAck)
 	at   time.Time
 }
 
 // quiet reports whether the answer for f is still empty: the same CN set
 // asked under the same directory version, mailbox generation and change
 // version, recently.
-func (m quietMemo) quiet(k memoKey, f pullFolder, snap *directory.Snapshot, gen, ver uint64, now time.Time, maxAge time.Duration) (quietEntry, bool) {
+func (m quietMemo) quiet(k memoKey, f pullFolder, snap *directory.Snapshot, gen, ver uint64, now time.Time, maxAge time.Duration) bool {
 	if m == nil || f.Resync != nil {
-		return quietEntry{}, false
+		return false
 	}
 	e, ok := m[k]
-	if !ok || !snap.SameVersion(e.snap) || e.gen != gen || e.ver != ver || now.Sub(e.at) >= maxAge || !f.Have.Equal(e.have) {
-		return quietEntry{}, false
-	}
-	return e, true
+	return ok && snap.SameVersion(e.snap) && e.gen == gen && e.ver == ver && now.Sub(e.at) < maxAge &&
+		(sameSet(f.Have, e.have) || f.Have.Equal(e.have))
 }
 
 // pullMemo is the puller's memory of one pull loop: each pair's PullSet

@@ -372,7 +372,7 @@ func (s *Service) pullState(ctx context.Context, p Pair, memo pullMemo, now time
 	k := memoKey{p.FolderKey, p.Source, p.Local, p.FolderID}
 	gen, ver := s.o.Store.MailboxGeneration(), s.o.Store.ChangeVersion(ref)
 	if e, ok := memo[k]; ok && e.gen == gen && e.ver == ver && now.Sub(e.at) < s.o.MemoMaxAge {
-		return e.have.Clone(), e.cursor, nil
+		return e.have, e.cursor, nil // requests only read their CN sets (nextRequest clones before adding)
 	}
 	have, err := s.o.Store.PullSet(ctx, ref)
 	if err != nil {
@@ -383,7 +383,7 @@ func (s *Service) pullState(ctx context.Context, p Pair, memo pullMemo, now time
 		return nil, nil, err
 	}
 	if memo != nil {
-		memo[k] = pullEntry{gen: gen, ver: ver, have: have.Clone(), cursor: cur, at: now}
+		memo[k] = pullEntry{gen: gen, ver: ver, have: have, cursor: cur, at: now}
 	}
 	return have, cur, nil
 }
@@ -427,7 +427,7 @@ func nextRequest(req *pullRequest, resp *pullResponse) *pullRequest {
 			if !fb.Last {
 				f.Resync = &store.ResyncCursor{Horizon: fb.Horizon, After: fb.To}
 			}
-		} else if fb.Error == "" {
+		} else if fb.Error == "" && (len(fb.Changes) > 0 || len(fb.Claim) > 0) {
 			f.Have = f.Have.Clone()
 			f.Have.Union(fb.Claim)
 			for _, c := range fb.Changes {
@@ -556,8 +556,11 @@ func (s *Service) respond(ctx context.Context, peer string, req *pullRequest, la
 
 type clientConn struct {
 	c *tls.Conn
-	r *bufio.Reader
-	w *bufio.Writer
+	// prev is the last request written, in full: the next one abbreviates
+	// the folders that did not change (pullFolder.Same).
+	prev []pullFolder
+	r    *bufio.Reader
+	w    *bufio.Writer
 }
 
 func (s *Service) dial(ctx context.Context, server string) (*clientConn, error) {
@@ -584,13 +587,21 @@ func (s *Service) dial(ctx context.Context, server string) (*clientConn, error) 
 
 // exchange sends req and reads and checks the answer with its bodies;
 // ctx ending breaks off the exchange (the connection is then unusable).
-func (cc *clientConn) exchange(ctx context.Context, req *pullRequest, maxBody int64, wait time.Duration) (*pullResponse, error) {
+func (cc *clientConn) exchange(ctx context.Context, req *pullRequest, maxBody int64, wait time.Duration) (_ *pullResponse, err error) {
 	cc.c.SetDeadline(time.Now().Add(wait + time.Minute))
 	stop := context.AfterFunc(ctx, func() { cc.c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := writeJSON(cc.w, req); err != nil {
+	defer func() {
+		if err != nil {
+			cc.prev = nil // the connection is dropped; never abbreviate against a request the source may not have read
+		}
+	}()
+	wire := *req
+	wire.Folders = abbreviate(req.Folders, cc.prev)
+	if err := writeJSON(cc.w, &wire); err != nil {
 		return nil, err
 	}
+	cc.prev = req.Folders
 	if err := cc.w.Flush(); err != nil {
 		return nil, err
 	}

@@ -286,12 +286,18 @@ func (s *Service) serveConn(c *tls.Conn) {
 	r, w := bufio.NewReaderSize(c, connBuffer), bufio.NewWriterSize(c, connBuffer)
 	var last time.Time // when the previous answer went out
 	memo := quietMemo{}
+	var prev []pullFolder // the last request, in full (pullFolder.Same)
 	for {
 		c.SetDeadline(time.Now().Add(2 * time.Minute))
 		var req pullRequest
 		if err := readJSON(r, &req); err != nil {
 			return
 		}
+		if err := expand(&req, prev); err != nil {
+			s.log.Warn("replication request refused", "peer", peer, "err", err)
+			return
+		}
+		prev = req.Folders
 		if err := s.answer(w, peer, &req, last, memo); err != nil {
 			s.log.Debug("replication answer failed", "peer", peer, "err", err)
 			return
@@ -343,11 +349,11 @@ func (s *Service) collect(peer string, req *pullRequest, budget int, memo quietM
 		// Versions before the reads: a change committed meanwhile makes
 		// the next request read the folder again.
 		gen, ver := s.o.Store.MailboxGeneration(), s.o.Store.ChangeVersion(ref)
-		if e, ok := memo.quiet(mk, f, snap, gen, ver, now, s.o.MemoMaxAge); ok {
+		if memo.quiet(mk, f, snap, gen, ver, now, s.o.MemoMaxAge) {
+			// Its acknowledgement is the one noted when the answer was
+			// read, at most MemoMaxAge ago (silence_limit is at least a
+			// minute).
 			s.memoHits.Add(1)
-			if e.ack {
-				s.noteAck(f.Source, key, f.Local, f.Have)
-			}
 			continue
 		}
 		if !mayPull(snap, s.o.Server, peer, key, f.Source) {
@@ -361,8 +367,7 @@ func (s *Service) collect(peer string, req *pullRequest, budget int, memo quietM
 		if f.ID != "" && !s.replicaIs(s.ctx, snap, store.MailboxRef{Store: f.Source, Name: f.Path}, key, f.ID) {
 			continue // this path's replica here holds another folder until the renames settle: nothing yet
 		}
-		ack := f.Local != "" && mayPull(snap, s.o.Server, peer, key, f.Source) && isReplicaOn(snap, key, f.Local, peer)
-		if ack {
+		if f.Local != "" && mayPull(snap, s.o.Server, peer, key, f.Source) && isReplicaOn(snap, key, f.Local, peer) {
 			s.noteAck(f.Source, key, f.Local, f.Have)
 		}
 		limit := budget
@@ -390,7 +395,7 @@ func (s *Service) collect(peer string, req *pullRequest, budget int, memo quietM
 			n++
 		}
 		if memo != nil && len(b.Changes) == 0 && !b.More && !adds && f.Resync == nil {
-			memo[mk] = quietEntry{snap: snap, gen: gen, ver: ver, have: f.Have, ack: ack, at: now}
+			memo[mk] = quietEntry{snap: snap, gen: gen, ver: ver, have: f.Have, at: now}
 		}
 	}
 	return resp, n

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"pfrouter/store"
 )
@@ -43,9 +44,9 @@ type pullRequest struct {
 // pullFolder is one replica pair: Source (a store on the serving server)
 // sends what a replica holding Have lacks of the folder.
 type pullFolder struct {
-	Hierarchy string      `json:"hierarchy"`
-	Path      string      `json:"path"`
-	Source    string      `json:"source"`
+	Hierarchy string      `json:"hierarchy,omitempty"`
+	Path      string      `json:"path,omitempty"`
+	Source    string      `json:"source,omitempty"`
 	Have      store.CNSet `json:"have"`
 	// Local is the replica that pulls: the source keeps its Have as that
 	// replica's acknowledgement, for compaction.
@@ -61,6 +62,63 @@ type pullFolder struct {
 	// Resync is where the puller's resync from Source stands (nil: none
 	// in progress): the source answers with the next page.
 	Resync *store.ResyncCursor `json:"resync,omitempty"`
+	// Same, alone in an entry on the wire: this folder is, field for
+	// field, the one at the same place in the previous request on this
+	// connection (which had as many folders). A request names every folder
+	// the two servers share, and between two pulls most of them do not
+	// change: this keeps a request to a few bytes a folder.
+	Same bool `json:"same,omitempty"`
+}
+
+// abbreviate is the request's folders as the puller writes them after
+// prev on the same connection: each folder equal to prev's at its place
+// becomes {Same}.
+func abbreviate(folders, prev []pullFolder) []pullFolder {
+	if len(prev) != len(folders) {
+		return folders
+	}
+	out := make([]pullFolder, len(folders))
+	for i, f := range folders {
+		p := prev[i]
+		if f.Hierarchy == p.Hierarchy && f.Path == p.Path && f.Source == p.Source && f.Local == p.Local && f.ID == p.ID &&
+			f.MaxBytes == p.MaxBytes && f.Resync == nil && p.Resync == nil && sameSet(f.Have, p.Have) {
+			out[i] = pullFolder{Same: true}
+		} else {
+			out[i] = f
+		}
+	}
+	return out
+}
+
+// expand restores a request's abbreviated folders from prev, the previous
+// request read on the connection.
+func expand(req *pullRequest, prev []pullFolder) error {
+	for i := range req.Folders {
+		if !req.Folders[i].Same {
+			continue
+		}
+		if len(prev) != len(req.Folders) {
+			return fmt.Errorf("request abbreviates folder %d of %d, the previous one had %d", i, len(req.Folders), len(prev))
+		}
+		req.Folders[i] = prev[i]
+	}
+	return nil
+}
+
+// sameSet reports whether two CN sets are written alike (same origins, the
+// same ranges in the same order); two equal sets written differently are
+// simply sent in full.
+func sameSet(a, b store.CNSet) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for origin, ra := range a {
+		rb, ok := b[origin]
+		if !ok || !slices.Equal(ra, rb) {
+			return false
+		}
+	}
+	return true
 }
 
 // pullResponse answers a pullRequest, one batch per folder in order.
