@@ -461,12 +461,13 @@ func (s *Service) applyResponse(ctx context.Context, pairs []Pair, req *pullRequ
 			s.log.Warn("replication source refused a folder", "folder", p.FolderKey, "source", p.Source, "err", fb.Error)
 			continue
 		}
-		if !s.replicaIs(ctx, snap, store.MailboxRef{Store: p.Local, Name: p.Path}, p.FolderKey, p.FolderID) {
+		ref := store.MailboxRef{Store: p.Local, Name: p.Path}
+		if !s.replicaIs(ctx, snap, ref, p.FolderKey, p.FolderID) {
 			continue // the path passed to another folder and the replicas are not renamed yet (folders.go)
 		}
 		if fb.Resync {
 			s.resyncPages.Add(1)
-			n, err := s.o.Store.ApplyResyncPage(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, p.Source,
+			n, err := s.o.Store.ApplyResyncPage(ctx, ref, p.Source,
 				store.ResyncPage{Horizon: fb.Horizon, From: fb.From, To: fb.To, Last: fb.Last, Grant: fb.Grant, Live: fb.Live})
 			if err != nil {
 				return nil, fmt.Errorf("resync %s from %s: %w", p.FolderKey, p.Source, err)
@@ -477,10 +478,7 @@ func (s *Service) applyResponse(ctx context.Context, pairs []Pair, req *pullRequ
 			continue
 		}
 		more[i] = fb.More
-		if len(fb.Changes) == 0 && !claimAdds(req.Folders[i].Have, fb.Claim) {
-			continue
-		}
-		res, err := s.o.Store.Apply(ctx, store.MailboxRef{Store: p.Local, Name: p.Path}, store.Batch{Changes: fb.Changes, Claim: fb.Claim, More: fb.More})
+		res, err := s.o.Store.Apply(ctx, ref, store.Batch{Changes: fb.Changes, Claim: fb.Claim, More: fb.More})
 		if err != nil {
 			return nil, fmt.Errorf("apply %s from %s: %w", p.FolderKey, p.Source, err)
 		}

@@ -364,17 +364,17 @@ func (s *Service) collect(peer string, req *pullRequest, budget int, memo quietM
 			resp.Folders[i].More = true
 			continue
 		}
-		if f.ID != "" && !s.replicaIs(s.ctx, snap, store.MailboxRef{Store: f.Source, Name: f.Path}, key, f.ID) {
+		if f.ID != "" && !s.replicaIs(s.ctx, snap, ref, key, f.ID) {
 			continue // this path's replica here holds another folder until the renames settle: nothing yet
 		}
-		if f.Local != "" && mayPull(snap, s.o.Server, peer, key, f.Source) && isReplicaOn(snap, key, f.Local, peer) {
+		if f.Local != "" && isReplicaOn(snap, key, f.Local, peer) { // mayPull held above
 			s.noteAck(f.Source, key, f.Local, f.Have)
 		}
 		limit := budget
 		if f.MaxBytes > 0 {
 			limit = min(limit, f.MaxBytes)
 		}
-		b, err := s.o.Store.ChangesSinceFrom(s.ctx, store.MailboxRef{Store: f.Source, Name: f.Path}, f.Have, f.Resync, limit, maxChanges, s.resyncPage())
+		b, err := s.o.Store.ChangesSinceFrom(s.ctx, ref, f.Have, f.Resync, limit, maxChanges, s.resyncPage())
 		if err != nil {
 			resp.Folders[i].Error = err.Error()
 			continue

@@ -394,14 +394,7 @@ func (s *Store) ChangesSinceFrom(ctx context.Context, ref MailboxRef, have CNSet
 func (s *Store) changesSince(ctx context.Context, ref MailboxRef, have CNSet, maxBytes, maxChanges int, bodies bool, cur *ResyncCursor, page int) (Batch, error) {
 	ref = ref.normalize()
 	var b Batch
-	err := s.db.View(func(txn *badger.Txn) error {
-		rec, err := lookup(txn, ref)
-		if errors.Is(err, ErrNoMailbox) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	err := s.viewReplica(ref, func(txn *badger.Txn, rec *mailboxRecord) error {
 		know, err := loadCNSet(txn, rec.ID)
 		if err != nil {
 			return err
@@ -546,7 +539,9 @@ func (s *Store) Apply(ctx context.Context, ref MailboxRef, b Batch) (ApplyResult
 	if !ref.Public() || !ref.valid() {
 		return res, fmt.Errorf("apply changes to %s: %w", ref, ErrBadName)
 	}
-	defer s.bumpVersion(ref) // at every return, after whatever committed
+	// At every return, after whatever committed (adds also signal from
+	// their group commits): pullers of this replica look again.
+	defer s.changed(ref)
 	rec, err := s.ensure(ref, "")
 	if err != nil {
 		return res, fmt.Errorf("apply changes to %s: %w", ref, err)
@@ -609,13 +604,11 @@ func (s *Store) Apply(ctx context.Context, ref MailboxRef, b Batch) (ApplyResult
 		}
 	}
 	if last != nil && last.claimed {
-		s.changed(ref)
 		return res, nil
 	}
 	if err := s.applyOthers(ctx, ref, rest, b.Claim, &res); err != nil {
 		return res, err
 	}
-	s.changed(ref)
 	return res, nil
 }
 
@@ -810,7 +803,18 @@ func (s *Store) PullSet(ctx context.Context, ref MailboxRef) (CNSet, error) {
 func (s *Store) setOf(ref MailboxRef, key func(uint64) []byte) (CNSet, error) {
 	ref = ref.normalize()
 	set := CNSet{}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.viewReplica(ref, func(txn *badger.Txn, rec *mailboxRecord) (err error) {
+		set, err = loadSetAt(txn, key(rec.ID))
+		return err
+	})
+	return set, err
+}
+
+// viewReplica runs fn in a read transaction with the record of replica
+// ref (normalized); a replica this store does not hold (yet) runs nothing
+// and is no error: it holds nothing.
+func (s *Store) viewReplica(ref MailboxRef, fn func(txn *badger.Txn, rec *mailboxRecord) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
 		rec, err := lookup(txn, ref)
 		if errors.Is(err, ErrNoMailbox) {
 			return nil
@@ -818,10 +822,8 @@ func (s *Store) setOf(ref MailboxRef, key func(uint64) []byte) (CNSet, error) {
 		if err != nil {
 			return err
 		}
-		set, err = loadSetAt(txn, key(rec.ID))
-		return err
+		return fn(txn, rec)
 	})
-	return set, err
 }
 
 // Missing counts the changes of a replica's log that a replica holding

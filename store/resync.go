@@ -44,16 +44,9 @@ func resyncKey(mbox uint64, source string) []byte {
 func (s *Store) ResyncCursor(ctx context.Context, ref MailboxRef, source string) (*ResyncCursor, error) {
 	ref = ref.normalize()
 	var cur *ResyncCursor
-	err := s.db.View(func(txn *badger.Txn) error {
-		rec, err := lookup(txn, ref)
-		if errors.Is(err, ErrNoMailbox) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	err := s.viewReplica(ref, func(txn *badger.Txn, rec *mailboxRecord) error {
 		var c ResyncCursor
-		err = getJSON(txn, resyncKey(rec.ID, source), &c)
+		err := getJSON(txn, resyncKey(rec.ID, source), &c)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}

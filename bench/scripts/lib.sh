@@ -141,3 +141,23 @@ finish_workdir() {
 		rm -rf "$1"
 	fi
 }
+
+# cleanup_exit: the EXIT trap of a script that keeps the processes it
+# started in PIDS and works in W: stops them, then finish_workdir W.
+#   trap cleanup_exit EXIT; trap 'exit 130' INT TERM
+cleanup_exit() {
+	local rc=$?
+	set +e
+	stop_pids "${PIDS[@]}"
+	finish_workdir "$W"
+	exit $rc
+}
+
+# build_base REV DIR: builds pfrouter of git revision REV of this
+# repository (ROOT) into DIR, for a script's before/after runs.
+build_base() {
+	log "building $1 ($(git -C "$ROOT" rev-parse --short "$1")) into $2"
+	mkdir -p "$2-src"
+	git -C "$ROOT" archive "$1" | tar -x -C "$2-src"
+	(cd "$2-src" && go build -o "$2/" ./cmd/pfrouter)
+}

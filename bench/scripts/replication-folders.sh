@@ -28,14 +28,7 @@ PIDS=()
 
 . "$(dirname "$0")/lib.sh"
 
-cleanup() {
-	local rc=$?
-	set +e
-	stop_pids "${PIDS[@]}"
-	finish_workdir "$W"
-	exit $rc
-}
-trap cleanup EXIT
+trap cleanup_exit EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$W/results"
@@ -43,9 +36,7 @@ log "building into $W"
 (cd "$ROOT" && go build -o "$W/new/" ./cmd/pfrouter ./bench/smtpload)
 CODES=new
 if [ -n "${BASE:-}" ]; then
-	mkdir -p "$W/base-src"
-	git -C "$ROOT" archive "$BASE" | tar -x -C "$W/base-src"
-	(cd "$W/base-src" && go build -o "$W/base/" ./cmd/pfrouter)
+	build_base "$BASE" "$W/base"
 	CODES="base new"
 fi
 

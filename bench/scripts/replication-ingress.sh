@@ -87,14 +87,7 @@ PIDS=()
 
 . "$(dirname "$0")/lib.sh"
 
-cleanup() {
-	local rc=$?
-	set +e
-	stop_pids "${PIDS[@]}"
-	finish_workdir "$W"
-	exit $rc
-}
-trap cleanup EXIT
+trap cleanup_exit EXIT
 trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
@@ -105,10 +98,7 @@ CODES=new
 log "building pfrouter and smtpload into $W/new"
 (cd "$ROOT" && go build -o "$W/new/" ./cmd/pfrouter ./bench/smtpload)
 if [ -n "${BASE:-}" ]; then
-	log "building $BASE ($(git -C "$ROOT" rev-parse --short "$BASE")) into $W/base"
-	mkdir -p "$W/base-src"
-	git -C "$ROOT" archive "$BASE" | tar -x -C "$W/base-src"
-	(cd "$W/base-src" && go build -o "$W/base/" ./cmd/pfrouter)
+	build_base "$BASE" "$W/base"
 	cp "$W/new/smtpload" "$W/base/" # one load generator for both
 	CODES="base new"
 fi
